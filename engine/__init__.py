@@ -1,0 +1,1 @@
+"""Quire's engine: ingestion, storage, retrieval, prompting and generation. No Qt."""

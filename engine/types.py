@@ -1,0 +1,75 @@
+"""Plain data passed between the engine's stages and out to the CLI and GUI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment: shown as one line, never a traceback."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of text that a chunk may never cross: one PDF page, or one HTML/Markdown section."""
+
+    text: str
+    page: int | None = None  # 1-based physical page of a PDF
+    section: str | None = None  # nearest heading
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a segment, sized for the embedder's window."""
+
+    text: str
+    page: int | None
+    section: str | None
+    ordinal: int  # position within the document
+
+
+@dataclass
+class SearchResult:
+    """One ranked passage, as `search --json` prints it."""
+
+    rank: int
+    document: str  # file name
+    path: str  # absolute path
+    page: int | None
+    section: str | None
+    score: float
+    text: str
+    chunk_id: int = 0
+    collection: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("chunk_id")
+        data.pop("collection")
+        return data
+
+
+@dataclass
+class Timings:
+    """Latency of one answer, in seconds."""
+
+    retrieval_s: float = 0.0
+    first_token_s: float = 0.0
+    total_s: float = 0.0
+    tokens: int = 0
+    tokens_per_s: float = 0.0
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did, file by file."""
+
+    indexed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # unchanged since the last run
+    removed: list[str] = field(default_factory=list)  # deleted from disk since the last run
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    chunks: int = 0
+    pages: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
