@@ -1,0 +1,218 @@
+"""Text generation with one GGUF model through llama-cpp-python.
+
+One `Generator` owns one `Llama`; it is not thread-safe, so only the engine's worker
+thread (or the CLI's main thread) calls it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from engine.types import Timings, UserError
+
+# Gemma's real turn format. The bundled Gemma 3 GGUF carries no chat template, and
+# llama-cpp-python would then fall back to the llama-2 format, which is wrong for Gemma.
+# Gemma has no system role: the system text opens the first user turn, as its own
+# template does.
+_GEMMA_TURN = "<start_of_turn>{role}\n{content}<end_of_turn>\n"
+_GEMMA_STOP = ["<end_of_turn>", "<start_of_turn>"]
+
+
+class Cancelled(Exception):
+    """Generation was stopped by the user."""
+
+
+class Generator:
+    """A loaded GGUF model that turns chat messages into a stream of text pieces."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        context_size: int = 4096,
+        threads: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.llm = _load(self.model_path, context_size, threads, seed)
+        self.template: str | None = self.llm.metadata.get("tokenizer.chat_template")
+        self.architecture = self.llm.metadata.get("general.architecture", "")
+        self.last_timings = Timings()
+        self._cancel = threading.Event()
+        # Keep a reference: ctypes callbacks are freed when garbage-collected.
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._cancel.is_set())
+        llama_cpp.llama_set_abort_callback(self.llm.ctx, self._abort_cb, None)
+        self._formatter = self._make_formatter()
+
+    @property
+    def name(self) -> str:
+        return self.model_path.name
+
+    @property
+    def context_size(self) -> int:
+        return int(self.llm.n_ctx())
+
+    @property
+    def template_kind(self) -> str:
+        """Which chat format is in use: the GGUF's own, Gemma turns, or plain text."""
+        if self._formatter is not None:
+            return "gguf"
+        return "gemma" if self.architecture.startswith("gemma") else "plain"
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def cancel(self) -> None:
+        """Stop the current generation, including a long prompt evaluation (thread-safe)."""
+        self._cancel.set()
+
+    def format(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        """The prompt text for `messages` in the model's chat format, and its stop strings."""
+        if self._formatter is not None:
+            try:
+                result = self._formatter(messages=messages)
+            except Exception:  # templates that refuse a system role, e.g. Gemma 2's
+                result = self._formatter(messages=_fold_system(messages))
+            stop = result.stop if isinstance(result.stop, list) else [result.stop or ""]
+            return result.prompt, [s for s in stop if s]
+        if self.template_kind == "gemma":
+            turns = [_GEMMA_TURN.format(**m) for m in _fold_system(messages)]
+            return "".join(turns) + "<start_of_turn>model\n", list(_GEMMA_STOP)
+        text = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages)
+        return text + "Assistant:", ["\nUser:", "\nSystem:"]
+
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int = 384,
+        temperature: float = 0.2,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer piece by piece; `self.last_timings` is filled as it goes.
+
+        Raises `Cancelled` when `cancel()` was called; breaking out of the loop also stops.
+        """
+        prompt, stop = self.format(messages)
+        tokens = self._tokenize_prompt(prompt)
+        budget = self.context_size - len(tokens)
+        if budget < 16:
+            raise UserError(
+                f"The prompt ({len(tokens)} tokens) does not fit the context window "
+                f"({self.context_size}); raise the context size or use fewer sources."
+            )
+        self._cancel.clear()
+        if seed is not None:
+            self.llm.set_seed(seed)
+        yield from self._run(tokens, stop, min(max_tokens, budget), temperature)
+
+    def _run(
+        self, tokens: list[int], stop: list[str], max_tokens: int, temperature: float
+    ) -> Iterator[str]:
+        timings = self.last_timings = Timings()
+        start = time.perf_counter()
+        pieces = self.llm.create_completion(
+            tokens, max_tokens=max_tokens, temperature=temperature, stop=stop, stream=True
+        )
+        try:
+            for chunk in pieces:
+                if self._cancel.is_set():
+                    raise Cancelled()
+                text, finished = _chunk_text(chunk)
+                if finished and not text:
+                    break
+                now = time.perf_counter() - start
+                if timings.tokens == 0:
+                    timings.first_token_s = now
+                timings.tokens += 1
+                timings.total_s = now
+                if text:
+                    yield text
+        except RuntimeError as exc:  # llama_decode reports an abort as an error
+            self.llm.reset()
+            if self._cancel.is_set():
+                raise Cancelled() from exc
+            raise
+        finally:
+            timings.total_s = time.perf_counter() - start
+            gen_s = timings.total_s - timings.first_token_s
+            if timings.tokens > 1 and gen_s > 0:
+                timings.tokens_per_s = (timings.tokens - 1) / gen_s
+
+    def _tokenize_prompt(self, prompt: str) -> list[int]:
+        """Tokenize with special tokens; add BOS unless the template already wrote it."""
+        bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode("utf-8", "ignore")
+        add_bos = not (bos and prompt.startswith(bos))
+        return list(self.llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def _make_formatter(self) -> Jinja2ChatFormatter | None:
+        if not self.template:
+            return None
+
+        def piece(token: int) -> str:
+            return self.llm.detokenize([token], special=True).decode("utf-8", "ignore")
+
+        return Jinja2ChatFormatter(
+            template=self.template,
+            eos_token=piece(self.llm.token_eos()),
+            bos_token=piece(self.llm.token_bos()),
+        )
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def _load(path: Path, context_size: int, threads: int | None, seed: int) -> llama_cpp.Llama:
+    """Load a GGUF model, turning llama.cpp's failures into one clear line."""
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found; pick a GGUF file in Settings or --model")
+    with path.open("rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise UserError(f"{path.name}: not a GGUF model file; Quire runs GGUF models only")
+    _quiet_llama_logs()
+    try:
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=context_size,
+            n_threads=threads or os.cpu_count() or 2,
+            n_batch=512,
+            seed=seed,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(f"{path.name}: llama.cpp could not load this model ({exc})") from exc
+
+
+@llama_cpp.llama_log_callback
+def _discard_log(_level: int, _text: bytes, _data: ctypes.c_void_p) -> None:
+    return None
+
+
+def _quiet_llama_logs() -> None:
+    """llama.cpp prints model-loading chatter to stderr; the CLI's stderr is for progress."""
+    if not os.environ.get("QUIRE_LLAMA_LOGS"):
+        llama_cpp.llama_log_set(_discard_log, ctypes.c_void_p(0))
+
+
+def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Merge a leading system message into the first user turn, for formats without one."""
+    if not messages or messages[0]["role"] != "system":
+        return messages
+    system, rest = messages[0]["content"], list(messages[1:])
+    if rest and rest[0]["role"] == "user":
+        rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
+        return rest
+    return [{"role": "user", "content": system}, *rest]
+
+
+def _chunk_text(chunk: Any) -> tuple[str, bool]:
+    """A streamed piece's text, and whether it is the closing piece (no new token)."""
+    choice = chunk["choices"][0]
+    return str(choice["text"]), choice.get("finish_reason") is not None

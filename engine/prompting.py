@@ -1,0 +1,98 @@
+"""Prompts: numbered sources fitted to the model's context window, with room for the answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from engine.types import SearchResult
+
+DONT_KNOW = "The documents do not say."
+
+RAG_SYSTEM_PROMPT = (
+    "You are Quire, an assistant that answers questions from the user's own documents. "
+    "Use only the numbered sources below. After each fact, cite the source it came from "
+    "in square brackets, like [1] or [2][3]. If the sources do not contain the answer, "
+    f'reply exactly: "{DONT_KNOW}" Be concise.'
+)
+BASE_SYSTEM_PROMPT = "You are Quire, a helpful assistant. Answer concisely."
+
+_DONT_KNOW_PATTERNS = re.compile(
+    r"documents? do(?:es)? not say|do(?:es)?n.t (?:know|say|contain|mention)|"
+    r"not (?:mentioned|stated|found|contained|covered|provided) in|"
+    r"no information|cannot (?:find|answer)|can.t (?:find|answer)|not in the (?:sources|documents)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Chat messages ready for a template, and the sources that made it in (numbered from 1)."""
+
+    messages: list[dict[str, str]]
+    sources: list[SearchResult]
+
+
+def says_dont_know(answer: str) -> bool:
+    """Whether an answer admits the sources do not hold it."""
+    return bool(_DONT_KNOW_PATTERNS.search(answer))
+
+
+def source_label(source: SearchResult) -> str:
+    """`name, page 3` or `name, section "Backups"`: how a source is named to the model and user."""
+    if source.page is not None:
+        return f"{source.document}, page {source.page}"
+    if source.section:
+        return f'{source.document}, section "{source.section}"'
+    return source.document
+
+
+def build_prompt(
+    question: str,
+    sources: Sequence[SearchResult],
+    count_tokens: Callable[[str], int],
+    budget_tokens: int,
+    system_prompt: str | None = None,
+) -> Prompt:
+    """Number the sources in rank order and keep as many as fit in `budget_tokens`.
+
+    The system prompt comes first and never changes between questions, so the model's
+    KV cache reuses it. A source that only partly fits is cut at a word boundary.
+    """
+    with_sources = bool(sources)
+    system = system_prompt or (RAG_SYSTEM_PROMPT if with_sources else BASE_SYSTEM_PROMPT)
+    tail = f"Question: {question}" if with_sources else question
+    remaining = budget_tokens - count_tokens(system) - count_tokens(tail) - 16
+    blocks: list[str] = []
+    kept: list[SearchResult] = []
+    for source in sources:
+        header = f"[{len(kept) + 1}] {source_label(source)}\n"
+        text = _fit(header + source.text, count_tokens, remaining)
+        if text is None:
+            break
+        remaining -= count_tokens(text) + 2
+        blocks.append(text)
+        kept.append(source)
+    user = ("Sources:\n\n" + "\n\n".join(blocks) + "\n\n" + tail) if kept else tail
+    if with_sources and not kept:
+        user = f"Sources: (none fit)\n\n{tail}"
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return Prompt(messages=messages, sources=kept)
+
+
+def _fit(text: str, count_tokens: Callable[[str], int], budget: int) -> str | None:
+    """The text, or its longest word-boundary prefix within budget; None if under 32 tokens fit."""
+    if budget < 32:
+        return None
+    if count_tokens(text) <= budget:
+        return text
+    words = text.split(" ")
+    lo, hi = 0, len(words)
+    while lo < hi:  # binary search on the number of words that fit
+        mid = (lo + hi + 1) // 2
+        if count_tokens(" ".join(words[:mid]) + " …") <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return " ".join(words[:lo]) + " …" if lo else None
