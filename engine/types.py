@@ -73,3 +73,19 @@ class IngestReport:
     pages: int = 0
     seconds: float = 0.0
     cancelled: bool = False
+
+
+@dataclass
+class IngestProgress:
+    """A snapshot of an ingest run, sent after every file and embedding batch."""
+
+    files_done: int
+    files_total: int
+    chunks_done: int
+    pages_done: int
+    current: str  # file name being worked on
+    elapsed_s: float
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks_done / self.elapsed_s if self.elapsed_s > 0 else 0.0

