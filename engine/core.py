@@ -144,6 +144,23 @@ class Engine:
         ingestor = Ingestor(self.store, self.embedder)
         return ingestor.run(paths, collection or self.settings.collection, progress, cancel)
 
+    def collections(self) -> list[Any]:
+        """Collections with their document and chunk counts."""
+        return list(self.store.collections())
+
+    def create_collection(self, name: str) -> None:
+        self.store.create_collection(name)
+
+    def rename_collection(self, old: str, new: str) -> None:
+        self.store.rename_collection(old, new)
+        if self.settings.collection == old:
+            self.settings.collection = new
+
+    def delete_collection(self, name: str) -> None:
+        self.store.delete_collection(name)
+        if self.settings.collection == name:
+            self.settings.collection = "default"
+
     def documents(self, collection: str | None = None) -> list[Any]:
         return list(self.store.documents(collection))
 
