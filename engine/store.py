@@ -1,0 +1,533 @@
+"""The index: one SQLite file holding collections, documents, chunks, FTS5 and vec0.
+
+`Store` is the one owner of the schema. Writes for one document happen in one
+transaction, so a crash leaves the old version or the new one, never half of each.
+One Store per thread: SQLite connections are not shared across threads.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.sqlite import connect
+from engine.types import Chunk, UserError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2-int8"
+DEFAULT_DIM = 384
+DEFAULT_COLLECTION = "default"
+QUANTIZATIONS = ("binary", "float")
+DEFAULT_QUANTIZATION = "binary"  # see docs/search.md: same recall@10 as float, ~5x faster
+OVERSAMPLE = 10  # binary KNN candidates per result, rescored by exact cosine
+MAX_KNN = 4096  # vec0's limit on k
+MAX_TERMS = 32
+FTS_WEIGHTS = "1.0, 0.5, 0.5"  # text, section, title
+
+STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "a about above after again against all am an and any are as at be because been before "
+        "being below between both but by can could did do does doing down during each few for "
+        "from further had has have having he her here hers him his how i if in into is it its "
+        "itself just me more most my no nor not now of off on once only or other our ours out "
+        "over own same she should so some such than that the their theirs them then there "
+        "these they this those through to too under until up very was we were what when where "
+        "which while who whom why will with would you your yours near ",
+    )
+)
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """One file in the index: indexed (hash set) and/or failed (error set)."""
+
+    id: int
+    collection: str
+    path: str
+    name: str
+    title: str | None
+    hash: str | None
+    size: int | None
+    mtime: float | None
+    pages: int | None
+    chunks: int
+    indexed_at: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk with the document it came from."""
+
+    chunk_id: int
+    document: str
+    path: str
+    title: str | None
+    page: int | None
+    section: str | None
+    ordinal: int
+    text: str
+    collection: str
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    documents: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    documents: int
+    failed: int
+    chunks: int
+    bytes: int
+
+
+def fts_query(text: str) -> str:
+    """A safe FTS5 query from free user text: quoted terms, stopwords dropped, OR-ed.
+
+    Returns "" when nothing searchable is left. Quoting makes every term a string
+    (FTS5 tokenizes it itself), so operators, parentheses and column filters in the
+    user's text are inert.
+    """
+    terms: list[str] = []
+    for piece in text.split():
+        word = re.sub(r"^\W+|\W+$", "", piece.replace('"', ""))
+        key = word.lower()
+        if not re.search(r"\w", word) or key in STOPWORDS or key in terms:
+            continue
+        terms.append(key)
+    return " OR ".join(f'"{t}"' for t in terms[:MAX_TERMS])
+
+
+def _m001_initial(store: Store) -> None:
+    # Statement by statement: executescript() would COMMIT the migration's transaction.
+    _execute_script(
+        store.conn,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE collections (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            path TEXT NOT NULL, name TEXT NOT NULL, title TEXT, hash TEXT, size INTEGER,
+            mtime REAL, pages INTEGER, chunk_count INTEGER NOT NULL DEFAULT 0,
+            indexed_at REAL, error TEXT, UNIQUE (collection_id, path));
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL, page INTEGER, section TEXT, text TEXT NOT NULL);
+        CREATE INDEX chunks_document ON chunks(document_id);
+        CREATE TABLE embeddings (
+            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL);
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, section, title, content='', tokenize='porter unicode61');
+        """,
+    )
+    store.conn.execute(
+        "INSERT INTO collections(name, created_at) VALUES (?, ?)", (DEFAULT_COLLECTION, time.time())
+    )
+    store.set_meta("embedding_model", store.model)
+    store.set_meta("embedding_dim", str(store.dim))
+    store.set_meta("quantization", store.quantization)
+    store.create_vec_table()
+
+
+def _execute_script(conn: Any, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[Store], None]] = [_m001_initial]
+
+
+class Store:
+    """The index file. `quantization` picks vec0's column: "binary" or "float"."""
+
+    def __init__(
+        self,
+        path: Path,
+        model: str | None = None,
+        dim: int | None = None,
+        quantization: str | None = None,
+        readonly: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.conn: Any = connect(self.path, readonly=readonly)
+        meta = self._read_meta()
+        self.model = meta.get("embedding_model") or model or DEFAULT_MODEL
+        self.dim = int(meta.get("embedding_dim") or dim or DEFAULT_DIM)
+        if dim is not None and dim != self.dim:
+            self.conn.close()
+            raise UserError(
+                f"index {self.path} was built with {self.model} ({self.dim}-d, not {dim}-d); "
+                "re-index or pick that model"
+            )
+        self.quantization = meta.get("quantization") or quantization or DEFAULT_QUANTIZATION
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {QUANTIZATIONS}")
+        if not readonly:
+            self._migrate()
+            if quantization and quantization != self.quantization:
+                self.set_quantization(quantization)
+
+    # -- schema ---------------------------------------------------------------
+
+    def _read_meta(self) -> dict[str, str]:
+        has = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+        if not has:
+            return {}
+        return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def _migrate(self) -> None:
+        version = int(self._read_meta().get("schema_version", 0))
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self._transaction():
+                migration(self)
+                self.set_meta("schema_version", str(number))
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._read_meta().get("schema_version", 0))
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def create_vec_table(self) -> None:
+        """The vec0 table, partitioned by collection (measured: faster than a metadata column)."""
+        column = (
+            f"embedding bit[{self.dim}]"
+            if self.quantization == "binary"
+            else f"embedding float[{self.dim}] distance_metric=cosine"
+        )
+        self.conn.execute(
+            "CREATE VIRTUAL TABLE vec_chunks USING vec0(chunk_id INTEGER PRIMARY KEY, "
+            f"collection_id INTEGER PARTITION KEY, {column})"
+        )
+
+    def set_quantization(self, quantization: str) -> None:
+        """Rebuild the vec0 table for another quantization from the stored float vectors."""
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {QUANTIZATIONS}")
+        with self._transaction():
+            self.conn.execute("DROP TABLE vec_chunks")
+            self.quantization = quantization
+            self.create_vec_table()
+            self.set_meta("quantization", quantization)
+            rows = self.conn.execute(
+                "SELECT e.chunk_id, d.collection_id, e.vector FROM embeddings e "
+                "JOIN chunks c ON c.id = e.chunk_id JOIN documents d ON d.id = c.document_id"
+            )
+            self._insert_vec(rows)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- collections ----------------------------------------------------------
+
+    def _collection_id(self, name: str, create: bool = False) -> int:
+        row = self.conn.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
+        if row:
+            return int(row[0])
+        if not create:
+            raise UserError(f"no collection named {name!r}; see the collections list")
+        cur = self.conn.execute(
+            "INSERT INTO collections(name, created_at) VALUES (?, ?)", (name, time.time())
+        )
+        return int(cur.lastrowid)
+
+    def create_collection(self, name: str) -> None:
+        name = name.strip()
+        if not name:
+            raise UserError("a collection needs a name")
+        if self.conn.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone():
+            raise UserError(f"a collection named {name!r} already exists")
+        self._collection_id(name, create=True)
+
+    def rename_collection(self, old: str, new: str) -> None:
+        cid = self._collection_id(old)
+        if self.conn.execute("SELECT 1 FROM collections WHERE name = ?", (new,)).fetchone():
+            raise UserError(f"a collection named {new!r} already exists")
+        self.conn.execute("UPDATE collections SET name = ? WHERE id = ?", (new, cid))
+
+    def delete_collection(self, name: str) -> None:
+        """Delete a collection and everything indexed in it (the default one is only emptied)."""
+        cid = self._collection_id(name)
+        with self._transaction():
+            docs = self.conn.execute("SELECT id FROM documents WHERE collection_id = ?", (cid,))
+            self._delete_chunks([row[0] for row in docs.fetchall()])
+            self.conn.execute("DELETE FROM documents WHERE collection_id = ?", (cid,))
+            if name != DEFAULT_COLLECTION:
+                self.conn.execute("DELETE FROM collections WHERE id = ?", (cid,))
+
+    def collections(self) -> list[CollectionInfo]:
+        rows = self.conn.execute(
+            "SELECT c.name, COUNT(d.id), COALESCE(SUM(d.chunk_count), 0) FROM collections c "
+            "LEFT JOIN documents d ON d.collection_id = c.id AND d.hash IS NOT NULL "
+            "GROUP BY c.id ORDER BY c.name"
+        )
+        return [CollectionInfo(str(n), int(d), int(c)) for n, d, c in rows.fetchall()]
+
+    # -- documents ------------------------------------------------------------
+
+    _DOC_SQL = (
+        "SELECT d.id, c.name, d.path, d.name, d.title, d.hash, d.size, d.mtime, d.pages, "
+        "d.chunk_count, d.indexed_at, d.error FROM documents d "
+        "JOIN collections c ON c.id = d.collection_id "
+    )
+
+    def document(self, collection: str, path: str | Path) -> DocumentRecord | None:
+        """The record for `path` in `collection`, or None if it was never seen."""
+        row = self.conn.execute(
+            self._DOC_SQL + "WHERE c.name = ? AND d.path = ?", (collection, _abs(path))
+        ).fetchone()
+        return DocumentRecord(*row) if row else None
+
+    def documents(self, collection: str | None = None) -> list[DocumentRecord]:
+        """Every indexed and failed document, by collection and path."""
+        where, args = ("WHERE c.name = ? ", (collection,)) if collection else ("", ())
+        rows = self.conn.execute(self._DOC_SQL + where + "ORDER BY c.name, d.path", args)
+        return [DocumentRecord(*row) for row in rows.fetchall()]
+
+    def paths(self, collection: str = DEFAULT_COLLECTION) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT d.path FROM documents d JOIN collections c ON c.id = d.collection_id "
+            "WHERE c.name = ? ORDER BY d.path",
+            (collection,),
+        )
+        return [str(row[0]) for row in rows.fetchall()]
+
+    def replace_document(
+        self,
+        collection: str,
+        path: str | Path,
+        name: str,
+        title: str | None,
+        hash: str,
+        size: int,
+        mtime: float,
+        pages: int | None,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+    ) -> int:
+        """Swap in the new version of one document, atomically. Returns its id."""
+        vectors = self._check_vectors(vectors, len(chunks))
+        with self._transaction():
+            cid = self._collection_id(collection, create=True)
+            doc_id = self._document_id(cid, _abs(path), name)
+            self._delete_chunks([doc_id])  # before the title changes: FTS deletes need the old one
+            self.conn.execute(
+                "UPDATE documents SET name = ?, title = ?, hash = ?, size = ?, mtime = ?, "
+                "pages = ?, chunk_count = ?, indexed_at = ?, error = NULL WHERE id = ?",
+                (name, title, hash, size, mtime, pages, len(chunks), time.time(), doc_id),
+            )
+            ids = self._insert_chunks(doc_id, title, chunks)
+            self._insert_vectors(cid, ids, vectors)
+        return doc_id
+
+    def record_failure(self, collection: str, path: str | Path, reason: str) -> None:
+        """Note that `path` failed to index; an earlier good version stays searchable."""
+        with self._transaction():
+            cid = self._collection_id(collection, create=True)
+            self.conn.execute(
+                "INSERT INTO documents(collection_id, path, name, error) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(collection_id, path) DO UPDATE SET error = excluded.error",
+                (cid, _abs(path), Path(path).name, reason),
+            )
+
+    def remove_document(self, collection: str, path: str | Path) -> bool:
+        """Forget `path`; returns False if it was not in the index."""
+        record = self.document(collection, path)
+        if record is None:
+            return False
+        with self._transaction():
+            self._delete_chunks([record.id])
+            self.conn.execute("DELETE FROM documents WHERE id = ?", (record.id,))
+        return True
+
+    def _check_vectors(self, vectors: np.ndarray, n: int) -> np.ndarray:
+        array = np.ascontiguousarray(vectors, dtype="<f4")
+        if array.shape != (n, self.dim):
+            raise ValueError(f"expected vectors of shape ({n}, {self.dim}), got {array.shape}")
+        return array
+
+    def _document_id(self, cid: int, path: str, name: str) -> int:
+        """The id of (collection, path), inserting an empty row if it is new."""
+        self.conn.execute(
+            "INSERT INTO documents(collection_id, path, name) VALUES (?, ?, ?) "
+            "ON CONFLICT(collection_id, path) DO NOTHING",
+            (cid, path, name),
+        )
+        row = self.conn.execute(
+            "SELECT id FROM documents WHERE collection_id = ? AND path = ?", (cid, path)
+        ).fetchone()
+        return int(row[0])
+
+    def _delete_chunks(self, doc_ids: Iterable[int]) -> None:
+        """Remove the chunks, FTS rows and vectors of these documents (inside a transaction)."""
+        for doc_id in doc_ids:
+            rows = self.conn.execute(
+                "SELECT c.id, c.text, c.section, d.title FROM chunks c "
+                "JOIN documents d ON d.id = c.document_id WHERE c.document_id = ?",
+                (doc_id,),
+            ).fetchall()
+            self.conn.executemany(
+                "INSERT INTO chunks_fts(chunks_fts, rowid, text, section, title) "
+                "VALUES ('delete', ?, ?, ?, ?)",
+                rows,
+            )
+            self.conn.executemany(
+                "DELETE FROM vec_chunks WHERE chunk_id = ?", [(r[0],) for r in rows]
+            )
+            self.conn.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
+
+    def _insert_chunks(self, doc_id: int, title: str | None, chunks: Sequence[Chunk]) -> list[int]:
+        ids: list[int] = []
+        for chunk in chunks:
+            cur = self.conn.execute(
+                "INSERT INTO chunks(document_id, ordinal, page, section, text) VALUES (?,?,?,?,?)",
+                (doc_id, chunk.ordinal, chunk.page, chunk.section, chunk.text),
+            )
+            ids.append(int(cur.lastrowid))
+        self.conn.executemany(
+            "INSERT INTO chunks_fts(rowid, text, section, title) VALUES (?, ?, ?, ?)",
+            [(i, c.text, c.section, title) for i, c in zip(ids, chunks, strict=True)],
+        )
+        return ids
+
+    def _insert_vectors(self, cid: int, ids: list[int], vectors: np.ndarray) -> None:
+        rows = [(i, cid, vectors[n].tobytes()) for n, i in enumerate(ids)]
+        self.conn.executemany(
+            "INSERT INTO embeddings(chunk_id, vector) VALUES (?, ?)", [(r[0], r[2]) for r in rows]
+        )
+        self._insert_vec(rows)
+
+    def _insert_vec(self, rows: Iterable[tuple[int, int, bytes]]) -> None:
+        value = "vec_quantize_binary(vec_f32(?))" if self.quantization == "binary" else "?"
+        self.conn.executemany(
+            f"INSERT INTO vec_chunks(chunk_id, collection_id, embedding) VALUES (?, ?, {value})",
+            rows,
+        )
+
+    # -- search ---------------------------------------------------------------
+
+    def _search_filter(self, collection: str | None) -> tuple[str, tuple[int, ...]]:
+        if collection is None:
+            return "", ()
+        return " AND collection_id = ?", (self._collection_id(collection),)
+
+    def vector_search(
+        self, qvec: np.ndarray, k: int, collection: str | None = None
+    ) -> list[tuple[int, float]]:
+        """The k nearest chunks by cosine distance (0 = same direction), nearest first."""
+        query = np.ascontiguousarray(qvec, dtype="<f4").reshape(-1)
+        if query.shape != (self.dim,):
+            raise ValueError(f"expected a ({self.dim},) query vector, got {query.shape}")
+        where, args = self._search_filter(collection)
+        if self.quantization == "float":
+            sql = "SELECT chunk_id, distance FROM vec_chunks WHERE embedding MATCH ? AND k = ?"
+            rows = self.conn.execute(sql + where, (query.tobytes(), min(k, MAX_KNN), *args))
+            return [(int(i), float(d)) for i, d in rows.fetchall()]
+        sql = (
+            "SELECT chunk_id FROM vec_chunks "
+            "WHERE embedding MATCH vec_quantize_binary(vec_f32(?)) AND k = ?"
+        )
+        rows = self.conn.execute(
+            sql + where, (query.tobytes(), min(k * OVERSAMPLE, MAX_KNN), *args)
+        )
+        ids = [int(row[0]) for row in rows.fetchall()]
+        distances = 1.0 - self.vectors(ids) @ query
+        order = np.argsort(distances, kind="stable")[:k]
+        return [(ids[n], float(distances[n])) for n in order]
+
+    def keyword_search(
+        self, query: str, k: int, collection: str | None = None
+    ) -> list[tuple[int, float]]:
+        """The k best chunks by FTS5 BM25 (SQLite's sign: lower is better), best first."""
+        match = fts_query(query)
+        if not match:
+            return []
+        sql = f"SELECT f.rowid, bm25(chunks_fts, {FTS_WEIGHTS}) AS score FROM chunks_fts f "
+        args: tuple[Any, ...] = (match,)
+        if collection is not None:
+            sql += "JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id "
+            sql += "WHERE chunks_fts MATCH ? AND d.collection_id = ? "
+            args += (self._collection_id(collection),)
+        else:
+            sql += "WHERE chunks_fts MATCH ? "
+        rows = self.conn.execute(sql + "ORDER BY score LIMIT ?", (*args, k))
+        return [(int(i), float(s)) for i, s in rows.fetchall()]
+
+    def fetch(self, chunk_ids: Sequence[int]) -> list[ChunkRow]:
+        """Chunks with their document, in the order asked (unknown ids are skipped)."""
+        if not chunk_ids:
+            return []
+        marks = ",".join("?" * len(chunk_ids))
+        rows = self.conn.execute(
+            "SELECT c.id, d.name, d.path, d.title, c.page, c.section, c.ordinal, c.text, k.name "
+            "FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"JOIN collections k ON k.id = d.collection_id WHERE c.id IN ({marks})",
+            list(chunk_ids),
+        ).fetchall()
+        by_id = {row[0]: ChunkRow(*row) for row in rows}
+        return [by_id[i] for i in chunk_ids if i in by_id]
+
+    def vectors(self, chunk_ids: Sequence[int]) -> np.ndarray:
+        """The float32 embeddings of these chunks, (n, dim), in the order asked."""
+        if not chunk_ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        marks = ",".join("?" * len(chunk_ids))
+        rows = self.conn.execute(
+            f"SELECT chunk_id, vector FROM embeddings WHERE chunk_id IN ({marks})", list(chunk_ids)
+        ).fetchall()
+        by_id = dict(rows)
+        blob = b"".join(by_id[i] for i in chunk_ids)
+        return np.frombuffer(blob, dtype="<f4").reshape(len(chunk_ids), self.dim).copy()
+
+    def stats(self) -> StoreStats:
+        docs, failed, chunks = self.conn.execute(
+            "SELECT COUNT(hash), COUNT(error), COALESCE(SUM(chunk_count), 0) FROM documents"
+        ).fetchone()
+        size = sum(
+            p.stat().st_size
+            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+            if p.exists()
+        )
+        return StoreStats(int(docs), int(failed), int(chunks), size)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _abs(path: str | Path) -> str:
+    return str(Path(path).expanduser().resolve())

@@ -1,0 +1,257 @@
+"""engine.store: a real SQLite file in tmp_path with real sqlite-vec and FTS5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.store import Store, fts_query
+from engine.types import Chunk, UserError
+
+DIM = 16
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _chunks(*texts: str) -> list[Chunk]:
+    return [Chunk(text=t, page=i + 1, section=None, ordinal=i) for i, t in enumerate(texts)]
+
+
+def _put(
+    store: Store, path: Path, texts: list[str], vectors: np.ndarray, collection: str = "default"
+) -> None:
+    store.replace_document(
+        collection,
+        path,
+        path.name,
+        path.stem,
+        f"hash-{texts[0]}",
+        10,
+        1.0,
+        len(texts),
+        _chunks(*texts),
+        vectors,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "index.sqlite3", model="test-model", dim=DIM)
+    yield s
+    s.close()
+
+
+def test_migrations_are_idempotent_on_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    with Store(path, model="m", dim=DIM) as first:
+        _put(first, tmp_path / "a.txt", ["alpha"], _unit(np.random.default_rng(0), 1))
+        version = first.schema_version
+    with Store(path, model="m", dim=DIM) as again:
+        assert again.schema_version == version >= 1
+        assert [d.name for d in again.documents()] == ["a.txt"]
+        assert [c.name for c in again.collections()] == ["default"]
+
+
+def test_dimension_mismatch_names_the_model(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    Store(path, model="mini-384", dim=DIM).close()
+    with pytest.raises(
+        UserError, match="index .* was built with mini-384.*re-index or pick that model"
+    ):
+        Store(path, model="big-768", dim=DIM * 2)
+
+
+def test_replace_document_swaps_versions(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    path = tmp_path / "doc.txt"
+    _put(store, path, ["old walrus text", "old second"], _unit(rng, 2))
+    _put(store, path, ["new penguin text"], _unit(rng, 1))
+    assert store.keyword_search("walrus", 5) == []
+    hits = store.keyword_search("penguin", 5)
+    assert [r.text for r in store.fetch([i for i, _ in hits])] == ["new penguin text"]
+    record = store.document("default", path)
+    assert record is not None and record.chunks == 1 and record.hash == "hash-new penguin text"
+    assert store.stats().chunks == 1
+    assert len(store.vector_search(_unit(rng, 1)[0], 10)) == 1
+
+
+def _assert_old_version_intact(store: Store, path: Path, vectors: np.ndarray) -> None:
+    record = store.document("default", path)
+    assert record is not None and record.hash == "hash-old walrus text" and record.chunks == 2
+    hits = store.keyword_search("walrus", 5)
+    assert len(hits) == 1
+    assert store.vector_search(vectors[1], 1)[0][1] == pytest.approx(0.0, abs=1e-5)
+    assert store.keyword_search("penguin", 5) == []
+    assert store.stats().chunks == 2
+
+
+def test_replace_document_is_atomic_when_a_write_fails(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(2)
+    path = tmp_path / "doc.txt"
+    old = _unit(rng, 2)
+    _put(store, path, ["old walrus text", "old second"], old)
+
+    def crash(*args: object) -> None:  # after old rows are deleted and new chunks + FTS written
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "_insert_vectors", crash)
+    with pytest.raises(OSError):
+        _put(store, path, ["new penguin text"], _unit(rng, 1))
+    _assert_old_version_intact(store, path, old)
+
+
+def test_replace_document_rejects_wrong_vector_count(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    path = tmp_path / "doc.txt"
+    old = _unit(rng, 2)
+    _put(store, path, ["old walrus text", "old second"], old)
+    with pytest.raises(ValueError, match="shape"):
+        _put(store, path, ["new penguin text", "two"], _unit(rng, 3))
+    _assert_old_version_intact(store, path, old)
+
+
+def test_record_failure_keeps_the_good_version(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    good, bad = tmp_path / "good.pdf", tmp_path / "bad.pdf"
+    _put(store, good, ["zebra facts"], _unit(rng, 1))
+    store.record_failure("default", good, "PDF is encrypted")
+    store.record_failure("default", bad, "not a PDF")
+    assert len(store.keyword_search("zebra", 5)) == 1
+    docs = {Path(d.path).name: d for d in store.documents()}
+    assert docs["good.pdf"].hash and docs["good.pdf"].chunks == 1
+    assert docs["good.pdf"].error == "PDF is encrypted"
+    assert docs["bad.pdf"].hash is None and docs["bad.pdf"].error == "not a PDF"
+    assert store.stats().failed == 2 and store.stats().documents == 1
+    _put(store, good, ["zebra facts again"], _unit(rng, 1))
+    assert store.document("default", good).error is None  # type: ignore[union-attr]
+
+
+def test_collections_filter_vector_and_keyword_search(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    vecs = _unit(rng, 2)
+    store.create_collection("work")
+    _put(store, tmp_path / "home.txt", ["shared word kiwi"], vecs[:1])
+    _put(store, tmp_path / "work.txt", ["shared word mango"], vecs[1:], collection="work")
+
+    def names(ids: list[tuple[int, float]]) -> list[str]:
+        return [r.document for r in store.fetch([i for i, _ in ids])]
+
+    assert names(store.keyword_search("shared", 5, collection="work")) == ["work.txt"]
+    assert sorted(names(store.keyword_search("shared", 5))) == ["home.txt", "work.txt"]
+    assert names(store.vector_search(vecs[0], 5, collection="work")) == ["work.txt"]
+    assert names(store.vector_search(vecs[0], 5, collection="default")) == ["home.txt"]
+    assert store.fetch([store.keyword_search("mango", 1)[0][0]])[0].collection == "work"
+    with pytest.raises(UserError, match="no collection"):
+        store.vector_search(vecs[0], 5, collection="nope")
+
+
+def test_collection_crud(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    store.create_collection("papers")
+    with pytest.raises(UserError, match="already exists"):
+        store.create_collection("papers")
+    _put(store, tmp_path / "p.txt", ["quokka", "two"], _unit(rng, 2), collection="papers")
+    store.rename_collection("papers", "reading")
+    counts = {c.name: (c.documents, c.chunks) for c in store.collections()}
+    assert counts == {"default": (0, 0), "reading": (1, 2)}
+    assert store.paths("reading") == [str((tmp_path / "p.txt").resolve())]
+    store.delete_collection("reading")
+    assert [c.name for c in store.collections()] == ["default"]
+    assert store.keyword_search("quokka", 5) == []
+    assert store.vector_search(_unit(rng, 1)[0], 5) == []
+    assert store.stats().chunks == 0
+
+
+def test_remove_document(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    path = tmp_path / "gone.txt"
+    _put(store, path, ["ocelot"], _unit(rng, 1))
+    assert store.remove_document("default", path)
+    assert not store.remove_document("default", path)
+    assert store.keyword_search("ocelot", 5) == [] and store.documents() == []
+    assert store.vector_search(_unit(rng, 1)[0], 5) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"foo AND (',
+        "NEAR(foo bar)",
+        "foo*",
+        "-foo",
+        "col:foo",
+        "^foo",
+        "'; DROP TABLE",
+        "(((",
+        '"',
+        "",
+    ],
+)
+def test_keyword_search_never_raises_on_hostile_input(
+    store: Store, tmp_path: Path, text: str
+) -> None:
+    _put(store, tmp_path / "a.txt", ["foo bar baz"], _unit(np.random.default_rng(8), 1))
+    hits = store.keyword_search(text, 5)
+    assert hits == [] or len(hits) == 1
+
+
+def test_fts_query_quotes_terms_and_drops_stopwords() -> None:
+    assert fts_query('"foo AND (') == '"foo"'
+    assert fts_query("What is the ERR_0x7f3a code?") == '"err_0x7f3a" OR "code"'
+    assert fts_query("the of and") == ""
+    assert fts_query("sqlite-vec sqlite-vec") == '"sqlite-vec"'
+
+
+def test_keyword_search_ranks_and_matches_stems(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    _put(store, tmp_path / "a.txt", ["running shoes for marathons", "cooking pasta"], _unit(rng, 2))
+    hits = store.keyword_search("marathon runs", 5)
+    assert [r.text for r in store.fetch([i for i, _ in hits])] == ["running shoes for marathons"]
+    assert store.keyword_search("ERR_0x7f3a", 5) == []
+
+
+def _recall_at_10(store: Store, queries: np.ndarray, data: np.ndarray, ids: list[int]) -> float:
+    found = 0
+    for q in queries:
+        truth = {ids[n] for n in np.argsort(-(data @ q))[:10]}
+        found += len(truth & {i for i, _ in store.vector_search(q, 10)})
+    return found / (10 * len(queries))
+
+
+def test_binary_quantized_search_recall_is_close_to_exact(tmp_path: Path) -> None:
+    rng = np.random.default_rng(10)
+    centers = _unit(rng, 20, 384)
+    data = (
+        centers[rng.integers(0, 20, 2000)]
+        + rng.standard_normal((2000, 384)).astype(np.float32) * 0.06
+    )
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    with Store(tmp_path / "i.sqlite3", dim=384, quantization="float") as store:
+        _put(store, tmp_path / "a.txt", [f"c{i}" for i in range(2000)], data)
+        ids = [
+            i
+            for i, _ in sorted(
+                store.conn.execute("SELECT id, ordinal FROM chunks"), key=lambda r: r[1]
+            )
+        ]
+        queries = (
+            data[rng.integers(0, 2000, 20)]
+            + rng.standard_normal((20, 384)).astype(np.float32) * 0.03
+        )
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        exact = _recall_at_10(store, queries, data, ids)
+        store.set_quantization("binary")
+        binary = _recall_at_10(store, queries, data, ids)
+        # distances after rescoring are exact cosine, same scale as float KNN
+        q = queries[0]
+        ((top, dist),) = store.vector_search(q, 1)
+        assert dist == pytest.approx(1 - float(store.vectors([top])[0] @ q), abs=1e-5)
+    assert exact >= 0.99
+    assert binary >= 0.9
