@@ -1,0 +1,213 @@
+"""Conversation history: its own SQLite file (`history.sqlite3`) in the data dir.
+
+Kept apart from the index so that re-indexing, or deleting the index, never loses a
+conversation. Messages keep their sources as JSON, so an answer can be shown again (and
+exported) with the pages it cited even after the documents changed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.prompting import source_label
+from engine.types import SearchResult
+
+HISTORY_FILE = "history.sqlite3"
+UNTITLED = "New conversation"
+TITLE_CHARS = 60
+
+_M001 = """
+CREATE TABLE conversations (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    mode TEXT,
+    sources TEXT NOT NULL DEFAULT '[]',
+    timings TEXT NOT NULL DEFAULT '{}',
+    cancelled INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+"""
+MIGRATIONS = (_M001,)  # append-only; user_version counts the ones applied
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    title: str
+    created: float
+    updated: float
+    messages: int
+
+
+@dataclass
+class Message:
+    """One turn: a user question, or an assistant answer with its sources."""
+
+    role: str  # "user" or "assistant"
+    content: str
+    mode: str | None = None
+    sources: list[SearchResult] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
+    id: int = 0
+    created: float = 0.0
+
+
+class History:
+    """Conversations and their messages. One History per thread (SQLite connections)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / HISTORY_FILE
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.conn:
+                self.conn.execute("BEGIN")
+                for statement in filter(str.strip, script.split(";")):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {number}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- conversations -----------------------------------------------------------
+
+    def create(self, title: str = UNTITLED) -> int:
+        now = time.time()
+        cur = self.conn.execute(
+            "INSERT INTO conversations (title, created, updated) VALUES (?, ?, ?)",
+            (title, now, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    def conversations(self) -> list[Conversation]:
+        """All conversations, the most recently updated first."""
+        rows = self.conn.execute(
+            "SELECT c.id, c.title, c.created, c.updated, COUNT(m.id) FROM conversations c "
+            "LEFT JOIN messages m ON m.conversation_id = c.id "
+            "GROUP BY c.id ORDER BY c.updated DESC, c.id DESC"
+        )
+        return [Conversation(int(i), str(t), c, u, int(n)) for i, t, c, u, n in rows]
+
+    def conversation(self, conversation_id: int) -> Conversation | None:
+        return next((c for c in self.conversations() if c.id == conversation_id), None)
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        title = " ".join(title.split()) or UNTITLED
+        self.conn.execute(
+            "UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)
+        )
+
+    def delete(self, conversation_id: int) -> None:
+        self.conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    # -- messages ------------------------------------------------------------------
+
+    def add(self, conversation_id: int, message: Message) -> int:
+        """Append a message; the first question also names an untitled conversation."""
+        now = time.time()
+        sources = json.dumps([_source_json(s) for s in message.sources])
+        with self.conn:
+            self.conn.execute("BEGIN")
+            cur = self.conn.execute(
+                "INSERT INTO messages (conversation_id, role, content, mode, sources, timings, "
+                "cancelled, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation_id,
+                    message.role,
+                    message.content,
+                    message.mode,
+                    sources,
+                    json.dumps(message.timings),
+                    int(message.cancelled),
+                    now,
+                ),
+            )
+            self.conn.execute(
+                "UPDATE conversations SET updated = ?, title = CASE WHEN title = ? AND ? = 'user' "
+                "THEN ? ELSE title END WHERE id = ?",
+                (now, UNTITLED, message.role, _title(message.content), conversation_id),
+            )
+        return int(cur.lastrowid or 0)
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        rows = self.conn.execute(
+            "SELECT id, role, content, mode, sources, timings, cancelled, created FROM messages "
+            "WHERE conversation_id = ? ORDER BY id",
+            (conversation_id,),
+        )
+        return [
+            Message(
+                role=role,
+                content=content,
+                mode=mode,
+                sources=[SearchResult(**s) for s in json.loads(sources)],
+                timings=json.loads(timings),
+                cancelled=bool(cancelled),
+                id=int(mid),
+                created=created,
+            )
+            for mid, role, content, mode, sources, timings, cancelled, created in rows
+        ]
+
+    def export_markdown(self, conversation_id: int) -> str:
+        """The conversation as Markdown: questions, answers and a numbered source list."""
+        conv = self.conversation(conversation_id)
+        if conv is None:
+            raise KeyError(conversation_id)
+        lines = [f"# {conv.title}", "", f"_Exported from Quire, {_date(conv.updated)}_", ""]
+        for message in self.messages(conversation_id):
+            lines.extend(_message_markdown(message))
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _source_json(source: SearchResult) -> dict[str, Any]:
+    data = source.to_json()
+    data["collection"] = source.collection
+    return data
+
+
+def _title(question: str) -> str:
+    text = " ".join(question.split())
+    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def _date(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def _message_markdown(message: Message) -> list[str]:
+    if message.role == "user":
+        return [f"## {message.content.strip()}", ""]
+    mode = (message.mode or "").upper()
+    lines = [f"**Answer** ({mode}){' — stopped' if message.cancelled else ''}", ""]
+    lines += [message.content.strip() or "_(no answer)_", ""]
+    if message.sources:
+        lines += ["**Sources**", ""]
+        for number, source in enumerate(message.sources, start=1):
+            passage = " ".join(source.text.split())
+            lines.append(f"{number}. {source_label(source)} (score {source.score:.2f})  ")
+            lines.append(f"   `{source.path}`")
+            lines.append(f"   > {passage}")
+        lines.append("")
+    return lines
