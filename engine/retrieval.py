@@ -1,0 +1,120 @@
+"""Hybrid retrieval: vector KNN and FTS5 BM25, fused by reciprocal rank fusion."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from engine.store import Store
+from engine.types import SearchResult
+
+METHODS = ("hybrid", "vector", "keyword")
+RRF_K = 60
+
+
+class QueryEmbedder(Protocol):
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+@dataclass
+class RetrievalTiming:
+    """Seconds spent in each stage of the last search."""
+
+    embed_s: float = 0.0
+    vector_s: float = 0.0
+    keyword_s: float = 0.0
+    total_s: float = 0.0
+
+
+def rrf(rankings: list[list[int]], k: int = RRF_K) -> list[int]:
+    """Reciprocal rank fusion: ids ordered by sum of 1/(k + rank) over the lists."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores, key=lambda item: -scores[item])
+
+
+class Retriever:
+    """Searches one Store with one embedder. Use it on the thread that owns the Store."""
+
+    def __init__(self, store: Store, embedder: QueryEmbedder) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.last_timing = RetrievalTiming()
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        collection: str | None = None,
+        min_score: float = 0.0,
+        method: str = "hybrid",
+    ) -> list[SearchResult]:
+        """The top-k passages for `query`, best first.
+
+        `score` is the cosine similarity of the passage to the query (0-1), whatever the
+        method, so `min_score` means the same thing for all three.
+        """
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        timing = RetrievalTiming()
+        start = time.perf_counter()
+        if not query.strip() or k <= 0:
+            self.last_timing = timing
+            return []
+        qvec = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+        timing.embed_s = time.perf_counter() - start
+        order = self._candidates(query, qvec, k, collection, method, timing)
+        results = self._results(order, qvec, k, min_score)
+        timing.total_s = time.perf_counter() - start
+        self.last_timing = timing
+        return results
+
+    def _candidates(
+        self,
+        query: str,
+        qvec: np.ndarray,
+        k: int,
+        collection: str | None,
+        method: str,
+        timing: RetrievalTiming,
+    ) -> list[int]:
+        depth = k if method != "hybrid" else max(50, 5 * k)
+        lists: list[list[int]] = []
+        if method in ("hybrid", "vector"):
+            t = time.perf_counter()
+            lists.append([i for i, _ in self.store.vector_search(qvec, depth, collection)])
+            timing.vector_s = time.perf_counter() - t
+        if method in ("hybrid", "keyword"):
+            t = time.perf_counter()
+            lists.append([i for i, _ in self.store.keyword_search(query, depth, collection)])
+            timing.keyword_s = time.perf_counter() - t
+        return rrf(lists) if method == "hybrid" else lists[0]
+
+    def _results(
+        self, order: list[int], qvec: np.ndarray, k: int, min_score: float
+    ) -> list[SearchResult]:
+        if not order:
+            return []
+        similarity = np.clip(self.store.vectors(order) @ qvec, 0.0, 1.0)
+        kept = [(i, float(s)) for i, s in zip(order, similarity, strict=True) if s >= min_score]
+        kept = kept[:k]
+        rows = {row.chunk_id: row for row in self.store.fetch([i for i, _ in kept])}
+        return [
+            SearchResult(
+                rank=rank,
+                document=rows[i].document,
+                path=rows[i].path,
+                page=rows[i].page,
+                section=rows[i].section,
+                score=round(score, 4),
+                text=rows[i].text,
+                chunk_id=i,
+                collection=rows[i].collection,
+            )
+            for rank, (i, score) in enumerate(kept, start=1)
+        ]
