@@ -9,7 +9,7 @@ from engine.types import Segment
 
 # Page chrome and non-text: everything inside these is dropped.
 SKIP_TAGS = frozenset(
-    {"script", "style", "noscript", "template", "svg", "nav", "header", "footer", "aside", "head"}
+    {"script", "style", "noscript", "template", "svg", "nav", "header", "footer", "aside"}
 )
 HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 BLOCK_TAGS = frozenset(
