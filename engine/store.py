@@ -23,7 +23,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2-int8"
 DEFAULT_DIM = 384
 DEFAULT_COLLECTION = "default"
 QUANTIZATIONS = ("binary", "float")
-DEFAULT_QUANTIZATION = "binary"  # see docs/search.md: same recall@10 as float, ~5x faster
+DEFAULT_QUANTIZATION = "float"  # exact; binary loses recall at 100k (docs/search.md)
 OVERSAMPLE = 10  # binary KNN candidates per result, rescored by exact cosine
 MAX_KNN = 4096  # vec0's limit on k
 MAX_TERMS = 32
@@ -353,6 +353,15 @@ class Store:
                 "INSERT INTO documents(collection_id, path, name, error) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(collection_id, path) DO UPDATE SET error = excluded.error",
                 (cid, _abs(path), Path(path).name, reason),
+            )
+
+    def touch_document(self, collection: str, path: str | Path, size: int, mtime: float) -> None:
+        """Record a new size and mtime for a file whose content hash did not change."""
+        with self._transaction():
+            self.conn.execute(
+                "UPDATE documents SET size = ?, mtime = ? WHERE path = ? AND collection_id = "
+                "(SELECT id FROM collections WHERE name = ?)",
+                (size, mtime, _abs(path), collection),
             )
 
     def remove_document(self, collection: str, path: str | Path) -> bool:

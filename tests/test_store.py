@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,9 @@ def _put(
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "index.sqlite3", model="test-model", dim=DIM)
+@pytest.fixture(params=["float", "binary"])
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    s = Store(tmp_path / "index.sqlite3", model="test-model", dim=DIM, quantization=request.param)
     yield s
     s.close()
 
