@@ -107,8 +107,13 @@ class Engine:
         if self._embedder is None:
             from models.bundled import ensure_embedder
 
-            self._embedder = Embedder(ensure_embedder(self.models_dir), self.settings.threads)
-            self.store.check_embedder(self._embedder.name, self._embedder.dim)
+            embedder = Embedder(ensure_embedder(self.models_dir), self.settings.threads)
+            if (self.store.model, self.store.dim) != (embedder.name, embedder.dim):
+                raise UserError(
+                    f"the index in {self.data_dir} was built with {self.store.model} "
+                    f"({self.store.dim}-d), not {embedder.name}; re-index or pick that model"
+                )
+            self._embedder = embedder
         return self._embedder
 
     def model_path(self) -> Path:

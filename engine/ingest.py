@@ -194,7 +194,7 @@ class Ingestor:
             str(job.path),
             name=name,
             title=job.path.stem,
-            content_hash=job.digest,
+            hash=job.digest,
             size=job.size,
             mtime=job.mtime,
             pages=parsed.pages,
@@ -249,7 +249,9 @@ def _init_worker(tokenizer_json: str) -> None:
         from tokenizers import Tokenizer
 
         _TOKENIZER = Tokenizer.from_file(tokenizer_json)
+        # The bundled tokenizer.json pads and truncates to 128; counting needs neither.
         _TOKENIZER.no_truncation()  # type: ignore[attr-defined]
+        _TOKENIZER.no_padding()  # type: ignore[attr-defined]
 
 
 def _count_tokens(text: str) -> int:
@@ -260,7 +262,9 @@ def parse_file(path: Path, chunk_tokens: int, overlap: int) -> Parsed:
     """Load and chunk one file; a user-facing problem becomes `Parsed.error`."""
     try:
         segments = loaders.load(path)
-        chunks = chunking.chunk_segments(segments, _count_tokens, chunk_tokens, overlap)
+        chunks = chunking.chunk_segments(
+            segments, _count_tokens, chunk_tokens, overlap, title=path.stem
+        )
     except UserError as exc:
         return Parsed(path, [], 0, str(exc))
     if not chunks:
