@@ -107,7 +107,7 @@ def read_gguf_metadata(path: Path) -> dict[str, Any]:
             head = fh.read(24)
             _check_header(path, head)
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return _parse_kv(path, memoryview(mm))
+                return _parse_kv(path, mm)
     except FileNotFoundError as exc:
         raise UserError(f"{path}: model file not found") from exc
     except IsADirectoryError as exc:
@@ -128,7 +128,7 @@ def _check_header(path: Path, head: bytes) -> None:
         raise UserError(f"{path}: not a GGUF model file (truncated header)")
 
 
-def _parse_kv(path: Path, buf: memoryview) -> dict[str, Any]:
+def _parse_kv(path: Path, buf: mmap.mmap) -> dict[str, Any]:
     kv_count = struct.unpack_from("<Q", buf, 16)[0]
     offset = 24
     kv: dict[str, Any] = {}
@@ -143,15 +143,15 @@ def _parse_kv(path: Path, buf: memoryview) -> dict[str, Any]:
     return kv
 
 
-def _read_str(buf: memoryview, offset: int) -> tuple[str, int]:
+def _read_str(buf: mmap.mmap, offset: int) -> tuple[str, int]:
     (length,) = struct.unpack_from("<Q", buf, offset)
     start = offset + 8
     if start + length > len(buf):
         raise ValueError("string runs past the end of the file")
-    return bytes(buf[start : start + length]).decode("utf-8"), start + length
+    return buf[start : start + length].decode("utf-8"), start + length
 
 
-def _read_value(buf: memoryview, offset: int, vtype: GGUFValueType) -> tuple[Any, int]:
+def _read_value(buf: mmap.mmap, offset: int, vtype: GGUFValueType) -> tuple[Any, int]:
     if vtype == GGUFValueType.STRING:
         return _read_str(buf, offset)
     if vtype == GGUFValueType.ARRAY:
@@ -160,7 +160,7 @@ def _read_value(buf: memoryview, offset: int, vtype: GGUFValueType) -> tuple[Any
     return struct.unpack_from(fmt, buf, offset)[0], offset + struct.calcsize(fmt)
 
 
-def _read_array(buf: memoryview, offset: int) -> tuple[list[Any] | None, int]:
+def _read_array(buf: mmap.mmap, offset: int) -> tuple[list[Any] | None, int]:
     itype, count = struct.unpack_from("<IQ", buf, offset)
     offset += 12
     item_type = GGUFValueType(itype)
@@ -173,7 +173,7 @@ def _read_array(buf: memoryview, offset: int) -> tuple[list[Any] | None, int]:
     return items, offset
 
 
-def _skip_array(buf: memoryview, offset: int, item_type: GGUFValueType, count: int) -> int:
+def _skip_array(buf: mmap.mmap, offset: int, item_type: GGUFValueType, count: int) -> int:
     if item_type in _SCALAR:
         end = offset + count * struct.calcsize(_SCALAR[item_type])
         if end > len(buf):

@@ -1,0 +1,126 @@
+"""Quire stays offline unless a download is asked for, and a failed download is one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+from huggingface_hub import constants, errors
+
+from engine.types import UserError
+from models import hub
+
+REPO = Path(__file__).resolve().parent.parent
+
+NO_NETWORK_SCRIPT = """
+import socket, sys
+from pathlib import Path
+
+def refuse(*args, **kwargs):
+    raise AssertionError(f"network use: {args!r}")
+
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+socket.create_connection = refuse
+socket.getaddrinfo = refuse
+
+from engine.embedding import Embedder
+from models.bundled import ensure_embedder, ensure_llm
+from models.registry import list_models
+import models.hub
+import huggingface_hub.constants
+
+models_dir = Path(sys.argv[1])
+vector = Embedder(ensure_embedder(models_dir)).embed_query("offline by default")
+rows = list_models(models_dir)
+assert huggingface_hub.constants.HF_HUB_OFFLINE, "huggingface_hub is online"
+assert "PySide6" not in sys.modules, "engine/models imported Qt"
+print("ok", vector.shape[0], len(rows))
+"""
+
+
+def test_engine_and_models_work_with_the_network_cut_off(models_dir: Path):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}  # engine must set it
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(NO_NETWORK_SCRIPT), str(models_dir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[:2] == ["ok", "384"]
+
+
+def fake_download(raises: Exception):
+    def download(**kwargs):
+        raise raises
+
+    return download
+
+
+REQUEST = httpx.Request("HEAD", "https://huggingface.co/org/repo/resolve/main/m.gguf")
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (errors.LocalEntryNotFoundError("cannot find the requested files"), "cannot reach"),
+        (httpx.ConnectError("[Errno -2] Name or service not known"), "cannot reach"),
+        (errors.OfflineModeIsEnabled("offline"), "cannot reach"),
+        (
+            errors.RepositoryNotFoundError("404", response=httpx.Response(404, request=REQUEST)),
+            "no such repository",
+        ),
+        (
+            errors.RemoteEntryNotFoundError("404", response=httpx.Response(404, request=REQUEST)),
+            "no such file",
+        ),
+    ],
+)
+def test_failed_download_is_a_one_line_user_error(error, message, tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download(error))
+    with pytest.raises(UserError, match=message) as caught:
+        hub.download("org/repo", "m.gguf", tmp_path)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("org/repo/m.gguf: ")
+    assert constants.HF_HUB_OFFLINE  # put back after the call
+
+
+def test_download_is_online_only_during_the_call(tmp_path, monkeypatch):
+    seen: dict[str, object] = {}
+    progress: list[tuple[int, int]] = []
+
+    def download(*, repo_id, filename, local_dir, tqdm_class, **kwargs):
+        seen["offline"] = constants.HF_HUB_OFFLINE
+        bar = tqdm_class(total=10, initial=0, unit="B", unit_scale=True, desc=filename)
+        bar.update(4)
+        bar.update(6)
+        bar.close()
+        path = Path(local_dir) / filename
+        path.write_text("notes")
+        return str(path)
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", download)
+    path = hub.download("org/repo", "notes.txt", tmp_path, progress=lambda *a: progress.append(a))
+    assert path == tmp_path / "notes.txt"
+    assert seen["offline"] is False
+    assert constants.HF_HUB_OFFLINE is True
+    assert progress == [(4, 10), (10, 10)]
+
+
+def test_downloaded_file_that_is_not_gguf_is_reported(tmp_path, monkeypatch):
+    def download(*, filename, local_dir, **kwargs):
+        path = Path(local_dir) / filename
+        path.write_text("<html>login required</html>")
+        return str(path)
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", download)
+    with pytest.raises(UserError, match=r"model\.gguf: not a GGUF model file"):
+        hub.download("org/repo", "model.gguf", tmp_path)
