@@ -235,6 +235,28 @@ class ModelEntry:
         data.update(self.details)
         return data
 
+    def summary(self) -> str:
+        """One line for `main.py models`: kind, name, facts, size, state, path."""
+        facts: list[str] = []
+        if self.info is not None:
+            facts.append(self.info.architecture)
+            facts += [self.info.quantization] if self.info.quantization else []
+            if self.info.context_length:
+                facts.append(f"ctx {self.info.context_length}")
+            if self.info.is_adapter:
+                facts.append(f"{self.info.adapter_type or '?'} alpha {self.info.lora_alpha}")
+            elif self.info.chat_template is None:
+                facts.append("no chat template")
+        if self.details.get("dim"):
+            facts.append(f"{self.details['dim']}-d, {self.details['max_tokens']} tokens")
+        state = "bundled" if self.bundled else "local"
+        if self.error:
+            state = f"error: {self.error}"
+        elif not self.ready:
+            state += ", set up on first use"
+        size = f"{self.size_bytes / 1e6:.0f} MB" if self.size_bytes else "-"
+        return f"{self.kind:<8} {self.name:<24} {', '.join(facts) or '-':<40} {size:>7}  {state}"
+
 
 def list_models(models_dir: Path, extra: list[Path] | tuple[Path, ...] = ()) -> list[ModelEntry]:
     """The bundled models (even before first use), every *.gguf and embedder folder

@@ -116,3 +116,4 @@ def test_listing_of_the_real_models_dir(llm_path: Path, models_dir: Path, tmp_pa
     emb = next(e for e in rows if e.kind == "embedder" and e.bundled)
     assert emb.ready and emb.to_json()["dim"] == 384 and emb.to_json()["max_tokens"] == 256
     assert any(e.path == extra for e in rows)
+    assert "gemma3, Q4_K_M, ctx 32768, no chat template" in llm.summary()
