@@ -181,7 +181,10 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         if dtype is None:
             raise UserError(f"{path}: tensor {name} has unsupported dtype {meta['dtype']}")
         start, end = (8 + size + int(o) for o in meta["data_offsets"])
-        data = raw[start:end].view(np.dtype(dtype).newbyteorder("<")).reshape(meta["shape"])
+        try:
+            data = raw[start:end].view(np.dtype(dtype).newbyteorder("<")).reshape(meta["shape"])
+        except ValueError as exc:
+            raise UserError(f"{path}: tensor {name} is truncated or malformed ({exc})") from exc
         if meta["dtype"] == "BF16":  # bf16 is the top half of an f32
             data = (data.astype(np.uint32) << 16).view(np.float32)
         out[name] = np.array(data)
@@ -269,7 +272,9 @@ def _base_name(module: str, base: _Base, names: gguf.TensorNameMap, peft_file: P
 
 
 def _check_shapes(name: str, a: np.ndarray, b: np.ndarray, base: _Base, peft_file: Path) -> None:
-    n_in, n_out = base.shapes[name][:2]
+    if len(base.shapes[name]) != 2:
+        raise UserError(f"{peft_file}: {name} in {base.path} is not a matrix; cannot adapt it")
+    n_in, n_out = base.shapes[name]
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
         raise UserError(f"{peft_file}: {name}: A {a.shape} and B {b.shape} do not pair up")
     if a.shape[1] != n_in or b.shape[0] != n_out:
@@ -289,7 +294,10 @@ def _convert_pair(
     a, b = a.astype(dtype), b.astype(dtype)
     if base.architecture in _ROPE_PERMUTED and name.endswith(("attn_q.weight", "attn_k.weight")):
         heads = base.n_head if ".attn_q." in name else base.n_head_kv
-        b = rope_permute(b, heads)
+        try:
+            b = rope_permute(b, heads)
+        except ValueError as exc:  # per-layer head counts, or none recorded
+            raise UserError(f"{base.path}: {name}: {exc}") from exc
     # llama.cpp scales every pair by alpha_gguf / r_module; PEFT by alpha_m / r_m (or
     # alpha_m / sqrt(r_m) for rsLoRA). Fold any difference (rank/alpha patterns) into B.
     rank = a.shape[0]
