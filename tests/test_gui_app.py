@@ -1,0 +1,215 @@
+"""The desktop app, offscreen, through signals: real engine, bundled models, real SQLite."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+NOTES = {
+    "garden.md": "# Garden\n\n## Tomatoes\nTomatoes are watered every morning at seven o'clock.\n",
+    "bikes.txt": "The blue bicycle has a broken chain; the red one needs new brake pads.\n",
+    "boats.md": "# Boats\n\nThe sailing boat is moored at pier four from May to October.\n",
+}
+
+
+def write_notes(folder: Path, extra: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in NOTES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        paths.append(folder / name)
+    for i in range(extra):  # filler, to make an ingest long enough to cancel
+        body = " ".join(
+            f"Filler sentence {j} about topic {i} and its many details." for j in range(300)
+        )
+        (folder / f"filler-{i:03}.txt").write_text(body, encoding="utf-8")
+        paths.append(folder / f"filler-{i:03}.txt")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def indexed_dir(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Path:
+    """A data dir with the notes indexed once for the module, headless."""
+    from engine.core import Engine
+
+    root = tmp_path_factory.mktemp("gui")
+    engine = Engine(root / "data")
+    engine.ingest(write_notes(root / "notes"))
+    engine.close()
+    return root / "data"
+
+
+@pytest.fixture
+def app(qapp: QApplication, tmp_path: Path):
+    from ui.app import create_app
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qs"))
+    return create_app()
+
+
+@pytest.fixture
+def open_window(app, qtbot):
+    """Open a MainWindow on a data dir; wait until the worker reports the index status."""
+
+    def open_(data_dir: Path):
+        from ui.main_window import MainWindow
+
+        window = MainWindow(data_dir)
+        qtbot.addWidget(window)
+        with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000):
+            window.show()
+        window.activateWindow()  # shortcuts (Ctrl+Enter, Esc, Ctrl+F) need the active window
+        qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
+        return window
+
+    return open_
+
+
+def test_ask_streams_keeps_gui_live_and_survives_restart(open_window, indexed_dir, qtbot, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(indexed_dir, data_dir)
+    window = open_window(data_dir)
+    assert window.windowTitle() == "Quire — default"
+    worker = window.bridge
+    tokens: list[str] = []
+    worker.token_received.connect(tokens.append)
+    ticks = []
+    probe = QTimer(interval=10)
+    probe.timeout.connect(lambda: ticks.append(1))
+    probe.start()
+    window.chat.max_tokens = 16
+    window.chat.input.setPlainText("When are the tomatoes watered?")
+    with qtbot.waitSignal(worker.answer_finished, timeout=120_000) as finished:
+        qtbot.keyClick(window.chat.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    probe.stop()
+    answer = finished.args[0]
+    assert tokens and "".join(tokens).strip() == answer.answer
+    assert len(ticks) > 5  # the GUI thread kept running timers while the worker generated
+    assert answer.sources[0].document == "garden.md"
+    card = window.chat.items.itemAt(2).widget()  # hint, question, answer card, stretch
+    assert card.sources.cards[0].source.document == "garden.md"
+    assert not window.chat.busy and window.chat.send_button.isVisibleTo(window)
+
+    # Clicking a source opens the document at the passage.
+    qtbot.mouseClick(card.sources.cards[0], Qt.MouseButton.LeftButton)
+    assert window.reader.isVisible()
+    assert window.reader.stack.currentWidget() is window.reader.text_view
+    [mark] = window.reader.text_view.extraSelections()
+    assert "watered" in mark.cursor.selectedText()
+
+    window.close()
+    again = open_window(data_dir)
+    titles = [
+        again.history_view.list.item(i).text() for i in range(again.history_view.list.count())
+    ]
+    assert titles and titles[0].startswith("When are the tomatoes watered?")
+    again.history_view.list.setCurrentRow(0)
+    again.history_view._on_item_activated(again.history_view.list.item(0))
+    restored = again.chat.items.itemAt(2).widget()
+    assert restored.sources.cards[0].source.document == "garden.md"
+    assert restored.text == answer.answer
+
+
+def test_escape_stops_an_answer(open_window, indexed_dir, qtbot, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(indexed_dir, data_dir)
+    window = open_window(data_dir)
+    worker = window.bridge
+    window.chat.max_tokens = 400
+    with qtbot.waitSignal(worker.token_received, timeout=120_000):
+        window.chat.ask("Tell me everything about boats.", "base")
+    assert window.chat.stop_button.isVisibleTo(window)
+    with qtbot.waitSignal(worker.answer_finished, timeout=30_000) as finished:
+        qtbot.keyClick(window.chat.input, Qt.Key.Key_Escape)
+    answer = finished.args[0]
+    assert answer.cancelled
+    assert answer.timings.tokens < 400
+    assert not window.chat.busy
+
+
+def test_add_documents_shows_progress_and_cancel_stops(open_window, qtbot, tmp_path):
+    window = open_window(tmp_path / "data")
+    worker = window.bridge
+    library = window.library
+    window.tabs.setCurrentWidget(library)
+    paths = [str(p) for p in write_notes(tmp_path / "docs", extra=40)]
+    with qtbot.waitSignal(worker.ingest_progressed, timeout=120_000):
+        library.add_paths(paths)
+    assert library.progress_box.isVisibleTo(window)
+    assert "of 43 files" in library.progress_label.text()
+    with qtbot.waitSignal(worker.ingest_finished, timeout=120_000) as finished:
+        qtbot.mouseClick(library.cancel_button, Qt.MouseButton.LeftButton)
+    report = finished.args[0]
+    assert report.cancelled
+    assert len(report.indexed) < 43
+    assert not library.progress_box.isVisibleTo(window)
+    assert library.summary.text().startswith("Stopped:")
+
+    # Adding again finishes, and every document shows up with its status.
+    with qtbot.waitSignal(worker.ingest_finished, timeout=300_000) as finished:
+        library.add_paths(paths[:3])
+    assert not finished.args[0].cancelled
+    qtbot.waitUntil(lambda: library.tree.topLevelItemCount() >= 3, timeout=10_000)
+    statuses = {
+        library.tree.topLevelItem(i).text(1) for i in range(library.tree.topLevelItemCount())
+    }
+    assert statuses <= {"indexed", "unchanged"}
+
+
+def test_search_without_the_model(open_window, indexed_dir, qtbot, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(indexed_dir, data_dir)
+    window = open_window(data_dir)
+    qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert window.tabs.currentWidget() is window.search
+    with qtbot.waitSignal(window.bridge.search_finished, timeout=30_000):
+        window.search.query.setText("bicycle brakes")
+    cards = window.search.results.cards
+    assert cards and cards[0].source.document == "bikes.txt"
+    assert window.bridge.worker.engine._generator is None  # no model was loaded
+
+
+def test_a_model_that_will_not_load_is_reported(open_window, qtbot, tmp_path):
+    window = open_window(tmp_path / "data")
+    bogus = tmp_path / "not-a-model.gguf"
+    bogus.write_bytes(b"this is not a model")
+    settings = window.settings
+    settings.model_path = str(bogus)
+    with qtbot.waitSignal(window.bridge.failed, timeout=30_000) as failed:
+        window.bridge.apply_settings(settings, load_model=True)
+    assert failed.args[0] == "settings"
+    assert "not a GGUF model file" in failed.args[1]
+    qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=5_000)
+    assert "not-a-model.gguf" in window.banner.label.text()
+    qtbot.waitUntil(lambda: window.settings.model_path is None, timeout=10_000)
+
+
+def test_lora_modes_wait_for_an_adapter(open_window, tmp_path):
+    window = open_window(tmp_path / "data")
+    model = window.chat.mode.model()
+    assert not model.item(2).isEnabled() and not model.item(3).isEnabled()
+    assert "LoRA adapter" in model.item(2).toolTip()
+    window.chat.set_lora_available(True)
+    assert model.item(3).isEnabled()
+
+
+def test_citations_become_links_and_words_are_highlighted() -> None:
+    from ui.chat import link_citations
+    from ui.sources import highlight
+
+    assert link_citations("Nightly [1][2], see [docs](http://x)") == (
+        "Nightly [[1]](cite:1)[[2]](cite:2), see [docs](http://x)"
+    )
+    marked = highlight("Backups run <nightly> at two.", "when do backups run")
+    assert "&lt;nightly&gt;" in marked
+    assert marked.count("<span") == 2  # "Backups" and "run"; "when"/"do" are not marked

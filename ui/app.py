@@ -1,0 +1,78 @@
+"""QApplication setup: names for QSettings, the icon, the look; `run(data_dir)` opens the window."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+ICON = Path(__file__).resolve().parent / "resources" / "quire.svg"
+
+STYLE = """
+QMainWindow, QWidget#transcript { background: #f8fafc; }
+QToolBar#mainToolbar { background: #ffffff; border-bottom: 1px solid #e2e8f0; spacing: 6px;
+    padding: 4px; }
+QTabBar::tab { padding: 7px 18px; font-weight: 600; color: #475569; }
+QTabBar::tab:selected { color: #3730a3; border-bottom: 2px solid #4f46e5; }
+QLabel#muted, QLabel#score { color: #64748b; }
+QLabel#sectionTitle { color: #4338ca; font-weight: 700; font-size: 11px;
+    text-transform: uppercase; letter-spacing: 1px; }
+QLabel#emptyHint { background: #ffffff; border: 1px dashed #a5b4fc; border-radius: 12px;
+    padding: 18px 24px; color: #334155; font-size: 14px; }
+QLabel#question { background: #4f46e5; color: #ffffff; border-radius: 12px;
+    padding: 10px 14px; font-size: 14px; margin-left: 80px; }
+QFrame#answerCard { background: #ffffff; border: 1px solid #e2e8f0; border-radius: 12px; }
+QFrame#answerCard[error="true"] { border-color: #fca5a5; }
+QLabel#answerBody { font-size: 14px; color: #0f172a; }
+QFrame#sourceCard { background: #f8fafc; border: 1px solid #e2e8f0; border-left: 4px solid #818cf8;
+    border-radius: 8px; }
+QFrame#sourceCard:hover { background: #eef2ff; border-color: #a5b4fc; }
+QFrame#sourceCard[selected="true"] { background: #eef2ff; border-left-color: #f59e0b; }
+QLabel#badge { color: #4338ca; font-weight: 700; }
+QLabel#passage { color: #334155; }
+QFrame#inputBar { background: #ffffff; border-top: 1px solid #e2e8f0; }
+QPushButton { padding: 5px 12px; border-radius: 6px; border: 1px solid #cbd5e1;
+    background: #ffffff; }
+QPushButton:hover { background: #f1f5f9; }
+QPushButton#primary { background: #4f46e5; color: #ffffff; border-color: #4338ca;
+    font-weight: 600; }
+QPushButton#primary:hover { background: #4338ca; }
+QFrame#banner { background: #fef2f2; border-bottom: 1px solid #fca5a5; color: #991b1b; }
+QFrame#progressBox { background: #eef2ff; border: 1px solid #c7d2fe; border-radius: 8px; }
+QProgressBar { border: 1px solid #c7d2fe; border-radius: 5px; background: #ffffff;
+    text-align: center; height: 16px; }
+QProgressBar::chunk { background: #6366f1; border-radius: 4px; }
+QWidget#readerBar { background: #ffffff; border-bottom: 1px solid #e2e8f0; }
+QListWidget#historyList { border: none; background: transparent; }
+QListWidget#historyList::item { padding: 6px; border-radius: 6px; }
+QListWidget#historyList::item:selected { background: #e0e7ff; color: #1e1b4b; }
+"""
+
+
+def create_app(argv: list[str] | None = None) -> QApplication:
+    """The one QApplication, named so QSettings finds the saved window layout."""
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("Quire")
+    app.setOrganizationName("Quire")
+    app.setApplicationDisplayName("Quire")
+    app.setDesktopFileName("quire")
+    app.setWindowIcon(QIcon(str(ICON)))
+    app.setStyle("Fusion")
+    app.setStyleSheet(STYLE)
+    return app
+
+
+def run(data_dir: Path | None = None) -> int:
+    """Open the main window and run the event loop until it closes."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = create_app()
+    from ui.main_window import MainWindow
+
+    window = MainWindow(data_dir)
+    window.show()
+    return app.exec()

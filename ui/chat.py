@@ -1,0 +1,332 @@
+"""The chat tab: ask, watch the answer stream in, stop it, open its sources.
+
+Sources come first in each answer card: with the bundled base model they are the part
+worth reading, and they arrive before the first token anyway.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.core import Answer, AskOptions
+from engine.history import History, Message
+from engine.types import SearchResult
+from ui.sources import SourceList
+from ui.worker import Bridge
+
+MODES = (("Base", "base"), ("RAG", "rag"), ("LoRA", "lora"), ("Hybrid", "hybrid"))
+LORA_HINT = "Load a LoRA adapter in Settings to use this mode"
+BASE_MODEL_NOTE = (
+    "The bundled Gemma 3 270M is a tiny base model: its answer is a demo of the pipeline. "
+    "The sources above are what your documents actually say."
+)
+EMPTY_HINT = (
+    "<h2>Chat with your documents</h2>"
+    "<p>1. <b>Add documents</b>: PDFs, text, Markdown or HTML "
+    "(<b>Ctrl+O</b>, or drop files on the window).</p>"
+    "<p>2. <b>Ask a question</b> below (<b>Ctrl+Enter</b>). Every answer lists the pages "
+    "it comes from; click one to open it.</p>"
+    "<p>No documents yet? <b>Search</b> (Ctrl+F) and chat still work once some are indexed. "
+    "Nothing leaves this computer.</p>"
+)
+RENDER_MS = 40  # streamed Markdown is re-rendered at most this often
+_CITATION = re.compile(r"\[(\d{1,2})\](?!\()")
+
+
+def link_citations(markdown: str) -> str:
+    """Turn `[n]` into a `cite:n` link, leaving real Markdown links alone."""
+    return _CITATION.sub(r"[[\1]](cite:\1)", markdown)
+
+
+def timing_text(timings: dict) -> str:
+    if not timings.get("tokens"):
+        return ""
+    return (
+        f"{timings.get('total_s', 0):.1f} s · first token {timings.get('first_token_s', 0):.2f} s"
+        f" · {timings.get('tokens_per_s', 0):.0f} tokens/s"
+    )
+
+
+class AnswerCard(QFrame):
+    """One answer: its sources, then the (streaming) Markdown text. Signals: source_opened."""
+
+    source_opened = Signal(object)
+
+    def __init__(self, mode: str, note: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("answerCard")
+        self.text = ""
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 10, 14, 12)
+        self.sources_title = QLabel("From your documents")
+        self.sources_title.setObjectName("sectionTitle")
+        self.sources = SourceList(self)
+        self.sources.source_opened.connect(self.source_opened)
+        self.answer_title = QLabel(f"Answer · {mode.upper()}")
+        self.answer_title.setObjectName("sectionTitle")
+        self.body = QLabel("…")
+        self.body.setObjectName("answerBody")
+        self.body.setWordWrap(True)
+        self.body.setTextFormat(Qt.TextFormat.MarkdownText)
+        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.body.setOpenExternalLinks(False)
+        self.body.linkActivated.connect(self._on_link_activated)
+        self.note = note
+        self.meta = QLabel(note)
+        self.meta.setObjectName("muted")
+        self.meta.setWordWrap(True)
+        for widget in (self.sources_title, self.sources, self.answer_title, self.body, self.meta):
+            layout.addWidget(widget)
+        self.sources_title.hide()
+        self._render = QTimer(self, singleShot=True, interval=RENDER_MS)
+        self._render.timeout.connect(self._on_render_due)
+
+    def set_sources(self, sources: Sequence[SearchResult], query: str) -> None:
+        self.sources.set_sources(sources, query)
+        self.sources_title.setVisible(bool(sources))
+        if not sources and self.answer_title.text().endswith(("RAG", "HYBRID")):
+            self.sources_title.setText("No passage in your documents matched this question")
+            self.sources_title.show()
+
+    def append(self, piece: str) -> None:
+        self.text += piece
+        if not self._render.isActive():
+            self._render.start()
+
+    def finish(self, text: str, cancelled: bool, timings: dict) -> None:
+        self.text = text
+        self._render.stop()
+        self._on_render_due()
+        stamp = " · ".join(filter(None, [timing_text(timings), "stopped" if cancelled else ""]))
+        if stamp:
+            self.meta.setText(f"{stamp}\n{self.note}".strip())
+        if not text:
+            self.body.setText("*(stopped before the first word)*" if cancelled else "*(no answer)*")
+
+    @Slot()
+    def _on_render_due(self) -> None:
+        self.body.setText(link_citations(self.text) or "…")
+
+    @Slot(str)
+    def _on_link_activated(self, link: str) -> None:
+        if link.startswith("cite:"):
+            self.sources.open_number(int(link[5:]))
+
+
+class ChatView(QWidget):
+    """Question box, mode selector and the transcript of the open conversation.
+
+    Signals: conversation_changed(int), busy_changed(bool), source_opened(SearchResult).
+    """
+
+    conversation_changed = Signal(int)
+    busy_changed = Signal(bool)
+    source_opened = Signal(object)
+
+    def __init__(self, bridge: Bridge, history: History, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.history = history
+        self.conversation_id: int | None = None
+        self.collection = "default"
+        self.max_tokens: int | None = None  # None: the settings' value
+        self.model_note = BASE_MODEL_NOTE
+        self.busy = False
+        self._card: AnswerCard | None = None
+        self._question = ""
+        self._build()
+        bridge.sources_found.connect(self._on_sources_found)
+        bridge.token_received.connect(self._on_token_received)
+        bridge.answer_finished.connect(self._on_answer_finished)
+        bridge.failed.connect(self._on_failed)
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.column = QWidget()
+        self.column.setObjectName("transcript")
+        self.items = QVBoxLayout(self.column)
+        self.items.setContentsMargins(16, 16, 16, 16)
+        self.items.setSpacing(12)
+        self.empty = QLabel(EMPTY_HINT)
+        self.empty.setObjectName("emptyHint")
+        self.empty.setWordWrap(True)
+        self.items.addWidget(self.empty)
+        self.items.addStretch(1)
+        self.scroll.setWidget(self.column)
+        self.scroll.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
+        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self._input_bar())
+
+    def _input_bar(self) -> QWidget:
+        bar = QFrame(self)
+        bar.setObjectName("inputBar")
+        row = QHBoxLayout(bar)
+        self.mode = QComboBox(bar)
+        for label, mode in MODES:
+            self.mode.addItem(label, mode)
+        self.mode.setCurrentIndex(1)
+        self.mode.setToolTip("Base: the model alone. RAG: answers from your documents.")
+        self.set_lora_available(False)
+        self.input = QPlainTextEdit(bar)
+        self.input.setPlaceholderText("Ask about your documents…  (Ctrl+Enter to send)")
+        self.input.setFixedHeight(64)
+        self.send_button = QPushButton("Send", bar)
+        self.send_button.setObjectName("primary")
+        self.send_button.clicked.connect(self.send)
+        self.stop_button = QPushButton("Stop", bar)
+        self.stop_button.setToolTip("Stop the answer (Esc)")
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.hide()
+        row.addWidget(self.mode)
+        row.addWidget(self.input, 1)
+        row.addWidget(self.send_button)
+        row.addWidget(self.stop_button)
+        return bar
+
+    def set_lora_available(self, available: bool) -> None:
+        """Grey out LoRA and Hybrid until an adapter is loaded."""
+        model = self.mode.model()
+        assert isinstance(model, QStandardItemModel)
+        for row in (2, 3):
+            item = model.item(row)
+            item.setEnabled(available)
+            item.setToolTip("" if available else LORA_HINT)
+        if not available and self.mode.currentIndex() in (2, 3):
+            self.mode.setCurrentIndex(1)
+
+    # -- asking ----------------------------------------------------------------------
+
+    @Slot()
+    def send(self) -> None:
+        question = self.input.toPlainText().strip()
+        if not question or self.busy:
+            return
+        self.input.clear()
+        self.ask(question, self.mode.currentData())
+
+    def ask(self, question: str, mode: str) -> None:
+        if self.conversation_id is None:
+            self.conversation_id = self.history.create()
+        self.history.add(self.conversation_id, Message("user", question))
+        self.conversation_changed.emit(self.conversation_id)
+        self._add_question(question)
+        self._question = question
+        self._card = self._add_card(mode)
+        self._set_busy(True)
+        options = AskOptions(collection=self.collection, max_tokens=self.max_tokens)
+        self.bridge.ask(question, mode, options)
+
+    @Slot()
+    def stop(self) -> None:
+        if self.busy:
+            self.bridge.stop_answer()
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.send_button.setVisible(not busy)
+        self.stop_button.setVisible(busy)
+        self.busy_changed.emit(busy)
+
+    @Slot(list)
+    def _on_sources_found(self, sources: list) -> None:
+        if self._card is not None:
+            self._card.set_sources(sources, self._question)
+
+    @Slot(str)
+    def _on_token_received(self, piece: str) -> None:
+        if self._card is not None:
+            self._card.append(piece)
+
+    @Slot(object)
+    def _on_answer_finished(self, answer: Answer) -> None:
+        card, self._card = self._card, None
+        timings = vars(answer.timings).copy()
+        if card is not None:
+            card.finish(answer.answer, answer.cancelled, timings)
+        if self.conversation_id is not None:
+            message = Message(
+                "assistant", answer.answer, answer.mode, answer.sources, timings, answer.cancelled
+            )
+            self.history.add(self.conversation_id, message)
+            self.conversation_changed.emit(self.conversation_id)
+        self._set_busy(False)
+
+    @Slot(str, str)
+    def _on_failed(self, task: str, message: str) -> None:
+        if task != "ask" or self._card is None:
+            return
+        card, self._card = self._card, None
+        card.finish("", False, {})
+        card.body.setText(f"**Could not answer:** {html.escape(message)}")
+        card.setProperty("error", True)
+        self._set_busy(False)
+
+    # -- the transcript ------------------------------------------------------------
+
+    def clear(self) -> None:
+        while self.items.count() > 2:  # the empty hint and the stretch stay
+            item = self.items.takeAt(1)
+            if item.widget():
+                item.widget().deleteLater()
+        self.empty.show()
+
+    def new_conversation(self) -> None:
+        if self.busy:
+            self.stop()
+        self.conversation_id = None
+        self.clear()
+        self.input.setFocus()
+
+    def load_conversation(self, conversation_id: int) -> None:
+        """Show a stored conversation (sources and all) and continue it."""
+        self.clear()
+        self.conversation_id = conversation_id
+        question = ""
+        for message in self.history.messages(conversation_id):
+            if message.role == "user":
+                question = message.content
+                self._add_question(question)
+                continue
+            card = self._add_card(message.mode or "rag")
+            card.set_sources(message.sources, question)
+            card.finish(message.content, message.cancelled, message.timings)
+
+    def _add_question(self, text: str) -> None:
+        self.empty.hide()
+        bubble = QLabel(html.escape(text).replace("\n", "<br>"))
+        bubble.setObjectName("question")
+        bubble.setWordWrap(True)
+        bubble.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.items.insertWidget(self.items.count() - 1, bubble)
+
+    def _add_card(self, mode: str) -> AnswerCard:
+        note = self.model_note if mode in ("rag", "base") else ""
+        card = AnswerCard(mode, note, self.column)
+        card.source_opened.connect(self.source_opened)
+        self.items.insertWidget(self.items.count() - 1, card)
+        return card
+
+    @Slot(int, int)
+    def _on_range_changed(self, _low: int, high: int) -> None:
+        if self.busy or self._card is None:
+            self.scroll.verticalScrollBar().setValue(high)

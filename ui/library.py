@@ -1,0 +1,261 @@
+"""The library tab: collections, documents and their status, indexing progress, watched folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.types import IngestProgress, IngestReport
+from ui.worker import Bridge
+
+FILE_FILTER = "Documents (*.pdf *.txt *.md *.markdown *.html *.htm);;All files (*)"
+STATUS_COLORS = {"indexed": "#15803d", "unchanged": "#15803d", "failed": "#b91c1c"}
+
+
+def dropped_paths(event: QDropEvent | QDragEnterEvent) -> list[str]:
+    """Local files and folders carried by a drag."""
+    urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+    return [url.toLocalFile() for url in urls if url.isLocalFile()]
+
+
+def report_text(report: IngestReport) -> str:
+    parts = [f"indexed {len(report.indexed)}", f"unchanged {len(report.skipped)}"]
+    if report.failed:
+        parts.append(f"failed {len(report.failed)}")
+    if report.removed:
+        parts.append(f"removed {len(report.removed)}")
+    verb = "Stopped" if report.cancelled else "Done"
+    return f"{verb}: {', '.join(parts)} · {report.chunks} passages in {report.seconds:.1f} s"
+
+
+class LibraryView(QWidget):
+    """Documents of the open collection. Signals: watched_changed(list[str])."""
+
+    watched_changed = Signal(list)
+
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.collection = "default"
+        self.indexing = False
+        self._skipped: set[str] = set()
+        self.setAcceptDrops(True)
+        self._build()
+        worker = bridge
+        worker.ingest_progressed.connect(self._on_ingest_progressed)
+        worker.ingest_finished.connect(self._on_ingest_finished)
+        worker.documents_listed.connect(self._on_documents_listed)
+        worker.failed.connect(self._on_failed)
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._buttons())
+        layout.addWidget(self._progress_panel())
+        self.summary = QLabel("Drop files or folders here, or use Add files (Ctrl+O).")
+        self.summary.setObjectName("muted")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+        split = QSplitter(Qt.Orientation.Vertical, self)
+        self.tree = QTreeWidget(split)
+        self.tree.setHeaderLabels(["Document", "Status", "Pages", "Passages", "Where / why"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        header = self.tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        split.addWidget(self._watched_panel())
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        layout.addWidget(split, 1)
+
+    def _buttons(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        for text, slot, tip in (
+            ("Add files…", self.add_files, "Index PDF, text, Markdown or HTML files (Ctrl+O)"),
+            ("Add folder…", self.add_folder, "Index every supported file under a folder"),
+            ("Remove", self.remove_selected, "Forget the selected documents (files stay on disk)"),
+        ):
+            button = QPushButton(text, self)
+            button.setToolTip(tip)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        row.addStretch(1)
+        return row
+
+    def _progress_panel(self) -> QWidget:
+        self.progress_box = QFrame(self)
+        self.progress_box.setObjectName("progressBox")
+        row = QHBoxLayout(self.progress_box)
+        column = QVBoxLayout()
+        self.progress = QProgressBar(self.progress_box)
+        self.progress.setFormat("%v / %m files")
+        self.progress_label = QLabel("Starting…", self.progress_box)
+        self.progress_label.setObjectName("muted")
+        column.addWidget(self.progress)
+        column.addWidget(self.progress_label)
+        row.addLayout(column, 1)
+        self.cancel_button = QPushButton("Cancel", self.progress_box)
+        self.cancel_button.clicked.connect(self.cancel)
+        row.addWidget(self.cancel_button)
+        self.progress_box.hide()
+        return self.progress_box
+
+    def _watched_panel(self) -> QWidget:
+        box = QWidget(self)
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 6, 0, 0)
+        row = QHBoxLayout()
+        title = QLabel("Watched folders: changes are re-indexed automatically")
+        title.setObjectName("sectionTitle")
+        row.addWidget(title, 1)
+        for text, slot in (("Watch folder…", self.watch_folder), ("Stop watching", self.unwatch)):
+            button = QPushButton(text, box)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        layout.addLayout(row)
+        self.watched = QListWidget(box)
+        layout.addWidget(self.watched)
+        return box
+
+    # -- requests ----------------------------------------------------------------------
+
+    @Slot()
+    def add_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add documents", "", FILE_FILTER)
+        if files:
+            self.add_paths(files)
+
+    @Slot()
+    def add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of documents")
+        if folder:
+            self.add_paths([folder])
+
+    def add_paths(self, paths: list[str]) -> None:
+        """Index files and folders into the open collection."""
+        self._set_indexing(True)
+        self.progress.setRange(0, 0)  # busy until the first count arrives
+        self.progress_label.setText(f"Looking at {len(paths)} item(s)…")
+        self.bridge.ingest(paths, self.collection)
+
+    @Slot()
+    def cancel(self) -> None:
+        self.bridge.cancel_ingest()
+        self.progress_label.setText("Cancelling… (the document being written is finished)")
+
+    @Slot()
+    def remove_selected(self) -> None:
+        paths = [item.data(0, Qt.ItemDataRole.UserRole) for item in self.tree.selectedItems()]
+        if paths:
+            self.bridge.remove(paths, self.collection)
+
+    @Slot()
+    def watch_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Watch a folder")
+        if folder:
+            self.set_watched(self.watched_folders() + [folder])
+            self.watched_changed.emit(self.watched_folders())
+            self.add_paths([folder])
+
+    @Slot()
+    def unwatch(self) -> None:
+        gone = {item.text() for item in self.watched.selectedItems()}
+        self.set_watched([f for f in self.watched_folders() if f not in gone])
+        self.watched_changed.emit(self.watched_folders())
+
+    def set_watched(self, folders: list[str]) -> None:
+        self.watched.clear()
+        self.watched.addItems(sorted(dict.fromkeys(folders)))
+
+    def watched_folders(self) -> list[str]:
+        return [self.watched.item(i).text() for i in range(self.watched.count())]
+
+    def refresh(self) -> None:
+        self.bridge.list_documents(self.collection)
+
+    def _set_indexing(self, indexing: bool) -> None:
+        self.indexing = indexing
+        self.progress_box.setVisible(indexing)
+        self.cancel_button.setEnabled(True)
+
+    # -- results -------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_ingest_progressed(self, snap: IngestProgress) -> None:
+        self._set_indexing(True)
+        self.progress.setRange(0, max(snap.files_total, 1))
+        self.progress.setValue(snap.files_done)
+        self.progress_label.setText(
+            f"{snap.files_done} of {snap.files_total} files · {snap.pages_done} pages · "
+            f"{snap.chunks_done} passages · {snap.chunks_per_s:.0f} passages/s · {snap.current}"
+        )
+
+    @Slot(object)
+    def _on_ingest_finished(self, report: IngestReport) -> None:
+        self._set_indexing(False)
+        self._skipped = set(report.skipped)
+        text = report_text(report)
+        if report.failed:
+            path, reason = report.failed[0]
+            text += f"\n{Path(path).name}: {reason}"
+        self.summary.setText(text)
+
+    @Slot(str, list)
+    def _on_documents_listed(self, collection: str, documents: list) -> None:
+        if collection != self.collection:
+            return
+        self.tree.clear()
+        for doc in documents:
+            self.tree.addTopLevelItem(self._item(doc))
+
+    def _item(self, doc) -> QTreeWidgetItem:  # doc: engine.store.DocumentRecord
+        if doc.error:
+            status, where = "failed", doc.error
+        else:
+            status = "unchanged" if doc.path in self._skipped else "indexed"
+            where = str(Path(doc.path).parent)
+        pages = "" if doc.pages is None else str(doc.pages)
+        item = QTreeWidgetItem([doc.name, status, pages, str(doc.chunks or ""), where])
+        item.setData(0, Qt.ItemDataRole.UserRole, doc.path)
+        item.setToolTip(0, doc.path)
+        item.setToolTip(4, where)
+        item.setForeground(1, QBrush(QColor(STATUS_COLORS.get(status, "#374151"))))
+        return item
+
+    @Slot(str, str)
+    def _on_failed(self, task: str, message: str) -> None:
+        if task in ("ingest", "remove", "documents"):
+            self._set_indexing(False)
+            action = "list documents" if task == "documents" else task
+            self.summary.setText(f"Could not {action}: {message}")
+
+    # -- drag and drop ---------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if dropped_paths(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = dropped_paths(event)
+        if paths:
+            event.acceptProposedAction()
+            self.add_paths(paths)

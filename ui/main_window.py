@@ -1,0 +1,351 @@
+"""The main window: history on the left, chat / library / search tabs, the reader on the right."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.history import History
+from engine.paths import default_data_dir
+from engine.settings import Settings
+from engine.types import SearchResult
+from ui.chat import BASE_MODEL_NOTE, ChatView
+from ui.history_view import HistoryView
+from ui.library import LibraryView, dropped_paths
+from ui.pdf_view import ReaderPanel
+from ui.search import SearchView
+from ui.settings_dialog import SettingsDialog
+from ui.watcher import FolderWatcher
+from ui.worker import Bridge, Status
+
+APP = "Quire"
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+class Banner(QFrame):
+    """A dismissable message across the top of the window, for errors the user must see."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("banner")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(12, 6, 6, 6)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        close = QPushButton("Dismiss", self)
+        close.clicked.connect(self.hide)
+        row.addWidget(self.label, 1)
+        row.addWidget(close)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    """Wires the views to one `Bridge` (the worker thread) and one `History`."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self.settings = Settings.load(self.data_dir)
+        self.history = History(self.data_dir)
+        self.bridge = Bridge(self.data_dir, self)
+        self.status: Status | None = None
+        self._build()
+        self._connect()
+        self._shortcuts()
+        self._apply_collection(self.settings.collection, save=False)
+        self.watcher = FolderWatcher(self)
+        self.watcher.folders_changed.connect(self._on_watched_changed_on_disk)
+        self.library.set_watched(self.settings.watched_folders or [])
+        self.watcher.set_folders(self.settings.watched_folders or [])
+        self.setAcceptDrops(True)
+        self._restore_layout()
+        self.bridge.start()
+
+    def _build(self) -> None:
+        self.addToolBar(self._toolbar())
+        self.banner = Banner(self)
+        self.history_view = HistoryView(self.history, self)
+        self.tabs = QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        self.chat = ChatView(self.bridge, self.history, self.tabs)
+        self.library = LibraryView(self.bridge, self.tabs)
+        self.search = SearchView(self.bridge, self.tabs)
+        self.tabs.addTab(self.chat, "Chat")
+        self.tabs.addTab(self.library, "Library")
+        self.tabs.addTab(self.search, "Search")
+        self.reader = ReaderPanel(self)
+        self.reader.hide()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        for widget in (self.history_view, self.tabs, self.reader):
+            self.splitter.addWidget(widget)
+        self.splitter.setSizes([230, 700, 560])
+        self.splitter.setCollapsible(1, False)
+        central = QWidget(self)
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.banner)
+        column.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
+        self.model_label, self.adapter_label, self.index_label = QLabel(), QLabel(), QLabel()
+        for label in (self.model_label, self.adapter_label, self.index_label):
+            self.statusBar().addPermanentWidget(label)
+        self.model_label.setText("Model: Gemma 3 270M (bundled)")
+        self.adapter_label.setText("No adapter")
+
+    def _toolbar(self) -> QToolBar:
+        bar = QToolBar("Main", self)
+        bar.setObjectName("mainToolbar")
+        bar.setMovable(False)
+        bar.addWidget(QLabel(" Collection: "))
+        self.collections = QComboBox(bar)
+        self.collections.setMinimumWidth(180)
+        self.collections.activated.connect(self._on_collection_activated)
+        bar.addWidget(self.collections)
+        for text, slot in (
+            ("New", self.new_collection),
+            ("Rename", self.rename_collection),
+            ("Delete", self.delete_collection),
+        ):
+            bar.addAction(text, slot).setToolTip(f"{text} collection")
+        spacer = QWidget(bar)
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        bar.addWidget(spacer)
+        bar.addAction("Add documents…", self.add_documents).setToolTip("Ctrl+O")
+        bar.addAction("Settings", self.open_settings).setToolTip("Ctrl+,")
+        return bar
+
+    def _connect(self) -> None:
+        worker = self.bridge
+        worker.status_changed.connect(self._on_status_changed)
+        worker.settings_applied.connect(self._on_settings_applied)
+        worker.failed.connect(self._on_failed)
+        worker.ingest_finished.connect(lambda _r: self.search.run_search())
+        self.chat.source_opened.connect(self.open_source)
+        self.search.source_opened.connect(self.open_source)
+        self.chat.conversation_changed.connect(self.history_view.refresh)
+        self.chat.busy_changed.connect(self._on_busy_changed)
+        self.history_view.conversation_selected.connect(self._on_conversation_selected)
+        self.history_view.new_requested.connect(self.new_conversation)
+        self.history_view.conversation_deleted.connect(self._on_conversation_deleted)
+        self.library.watched_changed.connect(self._on_watched_list_changed)
+        self.reader.closed.connect(self.reader.hide)
+        self.reader.failed.connect(self.banner.show_message)
+
+    def _shortcuts(self) -> None:
+        for keys, slot in (
+            (("Ctrl+Return", "Ctrl+Enter"), self.chat.send),
+            (("Esc",), self.chat.stop),
+            (("Ctrl+O",), self.add_documents),
+            (("Ctrl+F",), self.focus_search),
+            (("Ctrl+N",), self.new_conversation),
+            (("Ctrl+,",), self.open_settings),
+        ):
+            action = QAction(self)
+            action.setShortcuts([QKeySequence(k) for k in keys])
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            action.triggered.connect(slot)
+            self.addAction(action)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    @Slot()
+    def add_documents(self) -> None:
+        self.tabs.setCurrentWidget(self.library)
+        self.library.add_files()
+
+    @Slot()
+    def focus_search(self) -> None:
+        self.tabs.setCurrentWidget(self.search)
+        self.search.focus_query()
+
+    @Slot()
+    def new_conversation(self) -> None:
+        self.tabs.setCurrentWidget(self.chat)
+        self.chat.new_conversation()
+        self.history_view.list.clearSelection()
+
+    @Slot()
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            new = dialog.result_settings()
+            model_changed = new.model_path != self.settings.model_path
+            self.bridge.apply_settings(new, load_model=model_changed)
+
+    @Slot(object)
+    def open_source(self, source: SearchResult) -> None:
+        was_hidden = self.reader.isHidden()
+        self.reader.show()
+        if not self.reader.open_source(source) and was_hidden:
+            self.reader.hide()
+
+    def new_collection(self) -> None:
+        name, ok = QInputDialog.getText(self, "New collection", "Name:")
+        if ok and name.strip():
+            self.bridge.manage_collection("create", name.strip())
+            self._apply_collection(name.strip())
+
+    def rename_collection(self) -> None:
+        old = self.settings.collection
+        name, ok = QInputDialog.getText(self, "Rename collection", "New name:", text=old)
+        if ok and name.strip() and name.strip() != old:
+            self.bridge.manage_collection("rename", old, name.strip())
+
+    def delete_collection(self) -> None:
+        name = self.settings.collection
+        answer = QMessageBox.question(
+            self, "Delete collection", f"Forget every document in “{name}”? Files stay on disk."
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.bridge.manage_collection("delete", name)
+
+    def _apply_collection(self, name: str, save: bool = True) -> None:
+        self.settings.collection = name
+        for view in (self.chat, self.library, self.search):
+            view.collection = name
+        self.setWindowTitle(f"{APP} — {name}")
+        self.library.refresh()
+        if save:
+            self.bridge.apply_settings(self.settings)
+
+    # -- worker results --------------------------------------------------------------------
+
+    @Slot(int)
+    def _on_collection_activated(self, index: int) -> None:
+        name = self.collections.itemData(index)
+        if name and name != self.settings.collection:
+            self._apply_collection(name)
+
+    @Slot(object)
+    def _on_status_changed(self, status: Status) -> None:
+        self.status = status
+        self.model_label.setText(f"Model: {status.model}")
+        self.adapter_label.setText(f"Adapter: {status.adapter}" if status.adapter else "No adapter")
+        failed = f", {status.failed} failed" if status.failed else ""
+        self.index_label.setText(
+            f"Index: {status.documents} documents{failed}, {status.chunks} passages, "
+            f"{human_size(status.bytes)}"
+        )
+        self.chat.set_lora_available(status.adapter is not None)
+        self.chat.model_note = BASE_MODEL_NOTE if "bundled" in status.model else ""
+        self._fill_collections(status.collections)
+
+    def _fill_collections(self, collections: list) -> None:
+        self.collections.blockSignals(True)
+        self.collections.clear()
+        names = [c.name for c in collections]
+        if self.settings.collection not in names:
+            names.append(self.settings.collection)
+        counts = {c.name: c.documents for c in collections}
+        for name in sorted(names):
+            self.collections.addItem(f"{name}  ({counts.get(name, 0)} docs)", name)
+        self.collections.setCurrentIndex(self.collections.findData(self.settings.collection))
+        self.collections.blockSignals(False)
+
+    @Slot(object)
+    def _on_settings_applied(self, settings: Settings) -> None:
+        collection_changed = settings.collection != self.settings.collection
+        self.settings = copy.deepcopy(settings)
+        if collection_changed:
+            self._apply_collection(settings.collection, save=False)
+
+    @Slot(str, str)
+    def _on_failed(self, task: str, message: str) -> None:
+        prefix = {"ask": "Could not answer", "settings": "Could not apply the settings"}
+        self.banner.show_message(f"{prefix.get(task, 'Problem')}: {message}")
+        self.statusBar().showMessage(message, 10000)
+
+    @Slot(bool)
+    def _on_busy_changed(self, busy: bool) -> None:
+        self.statusBar().showMessage("Generating… (Esc stops)" if busy else "", 0 if busy else 1)
+
+    @Slot(int)
+    def _on_conversation_selected(self, conversation_id: int) -> None:
+        self.tabs.setCurrentWidget(self.chat)
+        self.chat.load_conversation(conversation_id)
+
+    @Slot(int)
+    def _on_conversation_deleted(self, conversation_id: int) -> None:
+        if self.chat.conversation_id == conversation_id:
+            self.chat.new_conversation()
+
+    @Slot(list)
+    def _on_watched_list_changed(self, folders: list) -> None:
+        self.settings.watched_folders = folders or None
+        self.watcher.set_folders(folders)
+        self.bridge.apply_settings(self.settings)
+
+    @Slot(list)
+    def _on_watched_changed_on_disk(self, folders: list) -> None:
+        self.statusBar().showMessage(f"Re-indexing {len(folders)} watched folder(s)…", 5000)
+        self.library._set_indexing(True)
+        self.bridge.reindex(folders)
+
+    # -- window state ----------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if dropped_paths(event):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = dropped_paths(event)
+        if paths:
+            event.acceptProposedAction()
+            self.tabs.setCurrentWidget(self.library)
+            self.library.add_paths(paths)
+
+    def _restore_layout(self) -> None:
+        state = QSettings()
+        if geometry := state.value("window/geometry"):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1440, 880)
+        if splitter := state.value("window/splitter"):
+            self.splitter.restoreState(splitter)
+        self.restoreState(state.value("window/state") or b"")
+        self.tabs.setCurrentIndex(int(state.value("window/tab", 0)))
+
+    def save_layout(self) -> None:
+        state = QSettings()
+        state.setValue("window/geometry", self.saveGeometry())
+        state.setValue("window/splitter", self.splitter.saveState())
+        state.setValue("window/state", self.saveState())
+        state.setValue("window/tab", self.tabs.currentIndex())
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.save_layout()
+        self.bridge.close()
+        self.history.close()
+        super().closeEvent(event)

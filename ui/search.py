@@ -1,0 +1,107 @@
+"""The search tab: ranked passages without the model; useful on any laptop."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.sources import SourceList
+from ui.worker import Bridge
+
+DEBOUNCE_MS = 300
+METHODS = (("Hybrid", "hybrid"), ("Meaning", "vector"), ("Keywords", "keyword"))
+
+
+class SearchView(QWidget):
+    """Type a query, see ranked passages. Signals: source_opened(SearchResult)."""
+
+    source_opened = Signal(object)
+
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.collection = "default"
+        self._pending = ""
+        self._build()
+        self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.run_search)
+        bridge.search_finished.connect(self._on_search_finished)
+        bridge.failed.connect(self._on_failed)
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.query = QLineEdit(self)
+        self.query.setPlaceholderText("Search your documents by meaning and keywords…")
+        self.query.setClearButtonEnabled(True)
+        self.query.textChanged.connect(self._on_text_changed)
+        self.query.returnPressed.connect(self.run_search)
+        self.method = QComboBox(self)
+        for label, method in METHODS:
+            self.method.addItem(label, method)
+        self.method.currentIndexChanged.connect(self.run_search)
+        self.k = QSpinBox(self, minimum=1, maximum=50, value=10, prefix="top ")
+        self.k.valueChanged.connect(self.run_search)
+        row.addWidget(self.query, 1)
+        row.addWidget(self.method)
+        row.addWidget(self.k)
+        layout.addLayout(row)
+        self.summary = QLabel("Search works without the language model: fast on any laptop.")
+        self.summary.setObjectName("muted")
+        layout.addWidget(self.summary)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        column = QWidget()
+        inner = QVBoxLayout(column)
+        self.results = SourceList(column)
+        self.results.source_opened.connect(self.source_opened)
+        inner.addWidget(self.results)
+        inner.addStretch(1)
+        scroll.setWidget(column)
+        layout.addWidget(scroll, 1)
+
+    def focus_query(self) -> None:
+        self.query.setFocus()
+        self.query.selectAll()
+
+    @Slot(str)
+    def _on_text_changed(self, _text: str) -> None:
+        self._debounce.start()
+
+    @Slot()
+    def run_search(self) -> None:
+        text = self.query.text().strip()
+        if not text:
+            self.results.set_sources([], "")
+            return
+        self._pending = text
+        self.summary.setText("Searching…")
+        self.bridge.search(text, self.k.value(), self.collection, self.method.currentData())
+
+    @Slot(str, list)
+    def _on_search_finished(self, query: str, results: list) -> None:
+        if query != self._pending:
+            return  # an older query answered late
+        self.results.set_sources(results, query)
+        count = len(results)
+        self.summary.setText(
+            f"{count} passage{'s' if count != 1 else ''} in “{self.collection}”"
+            if count
+            else f"Nothing in “{self.collection}” matches “{query}”."
+        )
+
+    @Slot(str, str)
+    def _on_failed(self, task: str, message: str) -> None:
+        if task == "search":
+            self.summary.setText(f"Search failed: {message}")
