@@ -256,3 +256,12 @@ def test_binary_quantized_search_recall_is_close_to_exact(tmp_path: Path) -> Non
         assert dist == pytest.approx(1 - float(store.vectors([top])[0] @ q), abs=1e-5)
     assert exact >= 0.99
     assert binary >= 0.9
+
+
+def test_touch_document_updates_size_and_mtime_only(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "same.txt"
+    _put(store, path, ["unchanged words"], _unit(np.random.default_rng(11), 1))
+    store.touch_document("default", path, 99, 123.5)
+    record = store.document("default", path)
+    assert record is not None and (record.size, record.mtime, record.chunks) == (99, 123.5, 1)
+    assert record.hash == "hash-unchanged words"
