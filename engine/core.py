@@ -22,6 +22,7 @@ from engine.retrieval import Retriever
 from engine.settings import Settings
 from engine.store import Store
 from engine.types import IngestReport, SearchResult, Timings, UserError
+from models.lora import AdapterInfo, check_compatible
 
 MODES = ("base", "rag", "lora", "hybrid")
 INDEX_FILE = "index.sqlite3"
@@ -133,8 +134,9 @@ class Engine:
             if current is not None:
                 current.close()
                 self._generator = None
-            self._generator = Generator(path, self.settings.context_size, self.settings.threads)
-        return self._generator
+            current = Generator(path, self.settings.context_size, self.settings.threads)
+            self._generator = current
+        return current
 
     # -- documents ---------------------------------------------------------------
 
@@ -252,9 +254,49 @@ class Engine:
         raise RuntimeError("ask() ended without an answer")  # a bug, not a user error
 
     def _generator_for(self, mode: str) -> Generator:
-        if mode in ("lora", "hybrid"):
-            raise UserError(f"mode '{mode}' needs a LoRA adapter, which this build cannot load yet")
-        return self.generator
+        """The model, with the adapter switched on for lora/hybrid and off for base/rag."""
+        adapter = self.adapter_path() if mode in ("lora", "hybrid") else None
+        if mode in ("lora", "hybrid") and adapter is None:
+            raise UserError(
+                f"mode '{mode}' needs a LoRA adapter: pass --lora FILE or load one in Settings"
+            )
+        generator = self.generator
+        generator.use_adapter(adapter, self.settings.lora_scale)
+        return generator
+
+    # -- adapters ----------------------------------------------------------------------
+
+    def adapter_path(self) -> Path | None:
+        return Path(self.settings.lora_path).expanduser() if self.settings.lora_path else None
+
+    def set_adapter(self, path: Path | None, scale: float = 1.0) -> AdapterInfo | None:
+        """Choose the adapter for lora/hybrid modes after checking it fits the model.
+
+        A mismatch raises UserError naming both files and changes nothing.
+        """
+        if path is None:
+            self.settings.lora_path = None
+            return None
+        info = check_compatible(Path(path).expanduser(), self.model_path())
+        self.settings.lora_path, self.settings.lora_scale = str(info.path), float(scale)
+        return info
+
+    def available_modes(self) -> dict[str, str | None]:
+        """Each mode, with the reason it cannot run now (None when it can)."""
+        hint = None if self.adapter_path() else "load a LoRA adapter first (Settings or --lora)"
+        return {"base": None, "rag": None, "lora": hint, "hybrid": hint}
+
+    def compare(
+        self, question: str, options: AskOptions | None = None
+    ) -> Iterator[tuple[str, AnswerEvent]]:
+        """The same question in every mode that can run, one after the other."""
+        for mode, reason in self.available_modes().items():
+            if reason is not None:
+                continue
+            for event in self.ask(question, mode, options):
+                yield mode, event
+                if isinstance(event, AnswerFinished) and event.answer.cancelled:
+                    return  # a stop stops the whole comparison
 
     def close(self) -> None:
         if self._generator is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from engine.adapters import AdapterSet
 from engine.types import Timings, UserError
 
 # Gemma's real turn format. The bundled Gemma 3 GGUF carries no chat template, and
@@ -51,6 +52,7 @@ class Generator:
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._cancel.is_set())
         llama_cpp.llama_set_abort_callback(self.llm.ctx, self._abort_cb, None)
         self._formatter = self._make_formatter()
+        self.adapters = AdapterSet(self.llm, self.model_path)
 
     @property
     def name(self) -> str:
@@ -67,6 +69,10 @@ class Generator:
             return "gguf"
         return "gemma" if self.architecture.startswith("gemma") else "plain"
 
+    def use_adapter(self, path: Path | None, scale: float = 1.0) -> None:
+        """Switch the LoRA adapter (None: the base model alone) without reloading the model."""
+        self.adapters.activate(path, scale)
+
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
@@ -78,9 +84,9 @@ class Generator:
         """The prompt text for `messages` in the model's chat format, and its stop strings."""
         if self._formatter is not None:
             try:
-                result = self._formatter(messages=messages)
+                result = self._formatter(messages=messages)  # type: ignore[arg-type]
             except Exception:  # templates that refuse a system role, e.g. Gemma 2's
-                result = self._formatter(messages=_fold_system(messages))
+                result = self._formatter(messages=_fold_system(messages))  # type: ignore[arg-type]
             stop = result.stop if isinstance(result.stop, list) else [result.stop or ""]
             return result.prompt, [s for s in stop if s]
         if self.template_kind == "gemma":

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -124,9 +125,14 @@ class Ingestor:
             try:
                 stat = path.stat()
                 known = self.store.document(collection, str(path))
-                if known and not known.error and (known.size, known.mtime) == (
-                    stat.st_size,
-                    stat.st_mtime,
+                if (
+                    known
+                    and not known.error
+                    and (known.size, known.mtime)
+                    == (
+                        stat.st_size,
+                        stat.st_mtime,
+                    )
                 ):
                     report.skipped.append(str(path))  # unchanged: not even hashed
                     continue
@@ -158,7 +164,7 @@ class Ingestor:
                 pool.submit(parse_file, job.path, *args[1:]) for job in jobs
             ]
             try:
-                for job, future in zip(jobs, futures):
+                for job, future in zip(jobs, futures, strict=True):
                     yield future.result(), job
                     if cancel.is_set():
                         break
@@ -239,7 +245,7 @@ class _Ticker:
             )
 
 
-_TOKENIZER: object | None = None
+_TOKENIZER: Any = None  # a tokenizers.Tokenizer, loaded once per worker process
 
 
 def _init_worker(tokenizer_json: str) -> None:
@@ -250,12 +256,12 @@ def _init_worker(tokenizer_json: str) -> None:
 
         _TOKENIZER = Tokenizer.from_file(tokenizer_json)
         # The bundled tokenizer.json pads and truncates to 128; counting needs neither.
-        _TOKENIZER.no_truncation()  # type: ignore[attr-defined]
-        _TOKENIZER.no_padding()  # type: ignore[attr-defined]
+        _TOKENIZER.no_truncation()
+        _TOKENIZER.no_padding()
 
 
 def _count_tokens(text: str) -> int:
-    return len(_TOKENIZER.encode(text).ids)  # type: ignore[attr-defined]
+    return len(_TOKENIZER.encode(text).ids)
 
 
 def parse_file(path: Path, chunk_tokens: int, overlap: int) -> Parsed:

@@ -35,8 +35,10 @@ class Settings:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return cls()
+        if not isinstance(raw, dict):
+            return cls()
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known}) if isinstance(raw, dict) else cls()
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
     def save(self, data_dir: Path) -> None:
         """Write atomically so a crash never leaves half a settings file."""

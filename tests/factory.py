@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save_file
 
 
 def _escape(text: str) -> str:
@@ -39,3 +44,60 @@ def write_pdf(path: Path, pages: list[list[str]]) -> Path:
     )
     path.write_bytes(bytes(out))
     return path
+
+
+PREFIX = "base_model.model.model.layers"
+# PEFT module -> GGUF base tensor, per layer.
+MODULES = {
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+
+
+def make_lora(
+    shapes: dict[str, tuple],
+    modules: list[str],
+    layers: int,
+    r: int = 8,
+    std: float = 0.1,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Seeded random PEFT tensors: A (r, n_in), B (n_out, r) for every module and layer."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for layer in range(layers):
+        for module in modules:
+            n_in, n_out = shapes[MODULES[module]]
+            key = f"{PREFIX}.{layer}.{module}"
+            out[f"{key}.lora_A.weight"] = (rng.standard_normal((r, n_in)) * std).astype(np.float32)
+            out[f"{key}.lora_B.weight"] = (rng.standard_normal((n_out, r)) * std).astype(np.float32)
+    return out
+
+
+def write_peft(folder: Path, tensors: dict[str, np.ndarray], **config: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}
+    (folder / "adapter_config.json").write_text(json.dumps(settings | config))
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    return folder
+
+
+def write_gemma_peft(folder: Path, llm_path: Path, seed: int = 7) -> Path:
+    """A real PEFT LoRA folder (random, seeded) for the bundled Gemma 3 270M on q, v and o."""
+    from models.lora import _read_base  # the fast header reader: layer count, shapes
+
+    base = _read_base(llm_path)
+    shapes = {n.split(".")[2]: s[:2] for n, s in base.shapes.items() if n.startswith("blk.0.")}
+    modules = ["self_attn.q_proj", "self_attn.v_proj", "self_attn.o_proj"]
+    lora = make_lora(shapes, modules, layers=base.n_layers, std=0.05, seed=seed)
+    return write_peft(
+        folder,
+        lora,
+        target_modules=["q_proj", "v_proj", "o_proj"],
+        base_model_name_or_path="google/gemma-3-270m",
+    )

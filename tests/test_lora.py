@@ -12,7 +12,6 @@ from typing import Any
 import gguf
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
 from engine.types import UserError
 from models.lora import (
@@ -22,19 +21,7 @@ from models.lora import (
     read_safetensors,
     rope_permute,
 )
-
-PREFIX = "base_model.model.model.layers"
-# PEFT module -> GGUF base tensor, per layer.
-MODULES = {
-    "self_attn.q_proj": "attn_q",
-    "self_attn.k_proj": "attn_k",
-    "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output",
-    "mlp.gate_proj": "ffn_gate",
-    "mlp.up_proj": "ffn_up",
-    "mlp.down_proj": "ffn_down",
-}
-
+from tests.factory import MODULES, PREFIX, make_lora, write_gemma_peft, write_peft
 
 # ---------------------------------------------------------------- builders
 
@@ -77,34 +64,6 @@ def write_base(
     writer.write_tensors_to_file()
     writer.close()
     return path
-
-
-def make_lora(
-    shapes: dict[str, tuple],
-    modules: list[str],
-    layers: int,
-    r: int = 8,
-    std: float = 0.1,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """Seeded random PEFT tensors: A (r, n_in), B (n_out, r) for every module and layer."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for layer in range(layers):
-        for module in modules:
-            n_in, n_out = shapes[MODULES[module]]
-            key = f"{PREFIX}.{layer}.{module}"
-            out[f"{key}.lora_A.weight"] = (rng.standard_normal((r, n_in)) * std).astype(np.float32)
-            out[f"{key}.lora_B.weight"] = (rng.standard_normal((n_out, r)) * std).astype(np.float32)
-    return out
-
-
-def write_peft(folder: Path, tensors: dict[str, np.ndarray], **config: Any) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    settings = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}
-    (folder / "adapter_config.json").write_text(json.dumps(settings | config))
-    save_file(tensors, str(folder / "adapter_model.safetensors"))
-    return folder
 
 
 def save_bf16(path: Path, tensors: dict[str, np.ndarray]) -> None:
@@ -385,18 +344,7 @@ def test_check_compatible_names_both_files_and_the_mismatch(tmp_path: Path) -> N
 def gemma_adapter(llm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (random, seeded) PEFT LoRA for Gemma 3 270M on q, v and o, converted."""
     folder = tmp_path_factory.mktemp("gemma_lora")
-    from models.lora import _read_base  # the fast header reader; layer count, shapes
-
-    base = _read_base(llm_path)
-    shapes = {n.split(".")[2]: s[:2] for n, s in base.shapes.items() if n.startswith("blk.0.")}
-    modules = ["self_attn.q_proj", "self_attn.v_proj", "self_attn.o_proj"]
-    lora = make_lora(shapes, modules, layers=base.n_layers, std=0.05, seed=7)
-    peft = write_peft(
-        folder / "peft",
-        lora,
-        target_modules=["q_proj", "v_proj", "o_proj"],
-        base_model_name_or_path="google/gemma-3-270m",
-    )
+    peft = write_gemma_peft(folder / "peft", llm_path)
     convert_peft(peft, folder / "gemma-lora.gguf", llm_path)
     return folder / "gemma-lora.gguf"
 

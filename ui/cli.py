@@ -37,7 +37,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("ask", parents=[common], help="answer a question, streaming, with sources")
     p.add_argument("question")
-    p.add_argument("--mode", choices=MODES, default="rag")
+    p.add_argument(
+        "--mode", choices=[*MODES, "all"], default="rag", help="all: every mode side by side"
+    )
+    p.add_argument("--lora-scale", type=float, default=None, help="adapter strength (default 1)")
     p.add_argument("--lora", type=Path, help="GGUF LoRA adapter (for modes lora and hybrid)")
     p.add_argument("--model", type=Path, help="any GGUF model file (default: the bundled one)")
     p.add_argument("--k", type=int, default=None)
@@ -60,6 +63,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("models", parents=[common], help="list local models and adapters")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_models)
+
+    from ui import cli_eval  # TEMP(eval): the lead wires this in
+
+    cli_eval.register(sub, common)
+
+    lora = sub.add_parser("lora", parents=[common], help="LoRA adapters: convert and inspect")
+    lora_sub = lora.add_subparsers(dest="lora_command", metavar="ACTION", required=True)
+    p = lora_sub.add_parser("convert", parents=[common], help="PEFT adapter folder -> GGUF")
+    p.add_argument("peft_dir", type=Path, metavar="PEFT_DIR")
+    p.add_argument("out", type=Path, metavar="OUT.gguf")
+    p.add_argument("--base", type=Path, help="base model GGUF (default: the current model)")
+    p.set_defaults(handler=cmd_lora_convert)
+    p = lora_sub.add_parser("info", parents=[common], help="what a GGUF adapter holds")
+    p.add_argument("adapter", type=Path, metavar="ADAPTER.gguf")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_lora_info)
 
 
 def open_engine(args: argparse.Namespace) -> Engine:
@@ -118,7 +137,9 @@ def print_report(report: IngestReport) -> None:
     for path, reason in report.failed:
         print(f"  failed: {path}: {reason}", file=sys.stderr)
     if report.cancelled:
-        print("  cancelled: the files above were kept; run ingest again to finish.", file=sys.stderr)
+        print(
+            "  cancelled: the files above were kept; run ingest again to finish.", file=sys.stderr
+        )
 
 
 # -- search and ask ---------------------------------------------------------------------
@@ -144,11 +165,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.model:
         engine.settings.model_path = str(args.model)
     if args.lora:
-        engine.settings.lora_path = str(args.lora)
+        engine.set_adapter(args.lora, args.lora_scale or engine.settings.lora_scale)
+    elif args.lora_scale is not None:
+        engine.settings.lora_scale = args.lora_scale
     options = AskOptions(
-        k=args.k, collection=args.collection, temperature=args.temperature,
+        k=args.k,
+        collection=args.collection,
+        temperature=args.temperature,
         max_tokens=args.max_tokens,
     )
+    if args.mode == "all":
+        return _ask_all(engine, args, options)
     with _ctrl_c_cancels(engine):
         for event in engine.ask(args.question, args.mode, options):
             if isinstance(event, TokenReceived) and not args.json:
@@ -157,10 +184,40 @@ def cmd_ask(args: argparse.Namespace) -> int:
             elif isinstance(event, AnswerFinished):
                 _print_answer_end(event.answer.to_json(), args.json, event.answer.sources)
                 return 130 if event.answer.cancelled else 0
-            elif isinstance(event, SourcesFound) and not args.json and not event.sources:
-                if args.mode in ("rag", "hybrid"):
-                    print("(no sources found in the index)", file=sys.stderr)
+            elif isinstance(event, SourcesFound) and not (args.json or event.sources):
+                print("(no sources found in the index)", file=sys.stderr)
     return 0
+
+
+def _ask_all(engine: Engine, args: argparse.Namespace, options: AskOptions) -> int:
+    """Every mode in turn: streamed under a heading each, or one JSON object at the end."""
+    modes: dict[str, Any] = {}
+    for mode, reason in engine.available_modes().items():
+        if reason:
+            modes[mode] = {"mode": mode, "skipped": reason}
+    cancelled = False
+    with _ctrl_c_cancels(engine):
+        for mode, event in engine.compare(args.question, options):
+            if isinstance(event, SourcesFound) and not args.json:
+                print(f"\n== {mode} ==")
+            elif isinstance(event, TokenReceived) and not args.json:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif isinstance(event, AnswerFinished):
+                modes[mode] = event.answer.to_json()
+                cancelled = cancelled or event.answer.cancelled
+                if not args.json:
+                    _print_answer_end(modes[mode], False, event.answer.sources)
+    if args.json:
+        ordered = {m: modes[m] for m in MODES if m in modes}
+        print(
+            json.dumps({"question": args.question, "modes": ordered}, ensure_ascii=False, indent=2)
+        )
+    else:
+        for mode, entry in modes.items():
+            if "skipped" in entry:
+                print(f"\n== {mode} == skipped: {entry['skipped']}")
+    return 130 if cancelled else 0
 
 
 def _print_answer_end(payload: dict[str, Any], as_json: bool, sources: list[SearchResult]) -> None:
@@ -243,3 +300,38 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _snippet(text: str, width: int = 240) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def cmd_lora_convert(args: argparse.Namespace) -> int:
+    from models.lora import convert_peft
+
+    engine = open_engine(args)
+    base = args.base or engine.model_path()
+    info = convert_peft(args.peft_dir, args.out, base)
+    print(
+        f"Wrote {info.path}: LoRA for {info.architecture}, rank {info.rank}, alpha {info.alpha:g}, "
+        f"{len(info.tensors)} tensors. Use it with: python main.py ask ... --mode lora "
+        f"--lora {info.path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_lora_info(args: argparse.Namespace) -> int:
+    from models.lora import read_adapter
+
+    info = read_adapter(args.adapter)
+    data = {
+        "path": str(info.path),
+        "architecture": info.architecture,
+        "rank": info.rank,
+        "alpha": info.alpha,
+        "base_model": info.base_model,
+        "tensors": list(info.tensors),
+    }
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"{info.path.name}: LoRA for {info.architecture} (base {info.base_model or '?'})")
+        print(f"rank {info.rank}, alpha {info.alpha:g}, {len(info.tensors)} tensors")
+    return 0

@@ -1,0 +1,312 @@
+"""Evaluation: score answer modes and retrieval variants on a file of gold questions.
+
+A question file is JSONL (`id`, `question`, and optionally `doc`, `pages`, `section`,
+`answer`, `kind`). Each finished (question, mode) answer is appended to a checkpoint under
+`<data dir>/eval-runs/`, keyed by the file's content and the settings that change answers,
+so a stopped run resumes where it stopped. Scores are computed from the saved records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.scoring import (
+    METRICS,
+    RETRIEVING_MODES,
+    Question,
+    answer_detail,
+    first_hit_rank,
+    load_questions,
+    rank_metrics,
+    score_mode,
+)
+from engine.types import SearchResult, UserError
+
+if TYPE_CHECKING:
+    from engine.core import Engine
+
+METHODS = ("vector", "keyword", "hybrid")
+RUNS_DIR = "eval-runs"
+
+
+@dataclass
+class EvalConfig:
+    """What to run; `k`, `max_tokens` and `collection` also key the checkpoint."""
+
+    modes: tuple[str, ...] = ("base", "rag")
+    k: int = 5
+    max_tokens: int = 96
+    collection: str | None = None
+    retrieval_only: bool = False
+    restart: bool = False
+
+
+@dataclass
+class EvalProgress:
+    """Sent after every finished step (a search variant or an answer)."""
+
+    done: int
+    total: int
+    label: str
+    elapsed_s: float
+
+
+@dataclass
+class EvalReport:
+    """Metrics per answer mode and per retrieval method, and how the run went."""
+
+    modes: dict[str, dict[str, Any]]
+    retrieval: dict[str, dict[str, Any]]
+    skipped: dict[str, str] = field(default_factory=dict)  # mode -> why
+    details: list[dict[str, Any]] = field(default_factory=list)  # per question and method
+    complete: bool = True
+    computed: int = 0  # answers generated in this run (not resumed)
+    resumed: int = 0  # answers read back from the checkpoint
+    checkpoint: Path | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {m: dict(v) for m, v in self.modes.items()}
+        data["retrieval"] = self.retrieval
+        data["run"] = {
+            "complete": self.complete, "computed": self.computed, "resumed": self.resumed,
+            "skipped": self.skipped, "checkpoint": str(self.checkpoint or ""), **self.counts,
+        }  # fmt: skip
+        data["details"] = self.details
+        return data
+
+
+ProgressFn = Callable[[EvalProgress], None]
+
+
+# -- checkpoints ---------------------------------------------------------------------
+
+
+def run_key(questions_file: Path, settings: dict[str, Any]) -> str:
+    """Hash of the question file's bytes and the settings that change answers."""
+    digest = hashlib.sha256(Path(questions_file).read_bytes())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def _load_checkpoint(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Saved answers by (question id, mode); a torn last line (a crash) is ignored."""
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    if not path.exists():
+        return records
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            records[(row["id"], row["mode"])] = row
+        except (ValueError, KeyError, TypeError):
+            continue
+    return records
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()
+
+
+def _source_json(source: SearchResult) -> dict[str, Any]:
+    return {"document": source.document, "path": source.path, "page": source.page,
+            "section": source.section}  # fmt: skip
+
+
+# -- the runner ------------------------------------------------------------------------
+
+
+class Evaluation:
+    """One evaluation run of a question file over an Engine (used on the Engine's thread)."""
+
+    def __init__(self, engine: Engine, questions_file: Path, config: EvalConfig) -> None:
+        self.engine = engine
+        self.file = Path(questions_file)
+        self.config = config
+        self.questions = load_questions(self.file)
+        from engine.core import MODES
+
+        bad = [m for m in config.modes if m not in MODES]
+        if bad or not config.modes:
+            raise UserError(f"unknown mode(s) {', '.join(bad) or '(none)'}; use {', '.join(MODES)}")
+        runs = engine.data_dir / RUNS_DIR
+        runs.mkdir(parents=True, exist_ok=True)
+        self.checkpoint = runs / f"{self.file.stem}-{run_key(self.file, self._settings())}.jsonl"
+
+    def _settings(self) -> dict[str, Any]:
+        s = self.engine.settings
+        return {
+            "model": s.model_path or "bundled", "lora": s.lora_path, "lora_scale": s.lora_scale,
+            "k": self.config.k, "max_tokens": self.config.max_tokens,
+            "collection": self.config.collection or s.collection, "context": s.context_size,
+            "system_prompt": s.system_prompt,
+        }  # fmt: skip
+
+    def run(
+        self, progress: ProgressFn | None = None, cancel: threading.Event | None = None
+    ) -> EvalReport:
+        """Search variants first (cheap), then answers; stops between steps when cancelled."""
+        cancel = cancel or threading.Event()
+        if self.config.restart:
+            self.checkpoint.unlink(missing_ok=True)
+        saved = _load_checkpoint(self.checkpoint)
+        answerable = [q for q in self.questions if not q.absent and q.doc]
+        modes = () if self.config.retrieval_only else self.config.modes
+        todo = [(q, m) for q in self.questions for m in modes if (q.id, m) not in saved]
+        tick = _Ticker(progress, len(answerable) * len(METHODS) + len(todo))
+        ranks, search_s = self._search_variants(answerable, tick, cancel)
+        skipped: dict[str, str] = {}
+        computed = 0
+        for question, mode in todo:
+            if cancel.is_set():
+                break
+            if mode not in skipped:
+                record = self._answer(question, mode, skipped)
+                if record is not None and not record.get("cancelled"):
+                    _append(self.checkpoint, record)
+                    saved[(question.id, mode)] = record
+                    computed += 1
+            tick(f"{mode}  {question.id}")
+        report = self._report(saved, ranks, search_s, skipped)
+        report.complete = len(ranks["hybrid"]) == len(answerable) and all(
+            (q.id, m) in saved or m in skipped for q in self.questions for m in modes
+        )
+        report.computed, report.resumed = computed, len(saved) - computed
+        return report
+
+    def _search_variants(
+        self, questions: list[Question], tick: _Ticker, cancel: threading.Event
+    ) -> tuple[dict[str, dict[str, int | None]], dict[str, list[float]]]:
+        """First-hit rank of every answerable question under each retrieval method."""
+        ranks: dict[str, dict[str, int | None]] = {m: {} for m in METHODS}
+        seconds: dict[str, list[float]] = {m: [] for m in METHODS}
+        depth = max(5, self.config.k)
+        for question in questions:
+            for method in METHODS:
+                if cancel.is_set():
+                    return ranks, seconds
+                start = time.perf_counter()
+                found = self.engine.search(question.question, depth, self._collection(), method)
+                seconds[method].append(time.perf_counter() - start)
+                ranks[method][question.id] = first_hit_rank(found, question)
+                tick(f"search {method}  {question.id}")
+        return ranks, seconds
+
+    def _collection(self) -> str:
+        return self.config.collection or self.engine.settings.collection
+
+    def _answer(
+        self, question: Question, mode: str, skipped: dict[str, str]
+    ) -> dict[str, Any] | None:
+        """Generate one answer; a mode the engine refuses (no adapter) is skipped, with why."""
+        from engine.core import AskOptions
+
+        options = AskOptions(
+            k=self.config.k, collection=self._collection(), temperature=0.0,
+            max_tokens=self.config.max_tokens,
+        )  # fmt: skip
+        try:
+            answer = self.engine.answer(question.question, mode, options)
+        except UserError as exc:
+            skipped[mode] = str(exc)
+            return None
+        return {
+            "id": question.id, "mode": mode, "answer": answer.answer,
+            "sources": [_source_json(s) for s in answer.sources],
+            "timings": vars(answer.timings).copy(), "cancelled": answer.cancelled,
+        }  # fmt: skip
+
+    def _report(
+        self,
+        saved: dict[tuple[str, str], dict[str, Any]],
+        ranks: dict[str, dict[str, int | None]],
+        search_s: dict[str, list[float]],
+        skipped: dict[str, str],
+    ) -> EvalReport:
+        by_id = {q.id: q for q in self.questions}
+        details = [
+            {"id": qid, "method": method, "rank": rank}
+            for method, per_q in ranks.items()
+            for qid, rank in per_q.items()
+        ]
+        retrieval = {m: rank_metrics(list(ranks[m].values()), search_s[m]) for m in METHODS}
+        modes: dict[str, dict[str, Any]] = {}
+        for mode in self.config.modes:
+            if mode in skipped:
+                modes[mode] = {**dict.fromkeys(METRICS), "n": 0, "skipped": skipped[mode]}
+                continue
+            rows = [(by_id[qid], r) for (qid, m), r in saved.items() if m == mode and qid in by_id]
+            modes[mode] = score_mode(rows, mode)
+            if self.config.retrieval_only and mode in RETRIEVING_MODES:
+                modes[mode].update({k: retrieval["hybrid"][k] for k in METRICS[:3]})
+            details += [answer_detail(q, r) for q, r in rows]
+        counts = {
+            "questions": len(self.questions),
+            "answerable": sum(1 for q in self.questions if not q.absent),
+            "absent": sum(1 for q in self.questions if q.absent),
+        }
+        return EvalReport(modes, retrieval, skipped, details, checkpoint=self.checkpoint,
+                          counts=counts)  # fmt: skip
+
+
+class _Ticker:
+    """Counts finished steps and reports them to a progress callback."""
+
+    def __init__(self, progress: ProgressFn | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+        self.start = time.perf_counter()
+
+    def __call__(self, label: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            elapsed = time.perf_counter() - self.start
+            self.progress(EvalProgress(self.done, self.total, label, elapsed))
+
+
+# -- rendering -----------------------------------------------------------------------
+
+
+_COLUMNS = (
+    ("hit@1", "hit_at_1", "{:.2f}"), ("hit@5", "hit_at_5", "{:.2f}"), ("MRR", "mrr", "{:.2f}"),
+    ("answer contained", "answer_containment", "{:.2f}"),
+    ("citation precision", "citation_precision", "{:.2f}"),
+    ("absent: don't know", "absent_dont_know", "{:.2f}"),
+    ("retrieval ms", "retrieval_s", "ms"), ("first token s", "first_token_s", "{:.2f}"),
+    ("total s", "total_s", "{:.2f}"), ("tokens/s", "tokens_per_s", "{:.1f}"),
+)  # fmt: skip
+
+
+def table_rows(report: EvalReport) -> list[tuple[str, dict[str, Any]]]:
+    """(label, metrics) in display order: the search variants, then the answer modes."""
+    rows = [(f"search: {m}", report.retrieval[m]) for m in METHODS if report.retrieval[m]["n"]]
+    return rows + [(f"mode: {m}", v) for m, v in report.modes.items()]
+
+
+def format_metric(key: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    spec = next(fmt for _, k, fmt in _COLUMNS if k == key)
+    return f"{value * 1000:.0f}" if spec == "ms" else spec.format(value)
+
+
+def render_markdown(report: EvalReport) -> str:
+    """The report as a Markdown table with notes for skipped modes and stopped runs."""
+    head = ["", "n", *(name for name, _, _ in _COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, metrics in table_rows(report):
+        cells = [label, str(metrics.get("n", 0))]
+        cells += [format_metric(key, metrics.get(key)) for _, key, _ in _COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    for mode, why in report.skipped.items():
+        lines.append(f"\nmode {mode} skipped: {why}")
+    if not report.complete:
+        lines.append("\nstopped before the end: these figures cover the finished answers only.")
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""Scoring evaluation questions: the question file, per-question checks, per-mode metrics.
+
+Matching follows eval/README.md: text is case-folded with whitespace collapsed; a retrieval
+hit is a source from the gold document on a gold page (PDF) or in the gold section (HTML,
+Markdown); answer containment is the folded gold phrase inside the folded answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.prompting import says_dont_know
+from engine.types import UserError
+
+RETRIEVING_MODES = ("rag", "hybrid")
+FIELDS = {"id", "question", "doc", "pages", "section", "answer", "kind"}
+METRICS = (
+    "hit_at_1", "hit_at_5", "mrr", "answer_containment", "citation_precision",
+    "absent_dont_know", "retrieval_s", "first_token_s", "total_s", "tokens_per_s",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Question:
+    """One gold question; `kind == "absent"` means no document holds the answer."""
+
+    id: str
+    question: str
+    doc: str | None = None
+    pages: tuple[int, ...] = ()
+    section: str | None = None
+    answer: str | None = None
+    kind: str | None = None
+
+    @property
+    def absent(self) -> bool:
+        return self.kind == "absent"
+
+
+# -- the question file ---------------------------------------------------------------
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Read and check a question file; every problem is a UserError naming the line."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such question file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the question file ({exc})") from None
+    questions: list[Question] = []
+    seen: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        question = _parse_line(line, f"{path}:{number}")
+        if question.id in seen:
+            raise UserError(f"{path}:{number}: duplicate id '{question.id}'")
+        seen.add(question.id)
+        questions.append(question)
+    if not questions:
+        raise UserError(f"{path}: no questions (expected one JSON object per line)")
+    return questions
+
+
+def _parse_line(line: str, where: str) -> Question:
+    try:
+        row = json.loads(line)
+    except ValueError as exc:
+        raise UserError(f"{where}: not valid JSON ({exc.args[0]})") from None
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    unknown = sorted(set(row) - FIELDS)
+    if unknown:
+        raise UserError(f"{where}: unknown field(s) {', '.join(unknown)}; use {sorted(FIELDS)}")
+    for name in ("id", "question"):
+        if not isinstance(row.get(name), str) or not row[name].strip():
+            raise UserError(f"{where}: '{name}' must be a non-empty string")
+    for name in ("doc", "section", "answer", "kind"):
+        if row.get(name) is not None and not isinstance(row[name], str):
+            raise UserError(f"{where}: '{name}' must be a string")
+    pages = row.get("pages") or []
+    if not isinstance(pages, list) or not all(_positive_int(p) for p in pages):
+        raise UserError(f"{where}: 'pages' must be a list of page numbers (1 and up)")
+    if (pages or row.get("section")) and not row.get("doc"):
+        raise UserError(f"{where}: 'pages' and 'section' need a 'doc'")
+    if row.get("kind") == "absent" and (row.get("doc") or row.get("answer")):
+        raise UserError(f"{where}: an absent question has no 'doc' or 'answer'")
+    return Question(
+        id=row["id"], question=row["question"], doc=row.get("doc"), pages=tuple(pages),
+        section=row.get("section"), answer=row.get("answer"), kind=row.get("kind"),
+    )  # fmt: skip
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+# -- scoring one question --------------------------------------------------------------
+
+_CITATION = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
+
+
+def fold(text: str) -> str:
+    """Case-fold and collapse whitespace; drop pdfium's U+FFFE soft-hyphen marks."""
+    return " ".join(text.replace("\ufffe", "").casefold().split())
+
+
+def contains_answer(generated: str, gold: str) -> bool:
+    """The folded gold phrase occurs in the folded answer (a line-end hyphen joined or kept)."""
+    target = fold(gold)
+    if not target:
+        return False
+    text = fold(generated)
+    joined = re.sub(r"(\w)- (\w)", r"\1\2", text)
+    kept = re.sub(r"(\w)- (\w)", r"\1-\2", text)
+    return any(target in variant for variant in (text, joined, kept))
+
+
+def is_hit(source: Any, question: Question) -> bool:
+    """A source from the gold document, on a gold page or in the gold section."""
+    if not question.doc or not _same_doc(source, question.doc):
+        return False
+    if question.pages:
+        return source.page in question.pages
+    if question.section:
+        return fold(source.section or "") == fold(question.section)
+    return True
+
+
+def _same_doc(source: Any, doc: str) -> bool:
+    gold = doc.replace("\\", "/").strip("/")
+    path = str(getattr(source, "path", "") or "").replace("\\", "/")
+    return source.document == gold or path.endswith("/" + gold)
+
+
+def first_hit_rank(sources: Sequence[Any], question: Question) -> int | None:
+    """1-based position of the first gold source, or None."""
+    return next((i for i, s in enumerate(sources, 1) if is_hit(s, question)), None)
+
+
+def cited_numbers(answer: str) -> list[int]:
+    """Source numbers cited as [1], [2][3] or [1, 2], in order of appearance."""
+    return [int(n) for group in _CITATION.findall(answer) for n in group.split(",")]
+
+
+def citation_counts(answer: str, sources: Sequence[Any], question: Question) -> tuple[int, int]:
+    """(gold citations, all citations); a number with no such source counts as wrong."""
+    cited = cited_numbers(answer)
+    gold = sum(1 for n in cited if 1 <= n <= len(sources) and is_hit(sources[n - 1], question))
+    return gold, len(cited)
+
+
+@dataclass
+class _Source:
+    """A source as saved in a checkpoint: enough to score it."""
+
+    document: str
+    path: str
+    page: int | None
+    section: str | None
+
+
+# -- aggregation and rendering -----------------------------------------------------------
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    items = list(values)
+    return round(sum(items) / len(items), 4) if items else None
+
+
+def _median(values: Iterable[float]) -> float | None:
+    items = list(values)
+    return round(statistics.median(items), 4) if items else None
+
+
+def rank_metrics(ranks: list[int | None], seconds: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(ranks),
+        "hit_at_1": _mean(1.0 if r == 1 else 0.0 for r in ranks),
+        "hit_at_5": _mean(1.0 if r is not None and r <= 5 else 0.0 for r in ranks),
+        "mrr": _mean(1.0 / r if r else 0.0 for r in ranks),
+        "retrieval_s": _median(seconds),
+    }
+
+
+def score_mode(rows: list[tuple[Question, dict[str, Any]]], mode: str) -> dict[str, Any]:
+    """Aggregate saved answers of one mode into the report's metrics."""
+    answerable = [(q, r) for q, r in rows if not q.absent and q.doc]
+    retrieves = mode in RETRIEVING_MODES
+    ranks = [first_hit_rank(_sources(r), q) for q, r in answerable] if retrieves else []
+    gold, cited = 0, 0
+    for question, record in answerable:
+        g, c = citation_counts(record["answer"], _sources(record), question)
+        gold, cited = gold + g, cited + c
+    timings = [r["timings"] for _, r in rows]
+    metrics = rank_metrics(ranks, [t["retrieval_s"] for t in timings]) if retrieves else {}
+    return {
+        **dict.fromkeys(METRICS), **metrics, "n": len(rows),
+        "answer_containment": _mean(
+            1.0 if contains_answer(r["answer"], q.answer) else 0.0
+            for q, r in answerable if q.answer
+        ),
+        "citation_precision": round(gold / cited, 4) if cited else None,
+        "cited": cited,
+        "absent_dont_know": _mean(
+            1.0 if says_dont_know(r["answer"]) else 0.0 for q, r in rows if q.absent
+        ),
+        "first_token_s": _median(t["first_token_s"] for t in timings),
+        "total_s": _median(t["total_s"] for t in timings),
+        "tokens_per_s": _median(t["tokens_per_s"] for t in timings if t["tokens"]),
+    }  # fmt: skip
+
+
+def _sources(record: dict[str, Any]) -> list[_Source]:
+    return [_Source(**s) for s in record["sources"]]
+
+
+def answer_detail(question: Question, record: dict[str, Any]) -> dict[str, Any]:
+    rank = first_hit_rank(_sources(record), question) if record["sources"] else None
+    contained = bool(question.answer) and contains_answer(record["answer"], question.answer or "")
+    return {"id": question.id, "mode": record["mode"], "rank": rank, "contained": contained,
+            "dont_know": says_dont_know(record["answer"]), "answer": record["answer"]}  # fmt: skip
