@@ -1,0 +1,125 @@
+"""`main.py eval`: score answer modes and retrieval variants on a question file.
+
+Progress goes to stderr; the table (or `--json`) to stdout. The first Ctrl+C stops after
+the current answer, prints the partial table and says how to resume; a second one aborts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.core import MODES, Engine
+from engine.evaluation import EvalConfig, EvalProgress, Evaluation, render_markdown
+from engine.types import UserError
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the `eval` subcommand to the `main.py` parser."""
+    p = sub.add_parser("eval", parents=[common], help="score modes and retrieval on questions")
+    p.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
+    p.add_argument(
+        "--modes", type=parse_modes, default=("base", "rag"),
+        help=f"comma list of {','.join(MODES)} (default: base,rag)",
+    )  # fmt: skip
+    p.add_argument("--k", type=int, default=5, help="sources per question (default: 5)")
+    p.add_argument("--max-tokens", type=int, default=96, help="answer length cap (default: 96)")
+    p.add_argument("--collection")
+    p.add_argument("--retrieval-only", action="store_true", help="search only, no generation")
+    p.add_argument("--restart", action="store_true", help="ignore the saved partial run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_eval)
+
+
+def parse_modes(text: str) -> tuple[str, ...]:
+    """`base,rag` -> ("base", "rag"); unknown names are an argparse error."""
+    modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(
+            f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}"
+        )
+    return modes
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.k < 1 or args.max_tokens < 1:
+        raise UserError("--k and --max-tokens must be 1 or more")
+    config = EvalConfig(
+        modes=args.modes, k=args.k, max_tokens=args.max_tokens, collection=args.collection,
+        retrieval_only=args.retrieval_only, restart=args.restart,
+    )  # fmt: skip
+    engine = Engine(getattr(args, "data_dir", None))
+    evaluation = Evaluation(engine, args.questions, config)
+    cancel = threading.Event()
+    bar = ProgressBar()
+    with _ctrl_c_sets(cancel):
+        report = evaluation.run(bar, cancel)
+    bar.finish()
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(render_markdown(report))
+    print(_summary(report.computed, report.resumed, evaluation.checkpoint), file=sys.stderr)
+    if not report.complete:
+        print(
+            "Stopped. Run the same command again to resume where it stopped "
+            "(--restart starts over).",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _summary(computed: int, resumed: int, checkpoint: Path) -> str:
+    return f"{computed} answers generated, {resumed} reused from {checkpoint}"
+
+
+class ProgressBar:
+    """A text progress bar on stderr: rewritten in place on a terminal, every few s else."""
+
+    def __init__(self, width: int = 30) -> None:
+        self.tty = sys.stderr.isatty()
+        self.width = width
+        self.last = 0.0
+
+    def __call__(self, p: EvalProgress) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self.last < 5 and p.done < p.total:
+            return
+        self.last = now
+        filled = int(self.width * p.done / p.total) if p.total else self.width
+        eta = p.elapsed_s / p.done * (p.total - p.done) if p.done else 0.0
+        line = (
+            f"[{'#' * filled}{'.' * (self.width - filled)}] {p.done}/{p.total} "
+            f"{p.elapsed_s:.0f} s, ~{eta:.0f} s left  {p.label}"
+        )
+        sys.stderr.write(("\r" + line[:110].ljust(110)) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+@contextmanager
+def _ctrl_c_sets(cancel: threading.Event) -> Iterator[None]:
+    """The first Ctrl+C asks the run to stop after the current step; a second one aborts."""
+
+    def on_interrupt(_signum: int, _frame: Any) -> None:
+        signal.signal(signal.SIGINT, previous)
+        print("\nStopping after the current answer (Ctrl+C again to abort)...", file=sys.stderr)
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
