@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 import re
-import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import gguf
 import numpy as np
 
 from engine.types import UserError
+from models.gguf_header import GGUFHeader, read_header
 
 # Architectures (GGUF names) whose converted q/k rows differ from Hugging Face's order:
 # llama.cpp's HF converter permutes them for its interleaved RoPE, so B must follow.
@@ -70,83 +69,8 @@ class _Pair:
     module: str = ""  # PEFT module key, e.g. "model.layers.0.self_attn.q_proj"
 
 
-# GGUF value types: struct format of the scalars; 8 = string, 9 = array.
-_GGUF_SCALARS = dict(enumerate("BbHhIif?")) | {10: "Q", 11: "q", 12: "d"}
-
-
-@dataclass
-class _Header:
-    """A GGUF file's metadata and tensor shapes (ggml ne order), nothing else."""
-
-    fields: dict[str, Any]
-    shapes: dict[str, tuple[int, ...]]
-
-
-class _Cursor:
-    """Reads little-endian GGUF values from a memory map, skipping what is not wanted."""
-
-    def __init__(self, data: mmap.mmap) -> None:
-        self.data, self.pos = data, 0
-
-    def scalar(self, fmt: str) -> Any:
-        (value,) = struct.unpack_from("<" + fmt, self.data, self.pos)
-        self.pos += struct.calcsize(fmt)
-        return value
-
-    def string(self) -> str:
-        size = self.scalar("Q")
-        self.pos += size
-        return bytes(self.data[self.pos - size : self.pos]).decode("utf-8", "replace")
-
-    def value(self, vtype: int) -> Any:
-        if vtype == 8:
-            return self.string()
-        if vtype != 9:
-            return self.scalar(_GGUF_SCALARS[vtype])
-        etype, count = self.scalar("I"), self.scalar("Q")
-        if etype in _GGUF_SCALARS and count > 64:
-            # Long arrays (token scores, types) are skipped: nothing here needs them, and
-            # reading the tokenizer is what makes gguf.GGUFReader take seconds.
-            self.pos += count * struct.calcsize(_GGUF_SCALARS[etype])
-            return None
-        if etype == 8 and count > 64:  # the vocabulary: walk the lengths only
-            for _ in range(count):
-                self.pos += 8 + self.scalar("Q")
-            return None
-        return [self.value(etype) for _ in range(count)]
-
-
-def _read_header(path: Path) -> _Header:
-    """Parse only the GGUF header: fast even with a 262k-token vocabulary."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    try:
-        with (
-            path.open("rb") as handle,
-            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
-        ):
-            if data[:4] != b"GGUF":
-                raise ValueError("no GGUF magic number")
-            cur = _Cursor(data)
-            cur.pos = 8  # magic, version
-            n_tensors, n_fields = cur.scalar("Q"), cur.scalar("Q")
-            fields = {}
-            for _ in range(n_fields):
-                key = cur.string()
-                fields[key] = cur.value(cur.scalar("I"))
-            shapes = {}
-            for _ in range(n_tensors):
-                name = cur.string()
-                ne = tuple(cur.scalar("Q") for _ in range(cur.scalar("I")))
-                cur.pos += 12  # ggml type (u32), data offset (u64)
-                shapes[name] = ne
-    except (OSError, ValueError, struct.error, KeyError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable GGUF file ({exc})") from exc
-    return _Header(fields, shapes)
-
-
 def _read_base(path: Path) -> _Base:
-    header = _read_header(path)
+    header = read_header(path, tensors=True)
     arch = header.fields.get("general.architecture")
     if header.fields.get("general.type") == "adapter":
         raise UserError(f"{path}: this is a LoRA adapter, not a base model")
@@ -382,7 +306,7 @@ def _write_adapter(
         raise
 
 
-def _lora_tensors(header: _Header) -> Iterator[tuple[str, str, tuple[int, ...]]]:
+def _lora_tensors(header: GGUFHeader) -> Iterator[tuple[str, str, tuple[int, ...]]]:
     """(base name, "a" | "b", ggml ne) for every LoRA tensor in an adapter."""
     for name, ne in header.shapes.items():
         for kind in ("a", "b"):
@@ -391,7 +315,7 @@ def _lora_tensors(header: _Header) -> Iterator[tuple[str, str, tuple[int, ...]]]
 
 
 def _adapter_shapes(path: Path) -> tuple[AdapterInfo, dict[str, dict[str, tuple[int, ...]]]]:
-    header = _read_header(path)
+    header = read_header(path, tensors=True)
     fields = header.fields
     if fields.get("general.type") != "adapter" or fields.get("adapter.type") != "lora":
         raise UserError(f"{path}: not a LoRA adapter (general.type/adapter.type missing)")

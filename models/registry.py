@@ -1,21 +1,16 @@
 """Local models: GGUF metadata, and the models and adapters in the models folder.
 
-GGUF metadata is read by walking the key-value header directly. `gguf.GGUFReader`
-also builds a numpy view of every tokenizer entry and tensor, which took 25 s for the
-bundled 253 MB Gemma file (262k tokens) on 2 busy cores; this walk reads the header
-only and skips large arrays.
+GGUF metadata comes from `models.gguf_header`, which reads the header only.
 """
 
 from __future__ import annotations
 
 import json
-import mmap
-import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gguf import GGUF_MAGIC, GGUFValueType, LlamaFileType
+from gguf import LlamaFileType
 
 from engine.types import UserError
 from models.bundled import (
@@ -24,22 +19,7 @@ from models.bundled import (
     LLM_FILENAME,
     LLM_STAMP_SUFFIX,
 )
-
-_MAGIC = struct.pack("<I", GGUF_MAGIC)  # b"GGUF"
-_SCALAR = {
-    GGUFValueType.UINT8: "<B",
-    GGUFValueType.INT8: "<b",
-    GGUFValueType.UINT16: "<H",
-    GGUFValueType.INT16: "<h",
-    GGUFValueType.UINT32: "<I",
-    GGUFValueType.INT32: "<i",
-    GGUFValueType.FLOAT32: "<f",
-    GGUFValueType.BOOL: "<?",
-    GGUFValueType.UINT64: "<Q",
-    GGUFValueType.INT64: "<q",
-    GGUFValueType.FLOAT64: "<d",
-}
-_KEEP_ARRAY = 64  # arrays longer than this (token lists) are skipped, not decoded
+from models.gguf_header import read_header
 
 
 @dataclass
@@ -101,92 +81,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
 
 def read_gguf_metadata(path: Path) -> dict[str, Any]:
     """Every key-value pair in a GGUF header; arrays over 64 items become None."""
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(24)
-            _check_header(path, head)
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return _parse_kv(path, mm)
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: model file not found") from exc
-    except IsADirectoryError as exc:
-        raise UserError(f"{path}: is a folder, not a GGUF model file") from exc
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from exc
-
-
-def _check_header(path: Path, head: bytes) -> None:
-    if head[:4] != _MAGIC:
-        raise UserError(
-            f"{path}: not a GGUF model file (starts with {head[:4]!r}, expected b'GGUF')"
-        )
-    version = struct.unpack_from("<I", head, 4)[0] if len(head) >= 8 else 0
-    if version not in (2, 3):
-        raise UserError(f"{path}: unsupported GGUF version {version} (expected 2 or 3)")
-    if len(head) < 24:
-        raise UserError(f"{path}: not a GGUF model file (truncated header)")
-
-
-def _parse_kv(path: Path, buf: mmap.mmap) -> dict[str, Any]:
-    kv_count = struct.unpack_from("<Q", buf, 16)[0]
-    offset = 24
-    kv: dict[str, Any] = {}
-    try:
-        for _ in range(kv_count):
-            key, offset = _read_str(buf, offset)
-            vtype = struct.unpack_from("<I", buf, offset)[0]
-            value, offset = _read_value(buf, offset + 4, GGUFValueType(vtype))
-            kv[key] = value
-    except (struct.error, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: damaged GGUF header ({exc}); re-download the file") from exc
-    return kv
-
-
-def _read_str(buf: mmap.mmap, offset: int) -> tuple[str, int]:
-    (length,) = struct.unpack_from("<Q", buf, offset)
-    start = offset + 8
-    if start + length > len(buf):
-        raise ValueError("string runs past the end of the file")
-    return buf[start : start + length].decode("utf-8"), start + length
-
-
-def _read_value(buf: mmap.mmap, offset: int, vtype: GGUFValueType) -> tuple[Any, int]:
-    if vtype == GGUFValueType.STRING:
-        return _read_str(buf, offset)
-    if vtype == GGUFValueType.ARRAY:
-        return _read_array(buf, offset)
-    fmt = _SCALAR[vtype]
-    return struct.unpack_from(fmt, buf, offset)[0], offset + struct.calcsize(fmt)
-
-
-def _read_array(buf: mmap.mmap, offset: int) -> tuple[list[Any] | None, int]:
-    itype, count = struct.unpack_from("<IQ", buf, offset)
-    offset += 12
-    item_type = GGUFValueType(itype)
-    if count > _KEEP_ARRAY:
-        return None, _skip_array(buf, offset, item_type, count)
-    items = []
-    for _ in range(count):
-        item, offset = _read_value(buf, offset, item_type)
-        items.append(item)
-    return items, offset
-
-
-def _skip_array(buf: mmap.mmap, offset: int, item_type: GGUFValueType, count: int) -> int:
-    if item_type in _SCALAR:
-        end = offset + count * struct.calcsize(_SCALAR[item_type])
-        if end > len(buf):
-            raise ValueError("array runs past the end of the file")
-        return end
-    if item_type != GGUFValueType.STRING:
-        raise ValueError(f"long array of {item_type.name} is not supported")
-    unpack = struct.Struct("<Q").unpack_from
-    for _ in range(count):
-        offset += 8 + unpack(buf, offset)[0]
-    if offset > len(buf):
-        raise ValueError("array runs past the end of the file")
-    return offset
+    return read_header(path).fields
 
 
 def _as_int(value: Any) -> int | None:
