@@ -18,6 +18,7 @@ from typing import Any
 from engine.core import MODES, AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
 from engine.prompting import source_label
 from engine.types import IngestProgress, IngestReport, SearchResult
+from ui import cli_eval
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -60,11 +61,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--collection")
     p.set_defaults(handler=cmd_remove)
 
-    p = sub.add_parser("models", parents=[common], help="list local models and adapters")
+    p = sub.add_parser("models", parents=[common], help="list local models; download one")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_models)
-
-    from ui import cli_eval  # TEMP(eval): the lead wires this in
+    models_sub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    d = models_sub.add_parser(
+        "download", parents=[common], help="fetch a GGUF from the Hugging Face Hub (network)"
+    )
+    d.add_argument("repo", metavar="REPO_ID", help="e.g. bartowski/Qwen2.5-0.5B-Instruct-GGUF")
+    d.add_argument("filename", metavar="FILE", help="e.g. Qwen2.5-0.5B-Instruct-Q4_K_M.gguf")
+    d.add_argument("--use", action="store_true", help="make it the model for answers")
+    d.set_defaults(handler=cmd_models_download)
 
     cli_eval.register(sub, common)
 
@@ -335,3 +342,39 @@ def cmd_lora_info(args: argparse.Namespace) -> int:
         print(f"{info.path.name}: LoRA for {info.architecture} (base {info.base_model or '?'})")
         print(f"rank {info.rank}, alpha {info.alpha:g}, {len(info.tensors)} tensors")
     return 0
+
+
+def cmd_models_download(args: argparse.Namespace) -> int:
+    """The one command that reaches the network, and only because the user typed it."""
+    from models.hub import download
+
+    engine = open_engine(args)
+    printer = _DownloadPrinter()
+    path = download(args.repo, args.filename, engine.models_dir, printer)
+    printer.finish()
+    print(f"Downloaded {path}", file=sys.stderr)
+    if args.use:
+        engine.settings.model_path = str(path)
+        engine.settings.save(engine.data_dir)
+        print("It is now the model for answers (settings saved).", file=sys.stderr)
+    return 0
+
+
+class _DownloadPrinter:
+    """Download progress on stderr, at most every half second."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.5 and done != total:
+            return
+        self.last = now
+        size = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+        sys.stderr.write(f"\rdownloading {size}")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.last:
+            sys.stderr.write("\n")
