@@ -286,7 +286,8 @@ _COLUMNS = (
 
 def table_rows(report: EvalReport) -> list[tuple[str, dict[str, Any]]]:
     """(label, metrics) in display order: the search variants, then the answer modes."""
-    rows = [(f"search: {m}", report.retrieval[m]) for m in METHODS if report.retrieval[m]["n"]]
+    searched = [(m, report.retrieval.get(m) or {}) for m in METHODS]
+    rows = [(f"search: {m}", metrics) for m, metrics in searched if metrics.get("n")]
     return rows + [(f"mode: {m}", v) for m, v in report.modes.items()]
 
 

@@ -1,0 +1,307 @@
+"""The Evaluate page: run a question file, see the scores per mode as a table and a chart.
+
+The page takes a runner callable, so the main window can route evaluations through its
+worker; until it does, `engine_runner` opens an Engine of its own in the page's thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QRectF, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QColor, QPainter, QPaintEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.core import MODES, Engine
+from engine.evaluation import (
+    EvalConfig,
+    EvalProgress,
+    EvalReport,
+    Evaluation,
+    ProgressFn,
+    format_metric,
+    table_rows,
+)
+from ui.worker import describe_error
+
+EvalRunner = Callable[[Path, EvalConfig, ProgressFn, threading.Event], EvalReport]
+COLUMNS = (
+    ("n", "n"), ("hit@1", "hit_at_1"), ("hit@5", "hit_at_5"), ("MRR", "mrr"),
+    ("answer contained", "answer_containment"), ("citation precision", "citation_precision"),
+    ("absent: don't know", "absent_dont_know"), ("retrieval ms", "retrieval_s"),
+    ("first token s", "first_token_s"), ("total s", "total_s"), ("tokens/s", "tokens_per_s"),
+)  # fmt: skip
+CHART_METRICS = COLUMNS[1:7]
+PALETTE = ("#8da0cb", "#66c2a5", "#a6d854", "#fc8d62", "#e78ac3", "#ffd92f", "#e5c494")
+
+
+def engine_runner(data_dir: Path | None) -> EvalRunner:
+    """A runner with its own Engine, opened and closed on the thread that runs it."""
+
+    def run(
+        path: Path, config: EvalConfig, progress: ProgressFn, cancel: threading.Event
+    ) -> EvalReport:
+        engine = Engine(data_dir)
+        try:
+            return Evaluation(engine, path, config).run(progress, cancel)
+        finally:
+            engine.close()
+
+    return run
+
+
+class _RunThread(QThread):
+    """Runs one evaluation off the GUI thread. Signals: progressed, reported, failed."""
+
+    progressed = Signal(object)
+    reported = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, runner: EvalRunner, path: Path, config: EvalConfig) -> None:
+        super().__init__()
+        self.runner, self.path, self.config = runner, path, config
+        self.cancel = threading.Event()
+
+    def run(self) -> None:
+        try:
+            report = self.runner(self.path, self.config, self.progressed.emit, self.cancel)
+        except Exception as exc:  # noqa: BLE001 - shown on the page, never fatal
+            self.failed.emit(describe_error(exc))
+        else:
+            self.reported.emit(report)
+
+
+class EvaluatePage(QWidget):
+    """Pick a question file and modes, run, see the results.
+
+    Signals: evaluation_progressed(EvalProgress), evaluation_finished(EvalReport),
+    evaluation_failed(str).
+    """
+
+    evaluation_progressed = Signal(object)
+    evaluation_finished = Signal(object)
+    evaluation_failed = Signal(str)
+
+    def __init__(self, runner: EvalRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self._thread: _RunThread | None = None
+        self._build()
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._file_row())
+        layout.addLayout(self._options_row())
+        self.progress = QProgressBar(self, minimum=0, maximum=1, value=0)
+        self.status = QLabel("Pick a question file (JSONL) and press Run.", self)
+        self.status.setObjectName("muted")
+        self.status.setWordWrap(True)
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table.setHorizontalHeaderLabels([name for name, _ in COLUMNS])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.chart = BarChart(self)
+        for widget in (self.progress, self.status, self.table, self.chart):
+            layout.addWidget(widget)
+        layout.setStretch(layout.indexOf(self.table), 1)
+        layout.setStretch(layout.indexOf(self.chart), 2)
+
+    def _file_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.path = QLineEdit(self)
+        self.path.setPlaceholderText("questions.jsonl")
+        browse = QPushButton("Choose…", self)
+        browse.clicked.connect(self._on_browse)
+        self.run_button = QPushButton("Run", self)
+        self.run_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop", self, enabled=False)
+        self.stop_button.clicked.connect(self.stop)
+        for widget in (QLabel("Questions:", self), self.path, browse):
+            row.addWidget(widget, 1 if widget is self.path else 0)
+        row.addWidget(self.run_button)
+        row.addWidget(self.stop_button)
+        return row
+
+    def _options_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Modes:", self))
+        self.mode_boxes = {m: QCheckBox(m, self, checked=m in ("base", "rag")) for m in MODES}
+        for box in self.mode_boxes.values():
+            row.addWidget(box)
+        self.retrieval_only = QCheckBox("retrieval only (no model)", self)
+        self.k = QSpinBox(self, minimum=1, maximum=50, value=5, prefix="top ")
+        self.max_tokens = QSpinBox(self, minimum=1, maximum=4096, value=96, suffix=" tokens")
+        self.restart = QCheckBox("start over", self)
+        for widget in (self.retrieval_only, self.k, self.max_tokens, self.restart):
+            row.addWidget(widget)
+        row.addStretch(1)
+        return row
+
+    def config(self) -> EvalConfig:
+        """The options as chosen on the page."""
+        modes = tuple(m for m, box in self.mode_boxes.items() if box.isChecked())
+        return EvalConfig(
+            modes=modes or ("rag",), k=self.k.value(), max_tokens=self.max_tokens.value(),
+            retrieval_only=self.retrieval_only.isChecked(), restart=self.restart.isChecked(),
+        )  # fmt: skip
+
+    @Slot()
+    def start(self) -> None:
+        """Run the evaluation in the background; the page stays responsive."""
+        if self._thread is not None:
+            return
+        path = Path(self.path.text().strip()).expanduser()
+        if not path.name:
+            self.status.setText("Pick a question file first.")
+            return
+        self._thread = _RunThread(self.runner, path, self.config())
+        self._thread.progressed.connect(self._on_progressed)
+        self._thread.reported.connect(self._on_reported)
+        self._thread.failed.connect(self._on_failed)
+        self._thread.finished.connect(self._on_thread_finished)
+        self._set_running(True)
+        self.status.setText(f"Running {path.name}…")
+        self._thread.start()
+
+    @Slot()
+    def stop(self) -> None:
+        """Stop after the current answer; what is done is kept and the next Run resumes."""
+        if self._thread is not None:
+            self._thread.cancel.set()
+            self.status.setText("Stopping after the current answer…")
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+
+    @Slot()
+    def _on_browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Question file", "", "Questions (*.jsonl);;All files (*)"
+        )
+        if path:
+            self.path.setText(path)
+
+    @Slot(object)
+    def _on_progressed(self, p: EvalProgress) -> None:
+        self.progress.setMaximum(max(1, p.total))
+        self.progress.setValue(p.done)
+        self.status.setText(f"{p.done}/{p.total}  {p.label}  ({p.elapsed_s:.0f} s)")
+        self.evaluation_progressed.emit(p)
+
+    @Slot(object)
+    def _on_reported(self, report: EvalReport) -> None:
+        self.show_report(report)
+        self.evaluation_finished.emit(report)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.status.setText(message)
+        self.evaluation_failed.emit(message)
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        if self._thread is not None:
+            self._thread.deleteLater()
+        self._thread = None
+        self._set_running(False)
+
+    def show_report(self, report: EvalReport) -> None:
+        """Fill the table and the chart; say what was skipped or left to do."""
+        rows = table_rows(report)
+        self.table.setRowCount(len(rows))
+        self.table.setVerticalHeaderLabels([label for label, _ in rows])
+        for r, (_, metrics) in enumerate(rows):
+            for c, (_, key) in enumerate(COLUMNS):
+                value = metrics.get(key)
+                text = str(value) if key == "n" else format_metric(key, value)
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)
+        self.chart.set_rows(rows)
+        notes = [f"{report.computed} answers generated, {report.resumed} reused."]
+        notes += [f"Mode {m} skipped: {why}" for m, why in report.skipped.items()]
+        if not report.complete:
+            notes.append("Stopped before the end: press Run to resume.")
+        self.status.setText("  ".join(notes))
+
+
+class BarChart(QWidget):
+    """Grouped bars: one group per metric (0 to 1), one bar per mode or search variant."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[tuple[str, dict[str, object]]] = []
+        self.setMinimumHeight(220)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def set_rows(self, rows: list[tuple[str, dict[str, object]]]) -> None:
+        self.rows = rows
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.fillRect(self.rect(), self.palette().base())
+        if not self.rows:
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No results yet")
+            return
+        plot = QRectF(self.rect()).adjusted(40, 34, -12, -28)
+        self._draw_axes(painter, plot)
+        group_w = plot.width() / len(CHART_METRICS)
+        bar_w = group_w * 0.8 / len(self.rows)
+        for g, (name, key) in enumerate(CHART_METRICS):
+            x0 = plot.left() + g * group_w + group_w * 0.1
+            for i, (_, metrics) in enumerate(self.rows):
+                value = metrics.get(key)
+                if isinstance(value, (int, float)):
+                    h = plot.height() * max(0.0, min(1.0, float(value)))
+                    bar = QRectF(x0 + i * bar_w, plot.bottom() - h, bar_w - 2, h)
+                    painter.fillRect(bar, QColor(PALETTE[i % len(PALETTE)]))
+                    self._draw_value(painter, bar, float(value))
+            label = QRectF(plot.left() + g * group_w, plot.bottom() + 4, group_w, 20)
+            painter.setPen(self.palette().text().color())
+            painter.drawText(label, Qt.AlignmentFlag.AlignHCenter, name)
+        self._draw_legend(painter)
+
+    def _draw_axes(self, painter: QPainter, plot: QRectF) -> None:
+        grid = QColor(self.palette().mid().color())
+        for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+            y = plot.bottom() - plot.height() * tick
+            painter.setPen(grid)
+            painter.drawLine(int(plot.left()), int(y), int(plot.right()), int(y))
+            painter.setPen(self.palette().text().color())
+            painter.drawText(QRectF(0, y - 8, 34, 16), Qt.AlignmentFlag.AlignRight, f"{tick:g}")
+
+    def _draw_value(self, painter: QPainter, bar: QRectF, value: float) -> None:
+        if bar.width() < 22:
+            return  # too narrow to label legibly
+        painter.setPen(self.palette().text().color())
+        above = QRectF(bar.left() - 4, bar.top() - 16, bar.width() + 8, 14)
+        painter.drawText(above, Qt.AlignmentFlag.AlignHCenter, f"{value:.2f}")
+
+    def _draw_legend(self, painter: QPainter) -> None:
+        x = 40.0
+        metrics = painter.fontMetrics()
+        for i, (label, _) in enumerate(self.rows):
+            painter.fillRect(QRectF(x, 10, 12, 12), QColor(PALETTE[i % len(PALETTE)]))
+            painter.setPen(self.palette().text().color())
+            painter.drawText(QRectF(x + 16, 6, 200, 20), Qt.AlignmentFlag.AlignLeft, label)
+            x += 28 + metrics.horizontalAdvance(label)
