@@ -8,6 +8,7 @@ so a stopped run resumes where it stopped. Scores are computed from the saved re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -162,6 +163,7 @@ class Evaluation:
         modes = () if self.config.retrieval_only else self.config.modes
         todo = [(q, m) for q in self.questions for m in modes if (q.id, m) not in saved]
         tick = _Ticker(progress, len(answerable) * len(METHODS) + len(todo))
+        self._warm_up(todo)
         ranks, search_s = self._search_variants(answerable, tick, cancel)
         skipped: dict[str, str] = {}
         computed = 0
@@ -181,6 +183,15 @@ class Evaluation:
         )
         report.computed, report.resumed = computed, len(saved) - computed
         return report
+
+    def _warm_up(self, todo: list[tuple[Question, str]]) -> None:
+        """Load the embedder and the model first, so the first timings are not load times."""
+        self.engine.search("warm-up", 1, self._collection())
+        modes = {m for _, m in todo}
+        if modes & {"base", "rag"} or (modes and self.engine.adapter_path()):
+            # a problem (a missing model) is reported per mode as its reason to be skipped
+            with contextlib.suppress(UserError):
+                _ = self.engine.generator
 
     def _search_variants(
         self, questions: list[Question], tick: _Ticker, cancel: threading.Event
