@@ -257,7 +257,7 @@ class Evaluation:
             rows = [(by_id[qid], r) for (qid, m), r in saved.items() if m == mode and qid in by_id]
             modes[mode] = score_mode(rows, mode)
             if self.config.retrieval_only and mode in RETRIEVING_MODES:
-                modes[mode].update({k: retrieval["hybrid"][k] for k in METRICS[:3]})
+                modes[mode].update({k: retrieval["hybrid"][k] for k in (*METRICS[:3], "n")})
             details += [answer_detail(q, r) for q, r in rows]
         counts = {
             "questions": len(self.questions),
@@ -290,16 +290,20 @@ _COLUMNS = (
     ("answer contained", "answer_containment", "{:.2f}"),
     ("citation precision", "citation_precision", "{:.2f}"),
     ("absent: don't know", "absent_dont_know", "{:.2f}"),
+    ("prompt echoed", "prompt_echo", "{:.2f}"),
     ("retrieval ms", "retrieval_s", "ms"), ("first token s", "first_token_s", "{:.2f}"),
     ("total s", "total_s", "{:.2f}"), ("tokens/s", "tokens_per_s", "{:.1f}"),
 )  # fmt: skip
 
 
 def table_rows(report: EvalReport) -> list[tuple[str, dict[str, Any]]]:
-    """(label, metrics) in display order: the search variants, then the answer modes."""
+    """(label, metrics) in display order: the search variants, then the measured modes."""
     searched = [(m, report.retrieval.get(m) or {}) for m in METHODS]
     rows = [(f"search: {m}", metrics) for m, metrics in searched if metrics.get("n")]
-    return rows + [(f"mode: {m}", v) for m, v in report.modes.items()]
+    measured = [
+        (m, v) for m, v in report.modes.items() if any(v.get(k) is not None for k in METRICS)
+    ]
+    return rows + [(f"mode: {m}", v) for m, v in measured]
 
 
 def format_metric(key: str, value: Any) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.prompting import says_dont_know
+from engine.prompting import BASE_SYSTEM_PROMPT, RAG_SYSTEM_PROMPT, says_dont_know
 from engine.types import UserError
 
 RETRIEVING_MODES = ("rag", "hybrid")
@@ -23,6 +23,7 @@ FIELDS = {"id", "question", "doc", "pages", "section", "answer", "kind"}
 METRICS = (
     "hit_at_1", "hit_at_5", "mrr", "answer_containment", "citation_precision",
     "absent_dont_know", "retrieval_s", "first_token_s", "total_s", "tokens_per_s",
+    "prompt_echo",
 )  # fmt: skip
 
 
@@ -105,6 +106,36 @@ def _positive_int(value: object) -> bool:
 # -- scoring one question --------------------------------------------------------------
 
 _CITATION = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
+
+
+_SOURCE_HEADER = re.compile(
+    r'^[ \t]*\[\d+\] [^\n,]+\.\w{2,8}(?:, (?:page \d+|section "[^"\n]*"))?[ \t]*$', re.MULTILINE
+)
+_ECHO_MIN = 24  # characters of a system prompt that make a copy of it
+
+
+def strip_echo(answer: str) -> tuple[str, bool]:
+    """The answer without echoed prompt text, and whether there was any.
+
+    A small base model often repeats its prompt; the system prompt's "like [1] or [2][3]"
+    and "The documents do not say." must not count as citations or a don't-know, and a
+    repeated source header ("[1] manual.pdf, page 2") is not a citation either.
+    """
+    text = _cut_copies(_cut_copies(answer, RAG_SYSTEM_PROMPT), BASE_SYSTEM_PROMPT)
+    text = _SOURCE_HEADER.sub("", text)
+    return text, text != answer
+
+
+def _cut_copies(text: str, prompt: str) -> str:
+    """Remove every copy of a prefix (at least _ECHO_MIN long) of `prompt` from `text`."""
+    start = text.find(prompt[:_ECHO_MIN])
+    while start >= 0:
+        n = _ECHO_MIN
+        while start + n < len(text) and n < len(prompt) and text[start + n] == prompt[n]:
+            n += 1
+        text = text[:start] + text[start + n :]
+        start = text.find(prompt[:_ECHO_MIN])
+    return text
 
 
 def fold(text: str) -> str:
@@ -195,22 +226,24 @@ def score_mode(rows: list[tuple[Question, dict[str, Any]]], mode: str) -> dict[s
     answerable = [(q, r) for q, r in rows if not q.absent and q.doc]
     retrieves = mode in RETRIEVING_MODES
     ranks = [first_hit_rank(_sources(r), q) for q, r in answerable] if retrieves else []
+    clean = {id(r): strip_echo(r["answer"]) for _, r in rows}
     gold, cited = 0, 0
     for question, record in answerable:
-        g, c = citation_counts(record["answer"], _sources(record), question)
+        g, c = citation_counts(clean[id(record)][0], _sources(record), question)
         gold, cited = gold + g, cited + c
     timings = [r["timings"] for _, r in rows]
     metrics = rank_metrics(ranks, [t["retrieval_s"] for t in timings]) if retrieves else {}
     return {
         **dict.fromkeys(METRICS), **metrics, "n": len(rows),
         "answer_containment": _mean(
-            1.0 if contains_answer(r["answer"], q.answer) else 0.0
+            1.0 if contains_answer(clean[id(r)][0], q.answer) else 0.0
             for q, r in answerable if q.answer
         ),
+        "prompt_echo": _mean(1.0 if clean[id(r)][1] else 0.0 for _, r in rows),
         "citation_precision": round(gold / cited, 4) if cited else None,
         "cited": cited,
         "absent_dont_know": _mean(
-            1.0 if says_dont_know(r["answer"]) else 0.0 for q, r in rows if q.absent
+            1.0 if says_dont_know(clean[id(r)][0]) else 0.0 for q, r in rows if q.absent
         ),
         "first_token_s": _median(t["first_token_s"] for t in timings),
         "total_s": _median(t["total_s"] for t in timings),
@@ -224,6 +257,9 @@ def _sources(record: dict[str, Any]) -> list[_Source]:
 
 def answer_detail(question: Question, record: dict[str, Any]) -> dict[str, Any]:
     rank = first_hit_rank(_sources(record), question) if record["sources"] else None
-    contained = bool(question.answer) and contains_answer(record["answer"], question.answer or "")
-    return {"id": question.id, "mode": record["mode"], "rank": rank, "contained": contained,
-            "dont_know": says_dont_know(record["answer"]), "answer": record["answer"]}  # fmt: skip
+    text, echoed = strip_echo(record["answer"])
+    contained = bool(question.answer) and contains_answer(text, question.answer or "")
+    return {
+        "id": question.id, "mode": record["mode"], "rank": rank, "contained": contained,
+        "dont_know": says_dont_know(text), "echo": echoed, "answer": record["answer"],
+    }  # fmt: skip

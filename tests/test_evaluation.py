@@ -18,6 +18,7 @@ from engine.scoring import (
     first_hit_rank,
     load_questions,
     score_mode,
+    strip_echo,
 )
 from engine.types import SearchResult, UserError
 from tests.factory import write_pdf
@@ -95,6 +96,21 @@ def test_score_mode_aggregates_containment_citations_and_dont_know() -> None:
     assert metrics["tokens_per_s"] == 20.0
     base = score_mode([(ABSENT_Q, record("Paris is lovely.", [], "base"))], "base")
     assert base["absent_dont_know"] == 0.0 and base["hit_at_1"] is None
+
+
+def test_an_echoed_prompt_is_neither_a_citation_nor_a_dont_know() -> None:
+    from engine.prompting import RAG_SYSTEM_PROMPT
+
+    echo = RAG_SYSTEM_PROMPT + "\n\nSources:\n\n[1] manual.pdf, page 2\nBoil for ten minutes."
+    rows = [(PDF_Q, record(echo, [source("manual.pdf", 2)])), (ABSENT_Q, record(echo, []))]
+    metrics = score_mode(rows, "rag")
+    assert metrics["citation_precision"] is None and metrics["cited"] == 0
+    assert metrics["absent_dont_know"] == 0.0
+    assert metrics["answer_containment"] == 1.0  # the copied passage does hold the phrase
+    assert metrics["prompt_echo"] == 1.0
+    cut = RAG_SYSTEM_PROMPT[:60]  # an echo cut short by the token limit
+    assert strip_echo(f"Sure. {cut}") == ("Sure. ", True)
+    assert strip_echo("It is ten minutes [1].") == ("It is ten minutes [1].", False)
 
 
 @pytest.mark.parametrize(

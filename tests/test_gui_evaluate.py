@@ -34,8 +34,11 @@ def test_a_retrieval_only_run_fills_the_table_and_chart(qtbot, library) -> None:
     assert report.retrieval["hybrid"]["hit_at_1"] == 1.0
     labels = [page.table.verticalHeaderItem(r).text() for r in range(page.table.rowCount())]
     assert labels == [
-        "search: vector", "search: keyword", "search: hybrid", "mode: base", "mode: rag",
-    ]  # fmt: skip
+        "search: vector",
+        "search: keyword",
+        "search: hybrid",
+        "mode: rag",
+    ]  # fmt: skip  (base has nothing to show without generation)
     assert page.table.item(2, 1).text() == "1.00"  # hybrid hit@1
     assert page.chart.rows and page.progress.value() == page.progress.maximum()
     qtbot.waitUntil(page.run_button.isEnabled, timeout=5_000)

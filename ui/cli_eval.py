@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,14 +90,17 @@ class ProgressBar:
         self.tty = sys.stderr.isatty()
         self.width = width
         self.last = 0.0
+        self.recent: deque[tuple[float, int]] = deque(maxlen=10)  # for the time left
 
     def __call__(self, p: EvalProgress) -> None:
         now = time.monotonic()
+        self.recent.append((now, p.done))
         if not self.tty and now - self.last < 5 and p.done < p.total:
             return
         self.last = now
         filled = int(self.width * p.done / p.total) if p.total else self.width
-        eta = p.elapsed_s / p.done * (p.total - p.done) if p.done else 0.0
+        (t0, d0), (t1, d1) = self.recent[0], self.recent[-1]
+        eta = (t1 - t0) / (d1 - d0) * (p.total - p.done) if d1 > d0 else 0.0
         line = (
             f"[{'#' * filled}{'.' * (self.width - filled)}] {p.done}/{p.total} "
             f"{p.elapsed_s:.0f} s, ~{eta:.0f} s left  {p.label}"

@@ -45,7 +45,8 @@ EvalRunner = Callable[[Path, EvalConfig, ProgressFn, threading.Event], EvalRepor
 COLUMNS = (
     ("n", "n"), ("hit@1", "hit_at_1"), ("hit@5", "hit_at_5"), ("MRR", "mrr"),
     ("answer contained", "answer_containment"), ("citation precision", "citation_precision"),
-    ("absent: don't know", "absent_dont_know"), ("retrieval ms", "retrieval_s"),
+    ("absent: don't know", "absent_dont_know"), ("prompt echoed", "prompt_echo"),
+    ("retrieval ms", "retrieval_s"),
     ("first token s", "first_token_s"), ("total s", "total_s"), ("tokens/s", "tokens_per_s"),
 )  # fmt: skip
 CHART_METRICS = COLUMNS[1:7]
