@@ -40,9 +40,17 @@ def _put(
     )
 
 
-@pytest.fixture(params=["float", "binary"])
+@pytest.fixture(params=["float", "binary", "float-vec0", "binary-vec0"])
 def store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
-    s = Store(tmp_path / "index.sqlite3", model="test-model", dim=DIM, quantization=request.param)
+    """Vector search from the in-memory matrix, and from vec0 in each quantization."""
+    quantization, _, vec0 = str(request.param).partition("-")
+    s = Store(
+        tmp_path / "index.sqlite3",
+        model="test-model",
+        dim=DIM,
+        quantization=quantization,
+        memory_index=not vec0,
+    )
     yield s
     s.close()
 
@@ -265,3 +273,33 @@ def test_touch_document_updates_size_and_mtime_only(store: Store, tmp_path: Path
     record = store.document("default", path)
     assert record is not None and (record.size, record.mtime, record.chunks) == (99, 123.5, 1)
     assert record.hash == "hash-unchanged words"
+
+
+def test_memory_index_matches_vec0_and_follows_writes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    path = tmp_path / "index.sqlite3"
+    vectors = _unit(rng, 40)
+    with Store(path, model="m", dim=DIM) as store:
+        for n in range(4):
+            _put(
+                store,
+                tmp_path / f"d{n}.txt",
+                [f"t{n}-{i}" for i in range(10)],
+                vectors[n * 10 :][:10],
+            )
+        query = _unit(rng, 1)[0]
+        memory = store.vector_search(query, 5)
+        store.memory_index = False
+        vec0 = store.vector_search(query, 5)
+        store.memory_index = True
+        assert [i for i, _ in memory] == [i for i, _ in vec0]
+        assert np.allclose([d for _, d in memory], [d for _, d in vec0], atol=1e-5)
+        nearest = store.fetch([memory[0][0]])[0].path
+        store.remove_document("default", nearest)  # our own write: applied, not re-read
+        assert store.index.loaded
+        assert store.fetch([store.vector_search(query, 1)[0][0]])[0].path != nearest
+        with Store(path) as other:  # another connection's write (PRAGMA data_version)
+            _put(other, tmp_path / "new.txt", ["fresh"], query[None, :])
+        ((top, distance),) = store.vector_search(query, 1)
+        assert store.fetch([top])[0].document == "new.txt"
+        assert distance == pytest.approx(0.0, abs=1e-5)

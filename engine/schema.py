@@ -1,0 +1,88 @@
+"""The index schema: numbered, append-only migrations, and the FTS5 query builder."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.store import Store
+
+DEFAULT_COLLECTION = "default"
+MAX_TERMS = 32
+
+STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "a about above after again against all am an and any are as at be because been before "
+        "being below between both but by can could did do does doing down during each few for "
+        "from further had has have having he her here hers him his how i if in into is it its "
+        "itself just me more most my no nor not now of off on once only or other our ours out "
+        "over own same she should so some such than that the their theirs them then there "
+        "these they this those through to too under until up very was we were what when where "
+        "which while who whom why will with would you your yours near ",
+    )
+)
+
+
+def fts_query(text: str) -> str:
+    """A safe FTS5 query from free user text: quoted terms, stopwords dropped, OR-ed.
+
+    Returns "" when nothing searchable is left. Quoting makes every term a string
+    (FTS5 tokenizes it itself), so operators, parentheses and column filters in the
+    user's text are inert.
+    """
+    terms: list[str] = []
+    for piece in text.split():
+        word = re.sub(r"^\W+|\W+$", "", piece.replace('"', ""))
+        key = word.lower()
+        if not re.search(r"\w", word) or key in STOPWORDS or key in terms:
+            continue
+        terms.append(key)
+    return " OR ".join(f'"{t}"' for t in terms[:MAX_TERMS])
+
+
+def _m001_initial(store: Store) -> None:
+    # Statement by statement: executescript() would COMMIT the migration's transaction.
+    _execute_script(
+        store.conn,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE collections (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            path TEXT NOT NULL, name TEXT NOT NULL, title TEXT, hash TEXT, size INTEGER,
+            mtime REAL, pages INTEGER, chunk_count INTEGER NOT NULL DEFAULT 0,
+            indexed_at REAL, error TEXT, UNIQUE (collection_id, path));
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL, page INTEGER, section TEXT, text TEXT NOT NULL);
+        CREATE INDEX chunks_document ON chunks(document_id);
+        CREATE TABLE embeddings (
+            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL);
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, section, title, content='', tokenize='porter unicode61');
+        """,
+    )
+    store.conn.execute(
+        "INSERT INTO collections(name, created_at) VALUES (?, ?)", (DEFAULT_COLLECTION, time.time())
+    )
+    store.set_meta("embedding_model", store.model)
+    store.set_meta("embedding_dim", str(store.dim))
+    store.set_meta("quantization", store.quantization)
+    store.create_vec_table()
+
+
+def _execute_script(conn: Any, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[Store], None]] = [_m001_initial]
