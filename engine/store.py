@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.schema import DEFAULT_COLLECTION, MIGRATIONS, fts_query
+from engine.schema import DEFAULT_COLLECTION, MIGRATIONS, fts_query, fts_terms, rare_terms
 from engine.sqlite import connect
 from engine.types import Chunk, UserError
 from engine.vectors import VectorIndex
@@ -27,6 +27,7 @@ DEFAULT_QUANTIZATION = "float"  # exact; binary loses recall at 100k (docs/searc
 OVERSAMPLE = 10  # binary KNN candidates per result, rescored by exact cosine
 MAX_KNN = 4096  # vec0's limit on k
 FTS_WEIGHTS = "1.0, 0.5, 0.5"  # text, section, title
+KEYWORD_ROWS = 2000  # rows BM25 scores at most, unless the rarest term alone has more
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Store:
         # Vector KNN from a matrix in memory (exact, ~4x faster than vec0); False: vec0.
         self.memory_index = memory_index
         self.index = VectorIndex(self.conn, self.dim)
+        self._term_rows: dict[str, int] = {}  # FTS row count per term, until the next write
         self._removed: list[int] = []  # chunk ids the open write transaction deletes
         self._added: list[tuple[int, int, np.ndarray]] = []  # (chunk, collection, vector)
         if not readonly:
@@ -169,6 +171,7 @@ class Store:
         return _Transaction(self.conn, self._on_commit, self.index.invalidate)
 
     def _on_commit(self) -> None:
+        self._term_rows.clear()
         self.index.apply(self._removed, self._added)
         self._removed, self._added = [], []
 
@@ -421,9 +424,10 @@ class Store:
         self, query: str, k: int, collection: str | None = None
     ) -> list[tuple[int, float]]:
         """The k best chunks by FTS5 BM25 (SQLite's sign: lower is better), best first."""
-        match = fts_query(query)
-        if not match:
+        terms = fts_terms(query)
+        if not terms:
             return []
+        match = fts_query(query, rare_terms(self.conn, terms, KEYWORD_ROWS, self._term_rows))
         sql = f"SELECT f.rowid, bm25(chunks_fts, {FTS_WEIGHTS}) AS score FROM chunks_fts f "
         args: tuple[Any, ...] = (match,)
         if collection is not None:
