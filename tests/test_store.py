@@ -303,3 +303,16 @@ def test_memory_index_matches_vec0_and_follows_writes(tmp_path: Path) -> None:
         ((top, distance),) = store.vector_search(query, 1)
         assert store.fetch([top])[0].document == "new.txt"
         assert distance == pytest.approx(0.0, abs=1e-5)
+
+
+def test_keyword_search_drops_common_terms_past_the_row_cap(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(3)
+    texts = [f"common filler number {i}" for i in range(8)] + ["common aardvark sighting"]
+    _put(store, tmp_path / "many.txt", texts, _unit(rng, len(texts)))
+    assert len(store.keyword_search("common aardvark", 20)) == 9  # under the cap: plain OR
+    monkeypatch.setattr("engine.store.KEYWORD_ROWS", 3)
+    hits = store.keyword_search("common aardvark", 20)
+    assert [store.fetch([i])[0].text for i, _ in hits] == ["common aardvark sighting"]
+    assert len(store.keyword_search("common", 20)) == 9  # the rarest term always stays
