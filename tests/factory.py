@@ -101,3 +101,38 @@ def write_gemma_peft(folder: Path, llm_path: Path, seed: int = 7) -> Path:
         target_modules=["q_proj", "v_proj", "o_proj"],
         base_model_name_or_path="google/gemma-3-270m",
     )
+
+
+def with_chat_template(src: Path, dst: Path, template: str) -> Path:
+    """Copy a GGUF model adding `tokenizer.chat_template`; tensor data is copied verbatim."""
+    import mmap
+    import struct
+
+    from models.gguf_header import _Cursor
+
+    with src.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        cur = _Cursor(data)
+        cur.pos = 8
+        n_tensors, n_kv = cur.scalar("Q"), cur.scalar("Q")
+        kv_start = cur.pos
+        alignment = 32
+        for _ in range(n_kv):
+            key = cur.string()
+            value = cur.value(cur.scalar("I"))
+            if key == "general.alignment":
+                alignment = int(value)
+        kv_end = cur.pos
+        for _ in range(n_tensors):
+            cur.string()
+            n_dims = cur.scalar("I")
+            cur.pos += 8 * n_dims + 12  # dims, ggml type, data offset
+        infos_end = cur.pos
+        data_start = -(-infos_end // alignment) * alignment
+        key_bytes, text = b"tokenizer.chat_template", template.encode("utf-8")
+        extra = struct.pack("<Q", len(key_bytes)) + key_bytes + struct.pack("<IQ", 8, len(text))
+        header = bytes(data[:8]) + struct.pack("<QQ", n_tensors, n_kv + 1)
+        head = header + data[kv_start:kv_end] + extra + text + data[kv_end:infos_end]
+        with dst.open("wb") as out:
+            out.write(head + b"\0" * (-len(head) % alignment))
+            out.write(data[data_start:])
+    return dst

@@ -1,0 +1,76 @@
+"""Generation with the real bundled model: chat formats, streaming, cancelling, timings."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.generation import Cancelled, Generator
+from tests.factory import with_chat_template
+
+pytestmark = pytest.mark.slow
+
+MESSAGES = [
+    {"role": "system", "content": "Answer in one word."},
+    {"role": "user", "content": "What colour is the sky?"},
+]
+# A template no built-in format resembles, so its use is unmistakable.
+CUSTOM = (
+    "{% for m in messages %}<start_of_turn>{{ 'user' if m.role != 'assistant' else 'model' }}"
+    "\n[{{ m.role | upper }}] {{ m.content }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def gemma(llm_path: Path) -> Iterator[Generator]:
+    generator = Generator(llm_path, context_size=1024)
+    yield generator
+    generator.close()
+
+
+def test_bundled_gemma_uses_gemma_turns_not_llama2(gemma: Generator) -> None:
+    prompt, stop = gemma.format(MESSAGES)
+    assert gemma.template_kind == "gemma"
+    assert prompt == (
+        "<start_of_turn>user\nAnswer in one word.\n\nWhat colour is the sky?<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+    assert "[INST]" not in prompt and "<end_of_turn>" in stop
+
+
+def test_greedy_stream_is_repeatable_and_timed(gemma: Generator) -> None:
+    first = "".join(gemma.stream(MESSAGES, max_tokens=12, temperature=0))
+    timings = gemma.last_timings
+    again = "".join(gemma.stream(MESSAGES, max_tokens=12, temperature=0))
+    assert first and first == again
+    assert 0 < timings.tokens <= 12
+    assert 0 < timings.first_token_s <= timings.total_s
+    assert timings.tokens_per_s > 0
+
+
+def test_cancel_stops_a_long_prompt_evaluation(gemma: Generator) -> None:
+    long = [{"role": "user", "content": "word " * 900}]
+    timer = threading.Timer(0.2, gemma.cancel)
+    timer.start()
+    with pytest.raises(Cancelled):
+        for _ in gemma.stream(long, max_tokens=200):
+            pass
+    timer.join()
+    after = "".join(gemma.stream(MESSAGES, max_tokens=12, temperature=0))
+    assert after == "".join(gemma.stream(MESSAGES, max_tokens=12, temperature=0))
+
+
+def test_a_gguf_with_its_own_chat_template_uses_it(llm_path: Path, tmp_path: Path) -> None:
+    model = with_chat_template(llm_path, tmp_path / "templated.gguf", CUSTOM)
+    generator = Generator(model, context_size=512)
+    try:
+        assert generator.template_kind == "gguf"
+        prompt, _ = generator.format(MESSAGES)
+        assert "[SYSTEM] Answer in one word." in prompt and "[USER] What colour" in prompt
+        assert "".join(generator.stream(MESSAGES, max_tokens=6, temperature=0))
+    finally:
+        generator.close()
