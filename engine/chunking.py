@@ -19,6 +19,9 @@ CountTokens = Callable[[str], int]
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+(?=[A-Z0-9\"'(\[])")
 _MAX_HEADER_CHARS = 160
 _MIN_BUDGET = 16
+# A PDF fragment this short (a screenshot caption like "Step 7" under a bookmark) joins its
+# neighbour on the same page: alone, its embedding would be little but its heading.
+_FRAGMENT_WORDS = 6
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def chunk_segments(
     counter = _Counter(count_tokens, base)
     header_cost: dict[str | None, int] = {}
     chunks: list[Chunk] = []
-    for segment in segments:
+    for segment in merge_fragments(list(segments)):
         if segment.section not in header_cost:
             header = _header(segment.section, title)
             header_cost[segment.section] = counter(header + "\n") if header else 0
@@ -71,6 +74,28 @@ def chunk_segments(
             if any(ch.isalnum() for ch in text):
                 chunks.append(Chunk(text, segment.page, segment.section, len(chunks)))
     return chunks
+
+
+def merge_fragments(segments: list[Segment]) -> list[Segment]:
+    """Fold few-word PDF segments into the previous (else next) segment of the same page."""
+    out: list[Segment] = []
+    pending: Segment | None = None  # a fragment that opened its page, waiting for the next
+    for segment in segments:
+        if pending is not None and pending.page == segment.page:
+            segment = Segment(f"{pending.text}\n{segment.text}", segment.page, segment.section)
+        elif pending is not None:
+            out.append(pending)
+        pending = None
+        if segment.page is None or len(segment.text.split()) >= _FRAGMENT_WORDS:
+            out.append(segment)
+        elif out and out[-1].page == segment.page:
+            last = out[-1]
+            out[-1] = Segment(f"{last.text}\n{segment.text}", last.page, last.section)
+        else:
+            pending = segment
+    if pending is not None:
+        out.append(pending)
+    return out
 
 
 class _Counter:

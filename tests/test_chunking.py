@@ -134,3 +134,22 @@ def test_real_manual_chunks_fast_and_within_budget(
     assert time.perf_counter() - start < 5
     assert max(count_tokens(embedding_text(c, "FreedomBox")) for c in chunks) <= 200
     assert {c.page for c in chunks} == {s.page for s in segments}
+
+
+def test_pdf_fragments_join_their_page_neighbours_not_other_pages() -> None:
+    from engine.chunking import merge_fragments
+
+    segments = [
+        Segment("Step 1", page=4, section="Backups"),  # opens its page: joins the next
+        Segment("Open the Backups app and press Create to start a backup.", 4, "Creating"),
+        Segment("Step 2", page=4, section="Restoring"),  # joins the previous
+        Segment("Step 3", page=5, section="Restoring"),  # alone on its page: kept
+        Segment("Tyres", page=None, section="Tyres"),  # not a PDF page: untouched
+    ]
+    merged = merge_fragments(segments)
+    assert [(s.page, s.section) for s in merged] == [
+        (4, "Creating"),
+        (5, "Restoring"),
+        (None, "Tyres"),
+    ]
+    assert merged[0].text.startswith("Step 1\n") and merged[0].text.endswith("\nStep 2")
