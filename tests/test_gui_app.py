@@ -213,3 +213,27 @@ def test_citations_become_links_and_words_are_highlighted() -> None:
     marked = highlight("Backups run <nightly> at two.", "when do backups run")
     assert "&lt;nightly&gt;" in marked
     assert marked.count("<span") == 2  # "Backups" and "run"; "when"/"do" are not marked
+
+
+def test_watched_folder_is_reindexed_without_asking(open_window, qtbot, tmp_path):
+    window = open_window(tmp_path / "data")
+    folder = tmp_path / "watched"
+    write_notes(folder)
+    with qtbot.waitSignal(window.bridge.ingest_finished, timeout=120_000):
+        window.library.set_watched([str(folder)])
+        window.library.watched_changed.emit([str(folder)])
+        window.library.add_paths([str(folder)])
+    (folder / "kites.md").write_text("# Kites\n\nThe red kite flies best in autumn wind.\n")
+    (folder / "bikes.txt").unlink()
+    with qtbot.waitSignal(window.bridge.ingest_finished, timeout=120_000) as finished:
+        pass  # the watcher's debounce fires on its own
+    report = finished.args[0]
+    assert [Path(p).name for p in report.indexed] == ["kites.md"]
+    assert [Path(p).name for p in report.removed] == ["bikes.txt"]
+    assert saved_watched_folders(window) == [str(folder)]
+
+
+def saved_watched_folders(window) -> list[str]:  # noqa: N802
+    from engine.settings import Settings
+
+    return Settings.load(window.data_dir).watched_folders or []

@@ -26,7 +26,7 @@ QLabel#question { background: #4f46e5; color: #ffffff; border-radius: 12px;
     padding: 10px 14px; font-size: 14px; margin-left: 80px; }
 QFrame#answerCard { background: #ffffff; border: 1px solid #e2e8f0; border-radius: 12px; }
 QFrame#answerCard[error="true"] { border-color: #fca5a5; }
-QLabel#answerBody { font-size: 14px; color: #0f172a; }
+QTextBrowser#answerBody { font-size: 14px; color: #0f172a; background: transparent; }
 QFrame#sourceCard { background: #f8fafc; border: 1px solid #e2e8f0; border-left: 4px solid #818cf8;
     border-radius: 8px; }
 QFrame#sourceCard:hover { background: #eef2ff; border-color: #a5b4fc; }

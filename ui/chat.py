@@ -7,11 +7,12 @@ worth reading, and they arrive before the first token anyway.
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QStandardItemModel
+from PySide6.QtGui import QResizeEvent, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -20,6 +21,8 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -27,7 +30,7 @@ from PySide6.QtWidgets import (
 from engine.core import Answer, AskOptions
 from engine.history import History, Message
 from engine.types import SearchResult
-from ui.sources import SourceList
+from ui.sources import SourceList, WrapLabel
 from ui.worker import Bridge
 
 MODES = (("Base", "base"), ("RAG", "rag"), ("LoRA", "lora"), ("Hybrid", "hybrid"))
@@ -63,6 +66,40 @@ def timing_text(timings: dict) -> str:
     )
 
 
+class MarkdownView(QTextBrowser):
+    """Read-only Markdown that grows to fit its text, so a streamed answer relays out the
+    transcript only when it gains a line, not on every token. Signals: link_activated(str).
+    """
+
+    link_activated = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("answerBody")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setOpenLinks(False)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.anchorClicked.connect(lambda url: self.link_activated.emit(url.toString()))
+        self.set_markdown("…")
+
+    def set_markdown(self, text: str) -> None:
+        self.setMarkdown(text)
+        self._fit()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        """Height to the laid-out text; changed (a relayout) only when a line is added."""
+        self.document().setTextWidth(self.viewport().width())
+        height = math.ceil(self.document().size().height()) + 2 * self.frameWidth()
+        if height != self.height():
+            self.setFixedHeight(height)
+
+
 class AnswerCard(QFrame):
     """One answer: its sources, then the (streaming) Markdown text. Signals: source_opened."""
 
@@ -80,17 +117,11 @@ class AnswerCard(QFrame):
         self.sources.source_opened.connect(self.source_opened)
         self.answer_title = QLabel(f"Answer · {mode.upper()}")
         self.answer_title.setObjectName("sectionTitle")
-        self.body = QLabel("…")
-        self.body.setObjectName("answerBody")
-        self.body.setWordWrap(True)
-        self.body.setTextFormat(Qt.TextFormat.MarkdownText)
-        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
-        self.body.setOpenExternalLinks(False)
-        self.body.linkActivated.connect(self._on_link_activated)
+        self.body = MarkdownView(self)
+        self.body.link_activated.connect(self._on_link_activated)
         self.note = note
-        self.meta = QLabel(note)
+        self.meta = WrapLabel(note)
         self.meta.setObjectName("muted")
-        self.meta.setWordWrap(True)
         for widget in (self.sources_title, self.sources, self.answer_title, self.body, self.meta):
             layout.addWidget(widget)
         self.sources_title.hide()
@@ -117,11 +148,13 @@ class AnswerCard(QFrame):
         if stamp:
             self.meta.setText(f"{stamp}\n{self.note}".strip())
         if not text:
-            self.body.setText("*(stopped before the first word)*" if cancelled else "*(no answer)*")
+            self.body.set_markdown(
+                "*(stopped before the first word)*" if cancelled else "*(no answer)*"
+            )
 
     @Slot()
     def _on_render_due(self) -> None:
-        self.body.setText(link_citations(self.text) or "…")
+        self.body.set_markdown(link_citations(self.text) or "…")
 
     @Slot(str)
     def _on_link_activated(self, link: str) -> None:
@@ -277,7 +310,7 @@ class ChatView(QWidget):
             return
         card, self._card = self._card, None
         card.finish("", False, {})
-        card.body.setText(f"**Could not answer:** {html.escape(message)}")
+        card.body.set_markdown(f"**Could not answer:** {html.escape(message)}")
         card.setProperty("error", True)
         self._set_busy(False)
 
@@ -313,9 +346,8 @@ class ChatView(QWidget):
 
     def _add_question(self, text: str) -> None:
         self.empty.hide()
-        bubble = QLabel(html.escape(text).replace("\n", "<br>"))
+        bubble = WrapLabel(html.escape(text).replace("\n", "<br>"))
         bubble.setObjectName("question")
-        bubble.setWordWrap(True)
         bubble.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.items.insertWidget(self.items.count() - 1, bubble)
 

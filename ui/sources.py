@@ -9,9 +9,9 @@ import html
 import re
 from collections.abc import Sequence
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QMouseEvent, QResizeEvent
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from engine.types import SearchResult
 
@@ -104,9 +104,8 @@ class SourceCard(QFrame):
         layout.setContentsMargins(10, 8, 10, 8)
         layout.setSpacing(4)
         layout.addLayout(self._header())
-        passage = QLabel(highlight(source.text, query))
+        passage = WrapLabel(highlight(source.text, query))
         passage.setObjectName("passage")
-        passage.setWordWrap(True)
         passage.setTextFormat(Qt.TextFormat.RichText)
         layout.addWidget(passage)
 
@@ -165,3 +164,38 @@ class SourceList(QWidget):
             for card in self.cards:
                 card.set_selected(card.number == number)
             self.source_opened.emit(self.cards[number - 1].source)
+
+
+class WrapLabel(QLabel):
+    """A word-wrapped label that fixes its own height when its width changes.
+
+    A plain word-wrapped QLabel asks the layout for height-for-width, so every relayout of
+    a long transcript re-measures every passage; this one measures once per width.
+    """
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self._measured_width = -1
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt override
+        return False
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
+        super().setText(text)
+        self._measured_width = -1
+        self._fit()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(80, self.height())
+
+    def _fit(self) -> None:
+        width = self.width()
+        if width != self._measured_width and width > 0:
+            self._measured_width = width
+            self.setFixedHeight(super().heightForWidth(width))
