@@ -31,6 +31,9 @@ EMBED_SLICE = 64  # chunks embedded between two cancel checks and progress repor
 # Chunks gathered across documents before embedding: one length-sorted pass over many
 # small documents pads less and keeps ONNX batches full (measured in docs/benchmarks.md).
 EMBED_BATCH = 256
+# Below this many bytes of files, parse in this process: starting two spawn workers costs
+# ~0.9 CPU-s and ~1-2 s of wall time, more than parsing a few pages (docs/benchmarks.md).
+INLINE_BYTES = 2 << 20
 
 
 @dataclass
@@ -162,9 +165,10 @@ class Ingestor:
     def _parse_all(
         self, jobs: list[_Job], cancel: threading.Event
     ) -> Iterator[tuple[Parsed, _Job]]:
-        """Parse jobs in worker processes (in order), or inline when there is only one."""
+        """Parse jobs in worker processes (in order), or inline when the job is small."""
         args = (str(self.embedder.folder / "tokenizer.json"), self.chunk_tokens, self.overlap)
-        if len(jobs) <= 1 or self.workers <= 1:
+        small = sum(job.size for job in jobs) < INLINE_BYTES
+        if len(jobs) <= 1 or self.workers <= 1 or small:
             _init_worker(args[0])
             for job in jobs:
                 yield parse_file(job.path, *args[1:]), job
