@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.prompting import BASE_SYSTEM_PROMPT, RAG_SYSTEM_PROMPT, says_dont_know
+from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, RAG_SYSTEM_PROMPT, says_dont_know
 from engine.types import UserError
 
 RETRIEVING_MODES = ("rag", "hybrid")
@@ -114,28 +114,41 @@ _SOURCE_HEADER = re.compile(
 _ECHO_MIN = 24  # characters of a system prompt that make a copy of it
 
 
-def strip_echo(answer: str) -> tuple[str, bool]:
+def strip_echo(answer: str, question: str = "") -> tuple[str, bool]:
     """The answer without echoed prompt text, and whether there was any.
 
     A small base model often repeats its prompt; the system prompt's "like [1] or [2][3]"
     and "The documents do not say." must not count as citations or a don't-know, and a
-    repeated source header ("[1] manual.pdf, page 2") is not a citation either.
+    repeated source header ("[1] manual.pdf, page 2") is not a citation either. A copy of
+    the question does not answer it, even when the question names the gold phrase.
     """
-    text = _cut_copies(_cut_copies(answer, RAG_SYSTEM_PROMPT), BASE_SYSTEM_PROMPT)
+    text = answer
+    for prompt in (RAG_SYSTEM_PROMPT, BASE_SYSTEM_PROMPT, question):
+        text = _cut_copies(text, prompt) if prompt else text
     text = _SOURCE_HEADER.sub("", text)
     return text, text != answer
 
 
 def _cut_copies(text: str, prompt: str) -> str:
-    """Remove every copy of a prefix (at least _ECHO_MIN long) of `prompt` from `text`."""
-    start = text.find(prompt[:_ECHO_MIN])
-    while start >= 0:
+    """Remove every run of at least _ECHO_MIN characters that also occurs in `prompt`.
+
+    Runs, not one prefix: a model's copy drifts ("numbered source code below", a curly
+    apostrophe) and then goes on copying.
+    """
+    kept: list[str] = []
+    i = 0
+    while i < len(text):
         n = _ECHO_MIN
-        while start + n < len(text) and n < len(prompt) and text[start + n] == prompt[n]:
+        if text[i : i + n] not in prompt or i + n > len(text):
+            kept.append(text[i])
+            i += 1
+            continue
+        while i + n < len(text) and text[i : i + n + 1] in prompt:
             n += 1
-        text = text[:start] + text[start + n :]
-        start = text.find(prompt[:_ECHO_MIN])
-    return text
+        if text[i : i + n].strip(' "\n') == DONT_KNOW:  # a real answer, not an echo
+            kept.append(text[i : i + n])
+        i += n
+    return "".join(kept)
 
 
 def fold(text: str) -> str:
@@ -226,7 +239,7 @@ def score_mode(rows: list[tuple[Question, dict[str, Any]]], mode: str) -> dict[s
     answerable = [(q, r) for q, r in rows if not q.absent and q.doc]
     retrieves = mode in RETRIEVING_MODES
     ranks = [first_hit_rank(_sources(r), q) for q, r in answerable] if retrieves else []
-    clean = {id(r): strip_echo(r["answer"]) for _, r in rows}
+    clean = {id(r): strip_echo(r["answer"], q.question) for q, r in rows}
     gold, cited = 0, 0
     for question, record in answerable:
         g, c = citation_counts(clean[id(record)][0], _sources(record), question)
@@ -257,7 +270,7 @@ def _sources(record: dict[str, Any]) -> list[_Source]:
 
 def answer_detail(question: Question, record: dict[str, Any]) -> dict[str, Any]:
     rank = first_hit_rank(_sources(record), question) if record["sources"] else None
-    text, echoed = strip_echo(record["answer"])
+    text, echoed = strip_echo(record["answer"], question.question)
     contained = bool(question.answer) and contains_answer(text, question.answer or "")
     return {
         "id": question.id, "mode": record["mode"], "rank": rank, "contained": contained,

@@ -110,6 +110,11 @@ def test_an_echoed_prompt_is_neither_a_citation_nor_a_dont_know() -> None:
     assert metrics["prompt_echo"] == 1.0
     cut = RAG_SYSTEM_PROMPT[:60]  # an echo cut short by the token limit
     assert strip_echo(f"Sure. {cut}") == ("Sure. ", True)
+    drifted = RAG_SYSTEM_PROMPT.replace("user's", "user’s").replace("sources below", "code below")
+    assert cited_numbers(strip_echo(drifted)[0]) == []
+    assert strip_echo("The documents do not say.") == ("The documents do not say.", False)
+    question = "how do I get column-major arrays like Fortran?"
+    assert strip_echo(f"{question} Use fortran_layout.", question) == (" Use fortran_layout.", True)
     assert strip_echo("It is ten minutes [1].") == ("It is ten minutes [1].", False)
 
 
