@@ -44,10 +44,10 @@ from ui.worker import describe_error
 EvalRunner = Callable[[Path, EvalConfig, ProgressFn, threading.Event], EvalReport]
 COLUMNS = (
     ("n", "n"), ("hit@1", "hit_at_1"), ("hit@5", "hit_at_5"), ("MRR", "mrr"),
-    ("answer contained", "answer_containment"), ("citation precision", "citation_precision"),
-    ("absent: don't know", "absent_dont_know"), ("prompt echoed", "prompt_echo"),
-    ("retrieval ms", "retrieval_s"),
-    ("first token s", "first_token_s"), ("total s", "total_s"), ("tokens/s", "tokens_per_s"),
+    ("answer\ncontained", "answer_containment"), ("citation\nprecision", "citation_precision"),
+    ("absent:\ndon't know", "absent_dont_know"), ("prompt\nechoed", "prompt_echo"),
+    ("retrieval\nms", "retrieval_s"), ("first\ntoken s", "first_token_s"),
+    ("total s", "total_s"), ("tokens/s", "tokens_per_s"),
 )  # fmt: skip
 CHART_METRICS = COLUMNS[1:7]
 PALETTE = ("#8da0cb", "#66c2a5", "#a6d854", "#fc8d62", "#e78ac3", "#ffd92f", "#e5c494")
@@ -264,7 +264,7 @@ class BarChart(QWidget):
         if not self.rows:
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No results yet")
             return
-        plot = QRectF(self.rect()).adjusted(40, 34, -12, -28)
+        plot = QRectF(self.rect()).adjusted(40, 48, -12, -28)
         self._draw_axes(painter, plot)
         group_w = plot.width() / len(CHART_METRICS)
         bar_w = group_w * 0.8 / len(self.rows)
@@ -279,7 +279,7 @@ class BarChart(QWidget):
                     self._draw_value(painter, bar, float(value))
             label = QRectF(plot.left() + g * group_w, plot.bottom() + 4, group_w, 20)
             painter.setPen(self.palette().text().color())
-            painter.drawText(label, Qt.AlignmentFlag.AlignHCenter, name)
+            painter.drawText(label, Qt.AlignmentFlag.AlignHCenter, name.replace("\n", " "))
         self._draw_legend(painter)
 
     def _draw_axes(self, painter: QPainter, plot: QRectF) -> None:
