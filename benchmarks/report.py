@@ -46,27 +46,31 @@ def recall_chart(rows: list[dict[str, float]], out: Path) -> None:
     series = [("recall_float", "float (exact)"), ("recall_int8", "int8 (scalar)"),
               ("recall_binary_100", "binary, 100 rescored"),
               ("recall_binary_1000", "binary, 1000 rescored")]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(8, 4.2))
     width = 0.8 / len(series)
     for n, (key, label) in enumerate(series):
         xs = [i + n * width for i in range(len(rows))]
-        ax.bar(xs, [r[key] for r in rows], width, label=label)
+        bars = ax.bar(xs, [r[key] for r in rows], width, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))])
     ax.set_xticklabels([f"{int(r['chunks']):,} chunks" for r in rows])
-    ax.set_ylim(0.5, 1.02)
+    ax.set_ylim(0.3, 1.08)
     ax.set_ylabel("recall@10 vs exact")
     ax.set_title("Recall of each quantization")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
 def ingest_chart(data: dict[str, Any], out: Path) -> None:
-    labels = ["parse CPU", "embed CPU", "ideal\n(CPU sum / cores)", "pipeline CPU", "pipeline wall"]
-    keys = ["parse_cpu_s", "embed_cpu_s", "ideal_s", "pipeline_cpu_s", "pipeline_wall_s"]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    ax.bar(labels, [data[k] for k in keys], color=["#94a3b8"] * 3 + ["#6366f1", "#f59e0b"])
+    labels = ["parse CPU", "embed CPU", "ideal\n(CPU sum / cores)", "pipeline CPU",
+              "embed wall\n(alone)", "pipeline wall"]  # fmt: skip
+    keys = ["parse_cpu_s", "embed_cpu_s", "ideal_s", "pipeline_cpu_s", "embed_wall_s",
+            "pipeline_wall_s"]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    colors = ["#94a3b8"] * 3 + ["#6366f1", "#fcd34d", "#f59e0b"]
+    ax.bar(labels, [data[k] for k in keys], color=colors)
     ax.set_ylabel("seconds")
     size = f"{data['files']} files / {data['chunks']} chunks"
     ax.set_title(f"Ingest, {size} (load {data['load']:.1f})")
