@@ -1,10 +1,11 @@
-"""The index schema: numbered, append-only migrations, and the FTS5 query builder."""
+"""The index schema: numbered, append-only migrations, row records, FTS5 query building."""
 
 from __future__ import annotations
 
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,6 +26,54 @@ STOPWORDS = frozenset(
         "which while who whom why will with would you your yours near ",
     )
 )
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """One file in the index: indexed (hash set) and/or failed (error set)."""
+
+    id: int
+    collection: str
+    path: str
+    name: str
+    title: str | None
+    hash: str | None
+    size: int | None
+    mtime: float | None
+    pages: int | None
+    chunks: int
+    indexed_at: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk with the document it came from."""
+
+    chunk_id: int
+    document: str
+    path: str
+    title: str | None
+    page: int | None
+    section: str | None
+    ordinal: int
+    text: str
+    collection: str
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    documents: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    documents: int
+    failed: int
+    chunks: int
+    bytes: int
 
 
 def fts_terms(text: str) -> list[str]:

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.schema import DEFAULT_COLLECTION, MIGRATIONS, fts_query, fts_terms, rare_terms
+from engine.schema import (
+    DEFAULT_COLLECTION,
+    MIGRATIONS,
+    ChunkRow,
+    CollectionInfo,
+    DocumentRecord,
+    StoreStats,
+    fts_query,
+    fts_terms,
+    rare_terms,
+)
 from engine.sqlite import connect
 from engine.types import Chunk, UserError
 from engine.vectors import VectorIndex
@@ -28,54 +37,6 @@ OVERSAMPLE = 10  # binary KNN candidates per result, rescored by exact cosine
 MAX_KNN = 4096  # vec0's limit on k
 FTS_WEIGHTS = "1.0, 0.5, 0.5"  # text, section, title
 KEYWORD_ROWS = 2000  # rows BM25 scores at most, unless the rarest term alone has more
-
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    """One file in the index: indexed (hash set) and/or failed (error set)."""
-
-    id: int
-    collection: str
-    path: str
-    name: str
-    title: str | None
-    hash: str | None
-    size: int | None
-    mtime: float | None
-    pages: int | None
-    chunks: int
-    indexed_at: float | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    """A stored chunk with the document it came from."""
-
-    chunk_id: int
-    document: str
-    path: str
-    title: str | None
-    page: int | None
-    section: str | None
-    ordinal: int
-    text: str
-    collection: str
-
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    name: str
-    documents: int
-    chunks: int
-
-
-@dataclass(frozen=True)
-class StoreStats:
-    documents: int
-    failed: int
-    chunks: int
-    bytes: int
 
 
 class Store:
