@@ -25,7 +25,7 @@ os.environ.setdefault("QUIRE_MODELS_DIR", str(REPO / ".cache" / "models"))
 
 from PySide6.QtCore import QObject, QSettings, QTimer  # noqa: E402
 
-from ui.screenshots import wait_for  # noqa: E402
+from ui.screenshots import Recorder  # noqa: E402
 
 DEFAULT_FOLDER = REPO.parent / "shared" / "corpus" / "freedombox-manual"
 INTERVAL_MS = 10
@@ -70,7 +70,12 @@ def measure(folder: Path, work: Path) -> dict[str, dict[str, float]]:
     window.resize(1280, 800)
     window.show()
     bridge = window.bridge
-    wait_for(bridge.status_changed, 30_000)
+    events = Recorder(
+        status=bridge.status_changed,
+        ingested=bridge.ingest_finished,
+        answered=bridge.answer_finished,
+    )
+    events.wait("status", 30_000)
     probe = StallProbe()
     results: dict[str, dict[str, float]] = {}
 
@@ -78,7 +83,7 @@ def measure(folder: Path, work: Path) -> dict[str, dict[str, float]]:
     start = time.perf_counter()
     window.tabs.setCurrentWidget(window.library)
     window.library.add_paths([str(folder)])
-    report = wait_for(bridge.ingest_finished, 1_800_000)[0]
+    report = events.wait("ingested", 1_800_000)[0]
     results["indexing"] = probe.stop() | {
         "seconds": round(time.perf_counter() - start, 1),
         "documents": len(report.indexed),
@@ -90,7 +95,7 @@ def measure(folder: Path, work: Path) -> dict[str, dict[str, float]]:
     probe.start()
     start = time.perf_counter()
     window.chat.ask(QUESTION, "rag")  # includes the model's first load
-    answer = wait_for(bridge.answer_finished, 600_000)[0]
+    answer = events.wait("answered", 600_000)[0]
     results["generating"] = probe.stop() | {
         "seconds": round(time.perf_counter() - start, 1),
         "tokens": answer.timings.tokens,

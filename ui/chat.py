@@ -62,7 +62,7 @@ def timing_text(timings: dict) -> str:
         return ""
     return (
         f"{timings.get('total_s', 0):.1f} s · first token {timings.get('first_token_s', 0):.2f} s"
-        f" · {timings.get('tokens_per_s', 0):.0f} tokens/s"
+        f" · {timings.get('tokens_per_s', 0):.1f} tokens/s"
     )
 
 

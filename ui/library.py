@@ -233,7 +233,7 @@ class LibraryView(QWidget):
         else:
             status = "unchanged" if doc.path in self._skipped else "indexed"
             where = str(Path(doc.path).parent)
-        pages = "" if doc.pages is None else str(doc.pages)
+        pages = str(doc.pages) if doc.pages else ""  # text files have no pages
         item = QTreeWidgetItem([doc.name, status, pages, str(doc.chunks or ""), where])
         item.setData(0, Qt.ItemDataRole.UserRole, doc.path)
         item.setToolTip(0, doc.path)

@@ -5,6 +5,7 @@ The system viewer is always one click away, and the fallback when QtPdf cannot o
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QStackedWidget,
     QTextBrowser,
     QTextEdit,
@@ -64,18 +66,26 @@ class ReaderPanel(QWidget):
         row.setContentsMargins(8, 4, 8, 4)
         self.title = QLabel("", bar)
         self.title.setObjectName("readerTitle")
+        self.title.setMinimumWidth(60)  # a long file name must not widen the window
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         row.addWidget(self.title, 1)
+        self.page_label = QLabel("", bar)
+        self.page_label.setObjectName("muted")
+        row.addWidget(self.page_label)
         self.prev_button = QPushButton("◀", bar)
         self.prev_button.setToolTip("Previous page")
         self.prev_button.clicked.connect(lambda: self.go_to_page(self.current_page() - 1))
         self.next_button = QPushButton("▶", bar)
         self.next_button.setToolTip("Next page")
         self.next_button.clicked.connect(lambda: self.go_to_page(self.current_page() + 1))
-        external = QPushButton("Open in system viewer", bar)
+        external = QPushButton("System viewer", bar)
+        external.setToolTip("Open the document in the system's viewer")
         external.clicked.connect(self.open_external)
         close = QPushButton("✕", bar)
         close.setToolTip("Close the reader")
         close.clicked.connect(self.closed)
+        for button in (self.prev_button, self.next_button, close):
+            button.setFixedWidth(34)
         for widget in (self.prev_button, self.next_button, external, close):
             row.addWidget(widget)
         return bar
@@ -163,9 +173,9 @@ class ReaderPanel(QWidget):
             self._show_title(self.source, pages=count, page=page + 1)
 
     def _show_title(self, source: SearchResult, pages: int, page: int | None = None) -> None:
-        where = f"page {page} of {pages}" if pages else location(source)
-        self.title.setText(f"<b>{source.document}</b>  <span style='color:#6b7280'>{where}</span>")
+        self.title.setText(f"<b>{html.escape(source.document)}</b>")
         self.title.setToolTip(source.path)
+        self.page_label.setText(f"page {page} of {pages}" if pages else location(source))
         for button in (self.prev_button, self.next_button):
             button.setVisible(bool(pages))
 

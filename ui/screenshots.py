@@ -7,6 +7,7 @@ so the first screenshot is a true first run; the window layout is not the user's
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -16,7 +17,12 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from PySide6.QtCore import QEventLoop, QSettings, QTimer, SignalInstance  # noqa: E402
+from PySide6.QtCore import (  # noqa: E402
+    QEventLoop,
+    QSettings,
+    QTimer,
+    SignalInstance,
+)
 from PySide6.QtWidgets import QWidget  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,22 +69,39 @@ def sample_documents(folder: Path) -> list[Path]:
     return paths
 
 
-def wait_for(signal: SignalInstance, timeout_ms: int = 120_000) -> list:
-    """Run the event loop until `signal` fires; return its arguments."""
-    loop = QEventLoop()
-    got: list = []
+class Recorder:
+    """Keeps every emission of the signals it watches, so none is missed between waits.
 
-    def done(*args: object) -> None:
-        got.extend(args)
-        loop.quit()
+    (A QEventLoop quit by one signal still delivers the events already queued, so waiting
+    for signals one after the other can miss one that came in the same batch.)
+    """
 
-    signal.connect(done)
-    QTimer.singleShot(timeout_ms, loop.quit)
-    loop.exec()
-    signal.disconnect(done)
-    if not got and signal is not None:
-        print(f"warning: timed out waiting for {signal}", file=sys.stderr)
-    return got
+    def __init__(self, **signals: SignalInstance) -> None:
+        self.seen: dict[str, list[tuple]] = {name: [] for name in signals}
+        for name, signal in signals.items():
+            signal.connect(functools.partial(self._record, name))
+
+    def _record(self, name: str, *args: object) -> None:
+        self.seen[name].append(args)
+
+    def wait(self, name: str, timeout_ms: int = 120_000, count: int = 1) -> tuple:
+        """Run the event loop until `name` was emitted `count` times; its latest arguments."""
+        loop = QEventLoop()
+        check = QTimer(interval=20)
+        check.timeout.connect(lambda: len(self.seen[name]) >= count and loop.quit())
+        check.start()
+        QTimer.singleShot(timeout_ms, loop.quit)
+        if len(self.seen[name]) < count:
+            loop.exec()
+        check.stop()
+        if len(self.seen[name]) < count:
+            raise TimeoutError(f"{name} was not emitted within {timeout_ms} ms")
+        return self.seen[name][-1]
+
+
+def wait_for(signal: SignalInstance, timeout_ms: int = 120_000) -> tuple:
+    """Run the event loop until `signal` fires once from now; return its arguments."""
+    return Recorder(signal=signal).wait("signal", timeout_ms)
 
 
 def pause(ms: int) -> None:
@@ -100,28 +123,38 @@ def render_all(out: Path, work: Path) -> None:
 
     window = MainWindow(work / "data")
     window.resize(1440, 900)
+    bridge = window.bridge
+    events = Recorder(
+        status=bridge.status_changed,
+        progress=bridge.ingest_progressed,
+        ingested=bridge.ingest_finished,
+        listed=bridge.documents_listed,
+        searched=bridge.search_finished,
+        answered=bridge.answer_finished,
+    )
     window.show()
-    worker = window.bridge
-    wait_for(worker.status_changed, 30_000)
+    events.wait("status", 30_000)
     save(window, out, "01-first-run.png")
 
     window.tabs.setCurrentWidget(window.library)
     window.library.add_paths([str(p) for p in sample_documents(work / "documents")])
-    while (args := wait_for(worker.ingest_progressed)) and args[0].files_done < 2:
-        pass
-    save(window, out, "02-library-indexing.png")
-    wait_for(worker.ingest_finished, 600_000)
-    wait_for(worker.documents_listed, 10_000)
+    while not events.seen["ingested"]:  # a moment with a few files done, some to go
+        events.wait("progress", 600_000, count=len(events.seen["progress"]) + 1)
+        if events.seen["progress"][-1][0].chunks_done >= 30:
+            save(window, out, "02-library-indexing.png")
+            break
+    events.wait("ingested", 600_000)
+    pause(300)
 
     window.tabs.setCurrentWidget(window.search)
     window.search.query.setText(SEARCH)
-    wait_for(worker.search_finished)
+    events.wait("searched")
     save(window, out, "03-search.png")
 
     window.tabs.setCurrentWidget(window.chat)
     window.chat.max_tokens = 60
     window.chat.ask(QUESTION, "rag")
-    answer = wait_for(worker.answer_finished, 300_000)[0]
+    answer = events.wait("answered", 300_000)[0]
     save(window, out, "04-answer-with-sources.png")
 
     cited = next((s for s in answer.sources if s.page), None)

@@ -27,7 +27,7 @@ from engine.settings import Settings
 from engine.types import IngestProgress, UserError
 
 log = logging.getLogger(__name__)
-WORKER_NICE = 5  # the engine yields the CPU to the window
+WORKER_NICE = int(os.environ.get("QUIRE_WORKER_NICE", "5"))  # the engine yields to the window
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def lower_thread_priority(step: int = WORKER_NICE) -> None:
     the parser processes' threads, so the window gets the CPU first when it needs it and
     never waits behind generation or indexing. Elsewhere this is a no-op.
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or step <= 0:
         return
     tid = threading.get_native_id()
     try:
