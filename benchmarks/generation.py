@@ -72,10 +72,15 @@ def quire_run(engine: Engine, question: str, mode: str, max_tokens: int) -> tupl
 
 
 def interleave(reps: int, sides: dict[str, Callable[[], tuple]], resets: list[Any]) -> dict:
-    """Run each side `reps` times, alternating, with every KV cache reset first."""
+    """Run each side `reps` times, alternating, with every KV cache reset first.
+
+    The order flips every repetition (ABBA): the first run after a reset measured up to
+    ~200 ms slower whichever side it was, which biased an always-first side.
+    """
     runs: dict[str, list[tuple]] = {name: [] for name in sides}
-    for _ in range(reps):
-        for name, fn in sides.items():
+    for rep in range(reps):
+        order = list(sides.items())
+        for name, fn in order if rep % 2 == 0 else order[::-1]:
             for llm in resets:
                 llm.reset()
             runs[name].append(fn())
