@@ -40,7 +40,7 @@ screenshots: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m ui.screenshots docs/screenshots
 
 bench: setup
-	$(PY) benchmarks/run_all.py
+	QUIRE_MODELS_DIR=$${QUIRE_MODELS_DIR:-.cache/models} $(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

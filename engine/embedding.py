@@ -31,7 +31,7 @@ class Embedder:
         self,
         folder: Path,
         threads: int | None = None,
-        batch_size: int = 32,
+        batch_size: int = 8,  # measured: same speed as 32, a third of ONNX's memory growth
         model_id: str = DEFAULT_MODEL_ID,
     ) -> None:
         self.folder = Path(folder)
