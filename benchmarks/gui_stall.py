@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("QUIRE_MODELS_DIR", str(REPO / ".cache" / "models"))
 
-from PySide6.QtCore import QObject, QSettings, QTimer  # noqa: E402
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSettings, QTimer  # noqa: E402
 
 from ui.screenshots import Recorder  # noqa: E402
 
@@ -101,6 +101,9 @@ def measure(folder: Path, work: Path) -> dict[str, dict[str, float]]:
         "tokens": answer.timings.tokens,
     }
     window.close()
+    probe.deleteLater()
+    window.deleteLater()  # before the QApplication goes, or PySide6 may crash at exit
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     return results
 
 

@@ -146,7 +146,7 @@ def test_add_documents_shows_progress_and_cancel_stops(open_window, qtbot, tmp_p
     with qtbot.waitSignal(worker.ingest_progressed, timeout=120_000):
         library.add_paths(paths)
     assert library.progress_box.isVisibleTo(window)
-    assert "of 43 files" in library.progress_label.text()
+    qtbot.waitUntil(lambda: "of 43 files" in library.progress_label.text(), timeout=5_000)
     with qtbot.waitSignal(worker.ingest_finished, timeout=120_000) as finished:
         qtbot.mouseClick(library.cancel_button, Qt.MouseButton.LeftButton)
     report = finished.args[0]

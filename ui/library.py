@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,6 +27,8 @@ from engine.types import IngestProgress, IngestReport
 from ui.worker import Bridge
 
 FILE_FILTER = "Documents (*.pdf *.txt *.md *.markdown *.html *.htm);;All files (*)"
+PROGRESS_MS = 100  # progress shown at most this often
+DOCUMENTS_MS = 1000  # the document list refreshed at most this often while indexing
 STATUS_COLORS = {"indexed": "#15803d", "unchanged": "#15803d", "failed": "#b91c1c"}
 
 
@@ -57,6 +59,12 @@ class LibraryView(QWidget):
         self.collection = "default"
         self.indexing = False
         self._skipped: set[str] = set()
+        self._progress: IngestProgress | None = None
+        self._documents: list = []
+        self._progress_timer = QTimer(self, singleShot=True, interval=PROGRESS_MS)
+        self._progress_timer.timeout.connect(self._on_progress_due)
+        self._documents_timer = QTimer(self, singleShot=True, interval=DOCUMENTS_MS)
+        self._documents_timer.timeout.connect(self._on_documents_due)
         self.setAcceptDrops(True)
         self._build()
         worker = bridge
@@ -202,6 +210,15 @@ class LibraryView(QWidget):
     @Slot(object)
     def _on_ingest_progressed(self, snap: IngestProgress) -> None:
         self._set_indexing(True)
+        self._progress = snap  # shown by the throttle: QProgressBar repaints synchronously
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
+
+    @Slot()
+    def _on_progress_due(self) -> None:
+        snap = self._progress
+        if snap is None or not self.indexing:
+            return
         self.progress.setRange(0, max(snap.files_total, 1))
         self.progress.setValue(snap.files_done)
         self.progress_label.setText(
@@ -212,6 +229,7 @@ class LibraryView(QWidget):
     @Slot(object)
     def _on_ingest_finished(self, report: IngestReport) -> None:
         self._set_indexing(False)
+        self._progress_timer.stop()
         self._skipped = set(report.skipped)
         text = report_text(report)
         if report.failed:
@@ -223,9 +241,19 @@ class LibraryView(QWidget):
     def _on_documents_listed(self, collection: str, documents: list) -> None:
         if collection != self.collection:
             return
+        self._documents = documents
+        if not self.indexing:
+            self._on_documents_due()
+        elif not self._documents_timer.isActive():  # while indexing, at most once a second
+            self._documents_timer.start()
+
+    @Slot()
+    def _on_documents_due(self) -> None:
+        self._documents_timer.stop()
+        self.tree.setUpdatesEnabled(False)
         self.tree.clear()
-        for doc in documents:
-            self.tree.addTopLevelItem(self._item(doc))
+        self.tree.addTopLevelItems([self._item(doc) for doc in self._documents])
+        self.tree.setUpdatesEnabled(True)
 
     def _item(self, doc) -> QTreeWidgetItem:  # doc: engine.store.DocumentRecord
         if doc.error:
