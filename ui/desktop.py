@@ -44,12 +44,11 @@ def desktop_entry(command: str) -> str:
             "Name=Quire",
             "GenericName=Document chat",
             "Comment=Chat with your own documents, offline",
-            f"Exec={command} %F",
+            f"Exec={command}",
             f"Icon={ICON_NAME}",
             "Terminal=false",
             "Categories=Office;Utility;",
             "Keywords=RAG;PDF;documents;search;chat;LLM;",
-            "MimeType=application/pdf;text/plain;text/markdown;text/html;",
             "StartupWMClass=quire",
             "",
         ]

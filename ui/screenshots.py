@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,6 +25,9 @@ from PySide6.QtCore import (  # noqa: E402
     SignalInstance,
 )
 from PySide6.QtWidgets import QWidget  # noqa: E402
+
+if TYPE_CHECKING:
+    from ui.main_window import MainWindow
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -119,7 +123,6 @@ def save(widget: QWidget, out: Path, name: str) -> None:
 
 def render_all(out: Path, work: Path) -> None:
     from ui.main_window import MainWindow
-    from ui.settings_dialog import SettingsDialog
 
     window = MainWindow(work / "data")
     window.resize(1440, 900)
@@ -146,6 +149,14 @@ def render_all(out: Path, work: Path) -> None:
     events.wait("ingested", 600_000)
     pause(300)
 
+    render_results(window, events, out)
+    window.close()
+
+
+def render_results(window: MainWindow, events: Recorder, out: Path) -> None:
+    """Search results, an answer with sources, the PDF at a cited page, the settings."""
+    from ui.settings_dialog import SettingsDialog
+
     window.tabs.setCurrentWidget(window.search)
     window.search.query.setText(SEARCH)
     events.wait("searched")
@@ -167,7 +178,6 @@ def render_all(out: Path, work: Path) -> None:
     dialog.show()
     save(dialog, out, "06-settings.png")
     dialog.close()
-    window.close()
 
 
 def main(argv: list[str]) -> int:

@@ -40,6 +40,17 @@ class SettingsDialog(QDialog):
         hint = QLabel("Any local GGUF file works. Nothing is downloaded.")
         hint.setObjectName("muted")
         form.addRow("", hint)
+        self._add_fields(form, settings)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+    def _add_fields(self, form: QFormLayout, settings: Settings) -> None:
         self.threads = QSpinBox(self, minimum=0, maximum=os.cpu_count() or 64)
         self.threads.setSpecialValueText("all cores")
         self.threads.setValue(settings.threads or 0)
@@ -68,14 +79,6 @@ class SettingsDialog(QDialog):
             ("System prompt", self.prompt),
         ):
             form.addRow(label, widget)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(buttons)
 
     def _model_row(self) -> QWidget:
         box = QWidget(self)
