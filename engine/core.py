@@ -234,10 +234,13 @@ class Engine:
         )
         yield SourcesFound(prompt.sources)
         pieces: list[str] = []
-        cancelled = self._cancel.is_set()
+        cancelled = False
         temperature = self.settings.temperature if opts.temperature is None else opts.temperature
         try:
-            for piece in generator.stream(prompt.messages, max_tokens, temperature, opts.seed):
+            pieces_in = generator.stream(
+                prompt.messages, max_tokens, temperature, opts.seed, cancel=self._cancel
+            )
+            for piece in pieces_in:
                 pieces.append(piece)
                 yield TokenReceived(piece)
         except Cancelled:

@@ -48,8 +48,9 @@ class Generator:
         self.architecture = self.llm.metadata.get("general.architecture", "")
         self.last_timings = Timings()
         self._cancel = threading.Event()
+        self._caller_cancel: threading.Event | None = None  # the caller's own stop flag
         # Keep a reference: ctypes callbacks are freed when garbage-collected.
-        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._cancel.is_set())
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._stopping())
         llama_cpp.llama_set_abort_callback(self.llm.ctx, self._abort_cb, None)
         self._formatter = self._make_formatter()
         self.adapters = AdapterSet(self.llm, self.model_path)
@@ -80,6 +81,10 @@ class Generator:
         """Stop the current generation, including a long prompt evaluation (thread-safe)."""
         self._cancel.set()
 
+    def _stopping(self) -> bool:
+        caller = self._caller_cancel
+        return self._cancel.is_set() or (caller is not None and caller.is_set())
+
     def format(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
         """The prompt text for `messages` in the model's chat format, and its stop strings."""
         if self._formatter is not None:
@@ -101,10 +106,12 @@ class Generator:
         max_tokens: int = 384,
         temperature: float = 0.2,
         seed: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[str]:
         """Yield the answer piece by piece; `self.last_timings` is filled as it goes.
 
-        Raises `Cancelled` when `cancel()` was called; breaking out of the loop also stops.
+        Raises `Cancelled` when `cancel()` was called or the caller's `cancel` event is set
+        (even before generation started); breaking out of the loop also stops.
         """
         prompt, stop = self.format(messages)
         tokens = self._tokenize_prompt(prompt)
@@ -115,9 +122,15 @@ class Generator:
                 f"({self.context_size}); raise the context size or use fewer sources."
             )
         self._cancel.clear()
+        self._caller_cancel = cancel
         if seed is not None:
             self.llm.set_seed(seed)
-        yield from self._run(tokens, stop, min(max_tokens, budget), temperature)
+        try:
+            if self._stopping():
+                raise Cancelled()
+            yield from self._run(tokens, stop, min(max_tokens, budget), temperature)
+        finally:
+            self._caller_cancel = None
 
     def _run(
         self, tokens: list[int], stop: list[str], max_tokens: int, temperature: float
@@ -129,7 +142,7 @@ class Generator:
         )
         try:
             for chunk in pieces:
-                if self._cancel.is_set():
+                if self._stopping():
                     raise Cancelled()
                 text, finished = _chunk_text(chunk)
                 if finished and not text:
@@ -143,7 +156,7 @@ class Generator:
                     yield text
         except RuntimeError as exc:  # llama_decode reports an abort as an error
             self.llm.reset()
-            if self._cancel.is_set():
+            if self._stopping():
                 raise Cancelled() from exc
             raise
         finally:

@@ -1,0 +1,50 @@
+"""The Engine facade with the real bundled models: stopping answers at any point."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    root = tmp_path_factory.mktemp("engine")
+    doc = root / "kettle.md"
+    doc.write_text("# Kettle\n\nDescale the kettle monthly with vinegar.\n", "utf-8")
+    engine = Engine(root / "data", Settings())
+    engine.ingest([doc])
+    yield engine
+    engine.close()
+
+
+def test_stop_pressed_during_retrieval_is_not_lost(engine: Engine) -> None:
+    events = []
+    for event in engine.ask("How do I descale the kettle?", "rag", AskOptions(max_tokens=32)):
+        events.append(event)
+        if isinstance(event, SourcesFound):
+            engine.cancel()  # before the first token: the stream must not start
+    finished = events[-1]
+    assert isinstance(finished, AnswerFinished) and finished.answer.cancelled
+    assert not any(isinstance(e, TokenReceived) for e in events)
+    assert finished.answer.sources[0].document == "kettle.md"
+
+
+def test_a_stop_ends_the_whole_comparison(engine: Engine) -> None:
+    modes = []
+    for mode, event in engine.compare("What is the kettle?", AskOptions(max_tokens=32)):
+        if isinstance(event, TokenReceived):
+            engine.cancel()
+        if isinstance(event, AnswerFinished):
+            modes.append((mode, event.answer.cancelled))
+    assert modes == [("base", True)]
+
+
+def test_after_a_stop_the_next_answer_runs(engine: Engine) -> None:
+    answer = engine.answer("What is the kettle?", "base", AskOptions(max_tokens=4))
+    assert not answer.cancelled and answer.timings.tokens > 0
