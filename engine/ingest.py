@@ -211,7 +211,8 @@ class Ingestor:
             for parsed, job in pending
             for chunk in parsed.chunks
         ]
-        tick.current = pending[0][1].path.name
+        names = [job.path.name for _, job in pending]
+        tick.current = names[0] + (f" (+{len(names) - 1} more)" if len(names) > 1 else "")
         vectors = self._embed(texts, tick, cancel)
         if vectors is None:
             return
