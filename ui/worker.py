@@ -25,6 +25,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
 from engine.settings import Settings
 from engine.types import IngestProgress, UserError
+from ui.lab import Lab
 
 log = logging.getLogger(__name__)
 WORKER_NICE = int(os.environ.get("QUIRE_WORKER_NICE", "5"))  # the engine yields to the window
@@ -41,6 +42,7 @@ class Status:
     chunks: int
     bytes: int
     collections: list[Any]
+    adapter_scale: float = 1.0
 
 
 def describe_error(exc: BaseException) -> str:
@@ -240,6 +242,7 @@ class Worker(QObject):
                 chunks=stats.chunks,
                 bytes=stats.bytes,
                 collections=engine.collections(),
+                adapter_scale=engine.settings.lora_scale,
             )
         )
 
@@ -313,10 +316,16 @@ class Bridge(QObject):
             signal.connect(slot)
         for name in RELAYED:  # queued: the bridge lives in the GUI thread
             getattr(self.worker, name).connect(getattr(self, name))
+        self.lab = Lab(self.worker, self.thread, self)
 
-    def start(self) -> None:
-        """Start the worker thread; connect to the worker's signals before this."""
+    def start(self, preload: bool = False) -> None:
+        """Start the worker thread; connect to the worker's signals before this.
+
+        With `preload`, the models load right after the first status (requests queue behind).
+        """
         self.thread.start()
+        if preload:
+            self.lab.preload()
 
     def ask(self, question: str, mode: str, options: AskOptions) -> None:
         self.worker.answer_stop.clear()
@@ -359,6 +368,7 @@ class Bridge(QObject):
         """Stop whatever runs, close the engine in its own thread, end the thread."""
         self.cancel_ingest()
         self.stop_answer()
+        self.lab.stop_evaluation()
         self._shutdown_requested.emit()
         self.thread.quit()
         self.thread.wait()

@@ -1,0 +1,163 @@
+"""The Adapter dialog: load a GGUF LoRA adapter with a scale, switch it off, import PEFT.
+
+Every change goes through the worker (`Lab.set_adapter`, `Lab.import_peft`); the engine
+checks an adapter against the loaded model first, so a mismatch shows its message here and
+leaves the current adapter as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.worker import Bridge
+
+ABOUT = (
+    "A LoRA adapter changes how the model behaves (style, format, vocabulary) without "
+    "reloading it; it is used by the LoRA and Hybrid modes. It must be made for the loaded "
+    "model: Quire checks before applying it."
+)
+
+
+def adapter_text(path: str | None, scale: float) -> str:
+    """What the status bar shows."""
+    return f"Adapter: {Path(path).stem} ×{scale:g}" if path else "No adapter"
+
+
+class AdapterDialog(QDialog):
+    """Pick, apply, rescale or switch off the adapter; import a PEFT folder."""
+
+    def __init__(
+        self, bridge: Bridge, path: str | None, scale: float, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("LoRA adapter")
+        self.setMinimumWidth(600)
+        self.bridge = bridge
+        about = QLabel(ABOUT, self)
+        about.setObjectName("muted")
+        about.setWordWrap(True)
+        self.current = QLabel(adapter_text(path, scale), self)
+        self.current.setObjectName("sectionTitle")
+        form = QFormLayout()
+        form.addRow("Adapter file", self._file_row(path))
+        self.scale = QDoubleSpinBox(self, minimum=0.0, maximum=2.0, singleStep=0.1, value=scale)
+        self.scale.setToolTip("How strongly the adapter acts: 0 is off, 1 as trained")
+        form.addRow("Scale", self.scale)
+        self.busy = QProgressBar(self, minimum=0, maximum=0)
+        self.busy.setFormat("Converting…")
+        self.busy.hide()
+        self.message = QLabel("", self)
+        self.message.setWordWrap(True)
+        self.message.setObjectName("muted")
+        layout = QVBoxLayout(self)
+        for widget in (about, self.current):
+            layout.addWidget(widget)
+        layout.addLayout(form)
+        layout.addLayout(self._button_row())
+        layout.addWidget(self.busy)
+        layout.addWidget(self.message)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        close.rejected.connect(self.reject)
+        layout.addWidget(close)
+        bridge.lab.adapter_changed.connect(self._on_adapter_changed)
+        bridge.failed.connect(self._on_failed)
+
+    def _file_row(self, path: str | None) -> QWidget:
+        box = QWidget(self)
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.path = QLineEdit(path or "", box)
+        self.path.setPlaceholderText("adapter.gguf")
+        browse = QPushButton("Choose…", box)
+        browse.clicked.connect(self._on_browse)
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        return box
+
+    def _button_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.apply_button = QPushButton("Apply", self)
+        self.apply_button.setObjectName("primary")
+        self.apply_button.clicked.connect(self.apply)
+        self.off_button = QPushButton("Switch off", self)
+        self.off_button.clicked.connect(self.switch_off)
+        self.import_button = QPushButton("Import PEFT adapter…", self)
+        self.import_button.setToolTip("Convert a Hugging Face PEFT folder to GGUF, then load it")
+        self.import_button.clicked.connect(self._on_import_clicked)
+        for button in (self.apply_button, self.off_button):
+            row.addWidget(button)
+        row.addStretch(1)
+        row.addWidget(self.import_button)
+        return row
+
+    @Slot()
+    def apply(self) -> None:
+        path = self.path.text().strip()
+        if not path:
+            self.message.setText("Choose an adapter file first.")
+            return
+        self._set_busy(True, "Checking the adapter against the model…")
+        self.bridge.lab.set_adapter(path, self.scale.value())
+
+    @Slot()
+    def switch_off(self) -> None:
+        self._set_busy(True, "")
+        self.bridge.lab.set_adapter(None, self.scale.value())
+
+    def import_folder(self, folder: str) -> None:
+        """Convert a PEFT folder for the loaded model, then load the result."""
+        self._set_busy(True, f"Converting {Path(folder).name}…")
+        self.busy.show()
+        self.bridge.lab.import_peft(folder, self.scale.value())
+
+    def _set_busy(self, busy: bool, message: str) -> None:
+        for button in (self.apply_button, self.off_button, self.import_button):
+            button.setEnabled(not busy)
+        if not busy:
+            self.busy.hide()
+        self.message.setStyleSheet("")
+        self.message.setText(message)
+
+    @Slot()
+    def _on_browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a LoRA adapter", "", "GGUF adapters (*.gguf);;All files (*)"
+        )
+        if path:
+            self.path.setText(path)
+
+    @Slot()
+    def _on_import_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "PEFT adapter folder")
+        if folder:
+            self.import_folder(folder)
+
+    @Slot(object, float)
+    def _on_adapter_changed(self, path: str | None, scale: float) -> None:
+        self._set_busy(False, "Applied." if path else "Switched off.")
+        self.current.setText(adapter_text(path, scale))
+        if path:
+            self.path.setText(path)
+
+    @Slot(str, str)
+    def _on_failed(self, task: str, message: str) -> None:
+        if task != "adapter":
+            return
+        self._set_busy(False, message)
+        self.message.setStyleSheet("color: #b91c1c;")
