@@ -61,10 +61,10 @@ def app(qapp: QApplication, tmp_path: Path):
 def open_window(app, qtbot):
     """Open a MainWindow on a data dir; wait until the worker reports the index status."""
 
-    def open_(data_dir: Path):
+    def open_(data_dir: Path, preload: bool = False):
         from ui.main_window import MainWindow
 
-        window = MainWindow(data_dir)
+        window = MainWindow(data_dir, preload=preload)
         qtbot.addWidget(window)
         with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000):
             window.show()

@@ -34,7 +34,7 @@ from ui.sources import SourceList, WrapLabel
 from ui.worker import Bridge
 
 MODES = (("Base", "base"), ("RAG", "rag"), ("LoRA", "lora"), ("Hybrid", "hybrid"))
-LORA_HINT = "Load a LoRA adapter in Settings to use this mode"
+LORA_HINT = "Load a LoRA adapter (Adapter… in the toolbar) to use this mode"
 BASE_MODEL_NOTE = (
     "The bundled Gemma 3 270M is a tiny base model: its answer is a demo of the pipeline. "
     "The sources above are what your documents actually say."

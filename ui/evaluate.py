@@ -1,16 +1,14 @@
 """The Evaluate page: run a question file, see the scores per mode as a table and a chart.
 
-The page takes a runner callable, so the main window can route evaluations through its
-worker; until it does, `engine_runner` opens an Engine of its own in the page's thread.
+The evaluation runs on the worker thread, on the window's one Engine (`Lab.evaluate`);
+progress and the report come back as signals.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QRectF, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QRectF, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QPainter, QPaintEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -29,19 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core import MODES, Engine
-from engine.evaluation import (
-    EvalConfig,
-    EvalProgress,
-    EvalReport,
-    Evaluation,
-    ProgressFn,
-    format_metric,
-    table_rows,
-)
-from ui.worker import describe_error
+from engine.core import MODES
+from engine.evaluation import EvalConfig, EvalProgress, EvalReport, format_metric, table_rows
+from ui.worker import Bridge
 
-EvalRunner = Callable[[Path, EvalConfig, ProgressFn, threading.Event], EvalReport]
 COLUMNS = (
     ("n", "n"), ("hit@1", "hit_at_1"), ("hit@5", "hit_at_5"), ("MRR", "mrr"),
     ("answer\ncontained", "answer_containment"), ("citation\nprecision", "citation_precision"),
@@ -51,42 +40,6 @@ COLUMNS = (
 )  # fmt: skip
 CHART_METRICS = COLUMNS[1:7]
 PALETTE = ("#8da0cb", "#66c2a5", "#a6d854", "#fc8d62", "#e78ac3", "#ffd92f", "#e5c494")
-
-
-def engine_runner(data_dir: Path | None) -> EvalRunner:
-    """A runner with its own Engine, opened and closed on the thread that runs it."""
-
-    def run(
-        path: Path, config: EvalConfig, progress: ProgressFn, cancel: threading.Event
-    ) -> EvalReport:
-        engine = Engine(data_dir)
-        try:
-            return Evaluation(engine, path, config).run(progress, cancel)
-        finally:
-            engine.close()
-
-    return run
-
-
-class _RunThread(QThread):
-    """Runs one evaluation off the GUI thread. Signals: progressed, reported, failed."""
-
-    progressed = Signal(object)
-    reported = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, runner: EvalRunner, path: Path, config: EvalConfig) -> None:
-        super().__init__()
-        self.runner, self.path, self.config = runner, path, config
-        self.cancel = threading.Event()
-
-    def run(self) -> None:
-        try:
-            report = self.runner(self.path, self.config, self.progressed.emit, self.cancel)
-        except Exception as exc:  # noqa: BLE001 - shown on the page, never fatal
-            self.failed.emit(describe_error(exc))
-        else:
-            self.reported.emit(report)
 
 
 class EvaluatePage(QWidget):
@@ -100,11 +53,14 @@ class EvaluatePage(QWidget):
     evaluation_finished = Signal(object)
     evaluation_failed = Signal(str)
 
-    def __init__(self, runner: EvalRunner, parent: QWidget | None = None) -> None:
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.runner = runner
-        self._thread: _RunThread | None = None
+        self.bridge = bridge
+        self.running = False
         self._build()
+        bridge.lab.evaluation_progressed.connect(self._on_progressed)
+        bridge.lab.evaluation_finished.connect(self._on_reported)
+        bridge.failed.connect(self._on_failed)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -165,30 +121,26 @@ class EvaluatePage(QWidget):
 
     @Slot()
     def start(self) -> None:
-        """Run the evaluation in the background; the page stays responsive."""
-        if self._thread is not None:
+        """Run the evaluation on the worker thread; the page stays responsive."""
+        if self.running:
             return
         path = Path(self.path.text().strip()).expanduser()
         if not path.name:
             self.status.setText("Pick a question file first.")
             return
-        self._thread = _RunThread(self.runner, path, self.config())
-        self._thread.progressed.connect(self._on_progressed)
-        self._thread.reported.connect(self._on_reported)
-        self._thread.failed.connect(self._on_failed)
-        self._thread.finished.connect(self._on_thread_finished)
         self._set_running(True)
-        self.status.setText(f"Running {path.name}…")
-        self._thread.start()
+        self.status.setText(f"Running {path.name}… (requests from other tabs wait for it)")
+        self.bridge.lab.evaluate(str(path), self.config())
 
     @Slot()
     def stop(self) -> None:
         """Stop after the current answer; what is done is kept and the next Run resumes."""
-        if self._thread is not None:
-            self._thread.cancel.set()
+        if self.running:
+            self.bridge.lab.stop_evaluation()
             self.status.setText("Stopping after the current answer…")
 
     def _set_running(self, running: bool) -> None:
+        self.running = running
         self.run_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
 
@@ -209,20 +161,17 @@ class EvaluatePage(QWidget):
 
     @Slot(object)
     def _on_reported(self, report: EvalReport) -> None:
+        self._set_running(False)
         self.show_report(report)
         self.evaluation_finished.emit(report)
 
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
+    @Slot(str, str)
+    def _on_failed(self, task: str, message: str) -> None:
+        if task != "evaluate":
+            return
+        self._set_running(False)
         self.status.setText(message)
         self.evaluation_failed.emit(message)
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        if self._thread is not None:
-            self._thread.deleteLater()
-        self._thread = None
-        self._set_running(False)
 
     def show_report(self, report: EvalReport) -> None:
         """Fill the table and the chart; say what was skipped or left to do."""

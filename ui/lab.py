@@ -37,7 +37,7 @@ class LabWorker(QObject):
     """
 
     adapter_changed = Signal(object, float)
-    compare_started = Signal(dict)
+    compare_started = Signal(object)
     compare_sources = Signal(str, list)
     compare_token = Signal(str, str)
     compare_answer = Signal(str, object)
@@ -140,7 +140,7 @@ class Lab(QObject):
     """
 
     adapter_changed = Signal(object, float)
-    compare_started = Signal(dict)
+    compare_started = Signal(object)
     compare_sources = Signal(str, list)
     compare_token = Signal(str, str)
     compare_answer = Signal(str, object)

@@ -28,7 +28,10 @@ from engine.history import History
 from engine.paths import default_data_dir
 from engine.settings import Settings
 from engine.types import SearchResult
+from ui.adapter_dialog import AdapterDialog, adapter_text
 from ui.chat import BASE_MODEL_NOTE, ChatView
+from ui.compare import CompareView
+from ui.evaluate import EvaluatePage
 from ui.history_view import HistoryView
 from ui.library import LibraryView, dropped_paths
 from ui.pdf_view import ReaderPanel
@@ -73,13 +76,14 @@ class Banner(QFrame):
 class MainWindow(QMainWindow):
     """Wires the views to one `Bridge` (the worker thread) and one `History`."""
 
-    def __init__(self, data_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, preload: bool = True) -> None:
         super().__init__()
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.settings = Settings.load(self.data_dir)
         self.history = History(self.data_dir)
         self.bridge = Bridge(self.data_dir, self)
         self.status: Status | None = None
+        self.adapter_dialog: AdapterDialog | None = None
         self._build()
         self._connect()
         self._shortcuts()
@@ -90,7 +94,7 @@ class MainWindow(QMainWindow):
         self.watcher.set_folders(self.settings.watched_folders or [])
         self.setAcceptDrops(True)
         self._restore_layout()
-        self.bridge.start()
+        self.bridge.start(preload)
 
     def _build(self) -> None:
         self.addToolBar(self._toolbar())
@@ -101,9 +105,16 @@ class MainWindow(QMainWindow):
         self.chat = ChatView(self.bridge, self.history, self.tabs)
         self.library = LibraryView(self.bridge, self.tabs)
         self.search = SearchView(self.bridge, self.tabs)
-        self.tabs.addTab(self.chat, "Chat")
-        self.tabs.addTab(self.library, "Library")
-        self.tabs.addTab(self.search, "Search")
+        self.compare = CompareView(self.bridge, self.tabs)
+        self.evaluate = EvaluatePage(self.bridge, self.tabs)
+        for view, name in (
+            (self.chat, "Chat"),
+            (self.library, "Library"),
+            (self.search, "Search"),
+            (self.compare, "Compare"),
+            (self.evaluate, "Evaluate"),
+        ):
+            self.tabs.addTab(view, name)
         self.reader = ReaderPanel(self)
         self.reader.hide()
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
@@ -143,6 +154,9 @@ class MainWindow(QMainWindow):
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         bar.addWidget(spacer)
         bar.addAction("Add documents…", self.add_documents).setToolTip("Ctrl+O")
+        bar.addAction("Adapter…", self.open_adapter).setToolTip(
+            "Load, rescale or switch off a LoRA adapter"
+        )
         bar.addAction("Settings", self.open_settings).setToolTip("Ctrl+,")
         return bar
 
@@ -154,6 +168,8 @@ class MainWindow(QMainWindow):
         worker.ingest_finished.connect(lambda _r: self.search.run_search())
         self.chat.source_opened.connect(self.open_source)
         self.search.source_opened.connect(self.open_source)
+        self.compare.source_opened.connect(self.open_source)
+        self.compare.busy_changed.connect(self._on_busy_changed)
         self.chat.conversation_changed.connect(self.history_view.refresh)
         self.chat.busy_changed.connect(self._on_busy_changed)
         self.history_view.conversation_selected.connect(self._on_conversation_selected)
@@ -166,7 +182,8 @@ class MainWindow(QMainWindow):
     def _shortcuts(self) -> None:
         for keys, slot in (
             (("Ctrl+Return", "Ctrl+Enter"), self.chat.send),
-            (("Esc",), self.chat.stop),
+            (("Esc",), self.stop),
+            (("Ctrl+Shift+Return", "Ctrl+Shift+Enter"), self.compare_question),
             (("Ctrl+O",), self.add_documents),
             (("Ctrl+F",), self.focus_search),
             (("Ctrl+N",), self.new_conversation),
@@ -184,6 +201,31 @@ class MainWindow(QMainWindow):
     def add_documents(self) -> None:
         self.tabs.setCurrentWidget(self.library)
         self.library.add_files()
+
+    @Slot()
+    def stop(self) -> None:
+        self.chat.stop()
+        self.compare.stop()
+
+    @Slot()
+    def compare_question(self) -> None:
+        """Ctrl+Shift+Enter: the chat's (or the Compare tab's) question in every mode."""
+        if self.tabs.currentWidget() is self.chat:
+            text = self.chat.input.toPlainText().strip()
+            if text:
+                self.compare.question.setPlainText(text)
+        self.tabs.setCurrentWidget(self.compare)
+        self.compare.compare()
+
+    @Slot()
+    def open_adapter(self) -> AdapterDialog:
+        """The (non-modal) adapter dialog; one per window."""
+        if self.adapter_dialog is None:
+            s = self.settings
+            self.adapter_dialog = AdapterDialog(self.bridge, s.lora_path, s.lora_scale, self)
+        self.adapter_dialog.show()
+        self.adapter_dialog.raise_()
+        return self.adapter_dialog
 
     @Slot()
     def focus_search(self) -> None:
@@ -237,7 +279,7 @@ class MainWindow(QMainWindow):
 
     def _apply_collection(self, name: str, save: bool = True) -> None:
         self.settings.collection = name
-        for view in (self.chat, self.library, self.search):
+        for view in (self.chat, self.library, self.search, self.compare):
             view.collection = name
         self.setWindowTitle(f"{APP} — {name}")
         self.library.refresh()
@@ -256,13 +298,14 @@ class MainWindow(QMainWindow):
     def _on_status_changed(self, status: Status) -> None:
         self.status = status
         self.model_label.setText(f"Model: {status.model}")
-        self.adapter_label.setText(f"Adapter: {status.adapter}" if status.adapter else "No adapter")
+        self.adapter_label.setText(adapter_text(status.adapter, status.adapter_scale))
         failed = f", {status.failed} failed" if status.failed else ""
         self.index_label.setText(
             f"Index: {status.documents} documents{failed}, {status.chunks} passages, "
             f"{human_size(status.bytes)}"
         )
         self.chat.set_lora_available(status.adapter is not None)
+        self.compare.set_lora_available(status.adapter is not None)
         self.chat.model_note = BASE_MODEL_NOTE if "bundled" in status.model else ""
         self._fill_collections(status.collections)
 
@@ -287,7 +330,14 @@ class MainWindow(QMainWindow):
 
     @Slot(str, str)
     def _on_failed(self, task: str, message: str) -> None:
-        prefix = {"ask": "Could not answer", "settings": "Could not apply the settings"}
+        prefix = {
+            "ask": "Could not answer",
+            "compare": "Could not compare",
+            "settings": "Could not apply the settings",
+            "adapter": "Could not load the adapter",
+            "evaluate": "Could not evaluate",
+            "preload": "Could not load the models",
+        }
         self.banner.show_message(f"{prefix.get(task, 'Problem')}: {message}")
         self.statusBar().showMessage(message, 10000)
 

@@ -1,0 +1,246 @@
+"""The Compare tab: one question answered in every mode, side by side, with timings.
+
+Base | RAG | LoRA | Hybrid columns stream their answers one after the other through the
+worker's Engine (`Engine.compare`); a mode that cannot run shows why, greyed out.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.core import Answer, AskOptions
+from engine.types import SearchResult
+from ui.chat import MODES, RENDER_MS, MarkdownView, link_citations
+from ui.worker import Bridge
+
+LEVERS = (
+    "<b>RAG</b> adds knowledge from your documents (with page citations); "
+    "<b>LoRA</b> changes how the model behaves (style, format, vocabulary). "
+    "Hybrid uses both. Each column shows its time to first token, speed and retrieval time."
+)
+NOT_YET = "Waiting for its turn…"
+
+
+def sources_html(sources: Sequence[SearchResult]) -> str:
+    """Compact source links: `[n] document p.N`, one per line."""
+    lines = []
+    for n, source in enumerate(sources, start=1):
+        where = f" p.{source.page}" if source.page else ""
+        lines.append(f'<a href="src:{n}">[{n}] {html.escape(source.document)}{where}</a>')
+    return "<br>".join(lines)
+
+
+def metrics_text(answer: Answer) -> str:
+    t = answer.timings
+    parts = [
+        f"first token {t.first_token_s:.2f} s",
+        f"{t.tokens_per_s:.1f} tokens/s",
+        f"retrieval {t.retrieval_s * 1000:.0f} ms" if answer.mode in ("rag", "hybrid") else "",
+        "stopped" if answer.cancelled else "",
+    ]
+    return " · ".join(p for p in parts if p)
+
+
+class ModeColumn(QFrame):
+    """One mode's answer, metrics and sources. Signals: source_opened(SearchResult)."""
+
+    source_opened = Signal(object)
+
+    def __init__(self, label: str, mode: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("answerCard")
+        self.mode = mode
+        self.text = ""
+        self.answer: Answer | None = None
+        self.sources: list[SearchResult] = []
+        layout = QVBoxLayout(self)
+        title = QLabel(label, self)
+        title.setObjectName("sectionTitle")
+        self.hint = QLabel("", self)
+        self.hint.setObjectName("muted")
+        self.hint.setWordWrap(True)
+        self.body = MarkdownView(self)
+        self.metrics = QLabel("", self)
+        self.metrics.setObjectName("muted")
+        self.metrics.setWordWrap(True)
+        self.source_links = QLabel("", self)
+        self.source_links.setWordWrap(True)
+        self.source_links.linkActivated.connect(self._on_link_activated)
+        self.body.link_activated.connect(self._on_link_activated)
+        for widget in (title, self.hint, self.body, self.metrics, self.source_links):
+            layout.addWidget(widget)
+        layout.addStretch(1)
+        self._render = QTimer(self, singleShot=True, interval=RENDER_MS)
+        self._render.timeout.connect(self._on_render_due)
+
+    def reset(self, reason: str | None) -> None:
+        """Empty the column; a `reason` greys it out with that hint."""
+        self.text, self.answer, self.sources = "", None, []
+        self.setEnabled(reason is None)
+        self.hint.setText(f"Not available: {reason}" if reason else NOT_YET)
+        self.body.set_markdown("")
+        self.body.setVisible(reason is None)
+        self.metrics.clear()
+        self.source_links.clear()
+
+    def set_sources(self, sources: list[SearchResult]) -> None:
+        self.sources = list(sources)
+        self.hint.setText("Answering…")
+        if self.mode in ("rag", "hybrid"):
+            self.source_links.setText(sources_html(sources) or "No passage matched.")
+
+    def append(self, piece: str) -> None:
+        self.text += piece
+        if not self._render.isActive():
+            self._render.start()
+
+    def finish(self, answer: Answer) -> None:
+        self.answer = answer
+        self.text = answer.answer
+        self._render.stop()
+        self._on_render_due()
+        self.hint.setText("")
+        self.metrics.setText(metrics_text(answer))
+
+    @Slot()
+    def _on_render_due(self) -> None:
+        self.body.set_markdown(link_citations(self.text) or "…")
+
+    @Slot(str)
+    def _on_link_activated(self, link: str) -> None:
+        for prefix in ("src:", "cite:"):
+            if link.startswith(prefix) and link[len(prefix) :].isdigit():
+                number = int(link[len(prefix) :])
+                if 1 <= number <= len(self.sources):
+                    self.source_opened.emit(self.sources[number - 1])
+
+
+class CompareView(QWidget):
+    """A question box and four mode columns.
+
+    Signals: busy_changed(bool), comparison_finished(dict mode -> Answer),
+    source_opened(SearchResult).
+    """
+
+    busy_changed = Signal(bool)
+    comparison_finished = Signal(object)
+    source_opened = Signal(object)
+
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.collection = "default"
+        self.max_tokens: int | None = None  # None: the settings' value
+        self.busy = False
+        self._build()
+        lab = bridge.lab
+        lab.compare_started.connect(self._on_compare_started)
+        lab.compare_sources.connect(self._on_compare_sources)
+        lab.compare_token.connect(self._on_compare_token)
+        lab.compare_answer.connect(self._on_compare_answer)
+        lab.compare_finished.connect(self._on_compare_finished)
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        levers = QLabel(LEVERS, self)
+        levers.setObjectName("muted")
+        levers.setWordWrap(True)
+        layout.addWidget(levers)
+        layout.addLayout(self._question_row())
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        grid = QWidget(scroll)
+        grid.setObjectName("transcript")
+        row = QHBoxLayout(grid)
+        self.columns = {mode: ModeColumn(label, mode, grid) for label, mode in MODES}
+        for column in self.columns.values():
+            column.source_opened.connect(self.source_opened)
+            column.reset(None)
+            column.hint.setText("")
+            row.addWidget(column, 1)
+        scroll.setWidget(grid)
+        layout.addWidget(scroll, 1)
+
+    def _question_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.question = QPlainTextEdit(self)
+        self.question.setPlaceholderText("One question, answered in every mode… (Ctrl+Shift+Enter)")
+        self.question.setFixedHeight(56)
+        self.compare_button = QPushButton("Compare", self)
+        self.compare_button.setObjectName("primary")
+        self.compare_button.clicked.connect(self.compare)
+        self.stop_button = QPushButton("Stop", self)
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.hide()
+        row.addWidget(self.question, 1)
+        row.addWidget(self.compare_button)
+        row.addWidget(self.stop_button)
+        return row
+
+    def set_lora_available(self, available: bool) -> None:
+        """Before a run: grey out the adapter modes with the hint when none is loaded."""
+        if self.busy:
+            return
+        for mode in ("lora", "hybrid"):
+            reason = None if available else "load a LoRA adapter first (Adapter… in the toolbar)"
+            self.columns[mode].reset(reason)
+
+    @Slot()
+    def compare(self) -> None:
+        question = self.question.toPlainText().strip()
+        if not question or self.busy:
+            return
+        self._set_busy(True)
+        options = AskOptions(collection=self.collection, max_tokens=self.max_tokens)
+        self.bridge.lab.compare(question, options)
+
+    @Slot()
+    def stop(self) -> None:
+        if self.busy:
+            self.bridge.stop_answer()
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.compare_button.setVisible(not busy)
+        self.stop_button.setVisible(busy)
+        self.busy_changed.emit(busy)
+
+    @Slot(object)
+    def _on_compare_started(self, reasons: dict) -> None:
+        for mode, column in self.columns.items():
+            column.reset(reasons.get(mode))
+
+    @Slot(str, list)
+    def _on_compare_sources(self, mode: str, sources: list) -> None:
+        self.columns[mode].set_sources(sources)
+
+    @Slot(str, str)
+    def _on_compare_token(self, mode: str, piece: str) -> None:
+        self.columns[mode].append(piece)
+
+    @Slot(str, object)
+    def _on_compare_answer(self, mode: str, answer: Answer) -> None:
+        self.columns[mode].finish(answer)
+
+    @Slot()
+    def _on_compare_finished(self) -> None:
+        self._set_busy(False)
+        for column in self.columns.values():
+            if column.isEnabled() and column.answer is None:
+                column.hint.setText("Not run (stopped or failed)")
+        answers = {m: c.answer for m, c in self.columns.items() if c.answer is not None}
+        self.comparison_finished.emit(answers)
