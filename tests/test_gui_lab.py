@@ -1,4 +1,5 @@
 """Adapters and Compare in the window, offscreen, through signals, on the worker's Engine."""
+# ruff: noqa: F811 - the window fixtures are imported from test_gui_app
 
 from __future__ import annotations
 
@@ -47,9 +48,9 @@ def load_adapter(window, qtbot, path: Path, scale: float = 0.5):
     dialog = window.open_adapter()
     dialog.path.setText(str(path))
     dialog.scale.setValue(scale)
-    with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000):
-        with qtbot.waitSignal(window.bridge.lab.adapter_changed, timeout=30_000) as changed:
-            qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
+    status = qtbot.waitSignal(window.bridge.status_changed, timeout=30_000)
+    with status, qtbot.waitSignal(window.bridge.lab.adapter_changed, timeout=30_000) as changed:
+        qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
     return dialog, changed.args
 
 
