@@ -28,6 +28,7 @@ from ui.worker import Bridge
 
 FILE_FILTER = "Documents (*.pdf *.txt *.md *.markdown *.html *.htm);;All files (*)"
 PROGRESS_MS = 100  # progress shown at most this often
+FILE_PASSAGES = 60  # a file with this many passages so far counts as half done
 DOCUMENTS_MS = 1000  # the document list refreshed at most this often while indexing
 STATUS_COLORS = {"indexed": "#15803d", "unchanged": "#15803d", "failed": "#b91c1c"}
 
@@ -60,6 +61,7 @@ class LibraryView(QWidget):
         self.indexing = False
         self._skipped: set[str] = set()
         self._progress: IngestProgress | None = None
+        self._file_start = (0, 0)  # (files done, passages done) when the current file began
         self._documents: list = []
         self._progress_timer = QTimer(self, singleShot=True, interval=PROGRESS_MS)
         self._progress_timer.timeout.connect(self._on_progress_due)
@@ -162,6 +164,7 @@ class LibraryView(QWidget):
         """Index files and folders into the open collection."""
         self._set_indexing(True)
         self.progress.setRange(0, 0)  # busy until the first count arrives
+        self._file_start = (0, 0)
         self.progress_label.setText(f"Looking at {len(paths)} item(s)…")
         self.bridge.ingest(paths, self.collection)
 
@@ -219,12 +222,26 @@ class LibraryView(QWidget):
         snap = self._progress
         if snap is None or not self.indexing:
             return
-        self.progress.setRange(0, max(snap.files_total, 1))
-        self.progress.setValue(snap.files_done)
+        self.progress.setRange(0, max(snap.files_total, 1) * 100)
+        self.progress.setValue(snap.files_done * 100 + self._file_share(snap))
+        self.progress.setFormat(
+            f"{snap.files_done} / {snap.files_total} files · {snap.chunks_done} passages"
+        )
         self.progress_label.setText(
             f"{snap.files_done} of {snap.files_total} files · {snap.pages_done} pages · "
             f"{snap.chunks_done} passages · {snap.chunks_per_s:.0f} passages/s · {snap.current}"
         )
+
+    def _file_share(self, snap: IngestProgress) -> int:
+        """How far into the current file, in percent, guessed from its passages so far.
+
+        Ingest reports no passage total, so a big PDF's share grows towards 95% as its
+        passages are embedded: the bar moves while the file count stays the same.
+        """
+        if snap.files_done != self._file_start[0]:
+            self._file_start = (snap.files_done, snap.chunks_done)
+        passages = snap.chunks_done - self._file_start[1]
+        return min(95, round(100 * passages / (passages + FILE_PASSAGES)))
 
     @Slot(object)
     def _on_ingest_finished(self, report: IngestReport) -> None:

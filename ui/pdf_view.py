@@ -5,12 +5,11 @@ The system viewer is always one click away, and the fallback when QtPdf cannot o
 
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 
-from PySide6.QtCore import QPointF, QRegularExpression, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QColor, QDesktopServices, QTextCharFormat, QTextCursor
+from PySide6.QtCore import QPointF, QRegularExpression, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QColor, QDesktopServices, QResizeEvent, QTextCharFormat, QTextCursor
 from PySide6.QtPdf import QPdfDocument, QPdfSearchModel
 from PySide6.QtPdfWidgets import QPdfView
 from PySide6.QtWidgets import (
@@ -64,7 +63,7 @@ class ReaderPanel(QWidget):
         bar.setObjectName("readerBar")
         row = QHBoxLayout(bar)
         row.setContentsMargins(8, 4, 8, 4)
-        self.title = QLabel("", bar)
+        self.title = ElidedLabel(bar)
         self.title.setObjectName("readerTitle")
         self.title.setMinimumWidth(60)  # a long file name must not widen the window
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -173,8 +172,8 @@ class ReaderPanel(QWidget):
             self._show_title(self.source, pages=count, page=page + 1)
 
     def _show_title(self, source: SearchResult, pages: int, page: int | None = None) -> None:
-        self.title.setText(f"<b>{html.escape(source.document)}</b>")
-        self.title.setToolTip(source.path)
+        self.title.set_full_text(source.document)
+        self.title.setToolTip(f"{source.document}\n{source.path}")
         self.page_label.setText(f"page {page} of {pages}" if pages else location(source))
         for button in (self.prev_button, self.next_button):
             button.setVisible(bool(pages))
@@ -185,6 +184,31 @@ class ReaderPanel(QWidget):
         if self.source is None:
             return False
         return QDesktopServices.openUrl(QUrl.fromLocalFile(self.source.path))
+
+
+class ElidedLabel(QLabel):
+    """A one-line bold label that elides its text in the middle when it does not fit."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.full_text = ""
+        font = self.font()
+        font.setBold(True)
+        self.setFont(font)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+
+    def set_full_text(self, text: str) -> None:
+        self.full_text = text
+        self._elide()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        metrics = self.fontMetrics()
+        mode = Qt.TextElideMode.ElideMiddle
+        self.setText(metrics.elidedText(self.full_text, mode, max(self.width(), 20)))
 
 
 def _first_words(text: str, n: int) -> str:
