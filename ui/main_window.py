@@ -327,6 +327,8 @@ class MainWindow(QMainWindow):
         self.settings = copy.deepcopy(settings)
         if collection_changed:
             self._apply_collection(settings.collection, save=False)
+            if self.status is not None:  # the list showed the old name as the current one
+                self._fill_collections(self.status.collections)
 
     @Slot(str, str)
     def _on_failed(self, task: str, message: str) -> None:

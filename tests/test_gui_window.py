@@ -1,0 +1,76 @@
+"""The window itself: collections through the toolbar, remembered geometry, preloading."""
+# ruff: noqa: F811 - the window fixtures are imported from test_gui_app
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtWidgets import QInputDialog, QMessageBox  # noqa: E402
+
+from tests.test_gui_app import app, open_window  # noqa: E402, F401
+
+pytestmark = pytest.mark.gui
+
+
+def collection_names(window) -> list[str]:
+    return [window.collections.itemData(i) for i in range(window.collections.count())]
+
+
+def test_collections_are_created_renamed_and_deleted(open_window, qtbot, tmp_path, monkeypatch):
+    window = open_window(tmp_path / "data")
+    status = window.bridge.status_changed
+    answers = iter([("Recipes", True), ("Cooking", True)])
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: next(answers))
+    with qtbot.waitSignal(status, timeout=30_000):
+        window.new_collection()
+    qtbot.waitUntil(lambda: "Recipes" in collection_names(window), timeout=5_000)
+    assert window.windowTitle() == "Quire — Recipes"
+
+    with qtbot.waitSignal(window.bridge.settings_applied, timeout=30_000):
+        window.rename_collection()
+    qtbot.waitUntil(lambda: window.windowTitle() == "Quire — Cooking", timeout=5_000)
+    assert "Cooking" in collection_names(window) and "Recipes" not in collection_names(window)
+
+    yes = QMessageBox.StandardButton.Yes
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: yes)
+    with qtbot.waitSignal(window.bridge.settings_applied, timeout=30_000):
+        window.delete_collection()
+    qtbot.waitUntil(lambda: window.windowTitle() == "Quire — default", timeout=5_000)
+    assert "Cooking" not in collection_names(window)
+
+
+def test_window_geometry_and_tab_survive_a_restart(open_window, qtbot, tmp_path):
+    window = open_window(tmp_path / "data")
+    size = (window.minimumSizeHint().width(), 640)  # the offscreen screen is 800 px high
+    window.resize(*size)
+    window.tabs.setCurrentWidget(window.compare)
+    window.close()
+    again = open_window(tmp_path / "data")
+    assert (again.width(), again.height()) == size
+    assert again.tabs.currentWidget() is again.compare
+
+
+def test_models_preload_after_the_first_status(open_window, qtbot, tmp_path):
+    window = open_window(tmp_path / "data", preload=True)
+    with qtbot.waitSignal(window.bridge.lab.preloaded, timeout=60_000):
+        pass
+    engine = window.bridge.worker.engine
+    assert engine._generator is not None and engine._embedder is not None
+    assert not window.banner.isVisibleTo(window)
+
+
+def test_a_long_file_name_is_elided_in_the_reader(open_window, tmp_path):
+    from engine.types import SearchResult
+
+    window = open_window(tmp_path / "data")
+    name = "a-very-long-file-name-" * 8 + ".md"
+    path = tmp_path / name[:200]
+    path.write_text("Short text about kites.\n", encoding="utf-8")
+    source = SearchResult(1, path.name, str(path), None, None, 1.0, "kites", 1, "default")
+    window.resize(900, 700)
+    window.open_source(source)
+    title = window.reader.title
+    assert title.text() != path.name and "…" in title.text()
+    assert path.name in title.toolTip()
