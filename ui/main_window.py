@@ -9,13 +9,10 @@ from PySide6.QtCore import QSettings, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
-    QFrame,
-    QHBoxLayout,
     QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QPushButton,
     QSizePolicy,
     QSplitter,
     QTabWidget,
@@ -29,6 +26,7 @@ from engine.paths import default_data_dir
 from engine.settings import Settings
 from engine.types import SearchResult
 from ui.adapter_dialog import AdapterDialog, adapter_text
+from ui.banner import Banner, human_size
 from ui.chat import BASE_MODEL_NOTE, ChatView
 from ui.compare import CompareView
 from ui.evaluate import EvaluatePage
@@ -41,36 +39,6 @@ from ui.watcher import FolderWatcher
 from ui.worker import Bridge, Status
 
 APP = "Quire"
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
-
-class Banner(QFrame):
-    """A dismissable message across the top of the window, for errors the user must see."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("banner")
-        row = QHBoxLayout(self)
-        row.setContentsMargins(12, 6, 6, 6)
-        self.label = QLabel(self)
-        self.label.setWordWrap(True)
-        close = QPushButton("Dismiss", self)
-        close.clicked.connect(self.hide)
-        row.addWidget(self.label, 1)
-        row.addWidget(close)
-        self.hide()
-
-    def show_message(self, text: str) -> None:
-        self.label.setText(text)
-        self.show()
 
 
 class MainWindow(QMainWindow):

@@ -8,6 +8,7 @@ so the first screenshot is a true first run; the window layout is not the user's
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import sys
@@ -33,6 +34,20 @@ REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
 QUESTION = "How do I mark a char* parameter as a string in an IDL file?"
 SEARCH = "backup schedule and retention"
+COMPARE_QUESTION = "When do backups run and how many copies are kept?"
+EVAL_QUESTIONS = "".join(
+    json.dumps(q) + "\n"
+    for q in (
+        {"id": "backup", "question": "When do backups run?",
+         "doc": "home-server-handbook.md", "answer": "02:00"},
+        {"id": "router", "question": "Which addresses does the router hand out?",
+         "doc": "network-notes.txt", "answer": "192.168.1.100"},
+        {"id": "nas", "question": "When is the old NAS retired?",
+         "doc": "meeting-2024-03-12.md", "answer": "April"},
+        {"id": "restore", "question": "How do I restore a file from a backup?",
+         "doc": "home-server-handbook.md", "answer": "Restore"},
+    )
+)  # fmt: skip
 SAMPLES = {
     "home-server-handbook.md": """# Home server handbook
 
@@ -124,7 +139,7 @@ def save(widget: QWidget, out: Path, name: str) -> None:
 def render_all(out: Path, work: Path) -> None:
     from ui.main_window import MainWindow
 
-    window = MainWindow(work / "data")
+    window = MainWindow(work / "data", preload=False)  # 01 shows the window as it opens
     window.resize(1440, 900)
     bridge = window.bridge
     events = Recorder(
@@ -149,11 +164,11 @@ def render_all(out: Path, work: Path) -> None:
     events.wait("ingested", 600_000)
     pause(300)
 
-    render_results(window, events, out)
+    render_results(window, events, out, work)
     window.close()
 
 
-def render_results(window: MainWindow, events: Recorder, out: Path) -> None:
+def render_results(window: MainWindow, events: Recorder, out: Path, work: Path) -> None:
     """Search results, an answer with sources, the PDF at a cited page, the settings."""
     from ui.settings_dialog import SettingsDialog
 
@@ -178,6 +193,43 @@ def render_results(window: MainWindow, events: Recorder, out: Path) -> None:
     dialog.show()
     save(dialog, out, "06-settings.png")
     dialog.close()
+    window.reader.hide()
+    render_lab(window, out, work)
+
+
+def render_lab(window: MainWindow, out: Path, work: Path) -> None:
+    """The adapter dialog, the four modes side by side, an evaluation run."""
+    from models.bundled import ensure_llm
+    from tests.factory import write_gemma_peft
+
+    bridge = window.bridge
+    events = Recorder(adapter=bridge.lab.adapter_changed, failed=bridge.failed)
+    peft = write_gemma_peft(
+        work / "style-adapter", ensure_llm(window.bridge.worker.engine.models_dir)
+    )
+    dialog = window.open_adapter()
+    dialog.scale.setValue(0.8)
+    dialog.import_folder(str(peft))
+    events.wait("adapter", 120_000)
+    save(dialog, out, "09-adapter.png")
+    dialog.close()
+
+    window.tabs.setCurrentWidget(window.compare)
+    window.compare.max_tokens = 40
+    window.compare.question.setPlainText(COMPARE_QUESTION)
+    window.compare.compare()
+    wait_for(window.compare.comparison_finished, 600_000)
+    save(window, out, "07-compare.png")
+
+    questions = work / "questions.jsonl"
+    questions.write_text(EVAL_QUESTIONS, encoding="utf-8")
+    page = window.evaluate
+    window.tabs.setCurrentWidget(page)
+    page.path.setText(str(questions))
+    page.retrieval_only.setChecked(True)
+    page.start()
+    wait_for(page.evaluation_finished, 300_000)
+    save(window, out, "08-evaluate.png")
 
 
 def main(argv: list[str]) -> int:
