@@ -10,7 +10,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -183,7 +183,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     )
     if args.mode == "all":
         return _ask_all(engine, args, options)
-    with _ctrl_c_cancels(engine):
+    with on_first_ctrl_c(engine.cancel):
         for event in engine.ask(args.question, args.mode, options):
             if isinstance(event, TokenReceived) and not args.json:
                 sys.stdout.write(event.text)
@@ -203,7 +203,7 @@ def _ask_all(engine: Engine, args: argparse.Namespace, options: AskOptions) -> i
         if reason:
             modes[mode] = {"mode": mode, "skipped": reason}
     cancelled = False
-    with _ctrl_c_cancels(engine):
+    with on_first_ctrl_c(engine.cancel):
         for mode, event in engine.compare(args.question, options):
             if isinstance(event, SourcesFound) and not args.json:
                 print(f"\n== {mode} ==")
@@ -245,12 +245,12 @@ def _print_answer_end(payload: dict[str, Any], as_json: bool, sources: list[Sear
 
 
 @contextmanager
-def _ctrl_c_cancels(engine: Engine) -> Iterator[None]:
-    """The first Ctrl+C stops generation cleanly (even mid-prompt); a second one aborts."""
+def on_first_ctrl_c(stop: Callable[[], None]) -> Iterator[None]:
+    """The first Ctrl+C calls `stop` (a clean stop); a second one aborts as usual."""
 
     def on_interrupt(_signum: int, _frame: Any) -> None:
         signal.signal(signal.SIGINT, previous)
-        engine.cancel()
+        stop()
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:

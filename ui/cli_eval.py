@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +59,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     evaluation = Evaluation(engine, args.questions, config)
     cancel = threading.Event()
     bar = ProgressBar()
-    with _ctrl_c_sets(cancel):
+    from ui.cli import on_first_ctrl_c  # ui.cli imports this module at load
+
+    with on_first_ctrl_c(lambda: _stop_after_current(cancel)):
         report = evaluation.run(bar, cancel)
     bar.finish()
     if args.json:
@@ -113,17 +112,6 @@ class ProgressBar:
             sys.stderr.write("\n")
 
 
-@contextmanager
-def _ctrl_c_sets(cancel: threading.Event) -> Iterator[None]:
-    """The first Ctrl+C asks the run to stop after the current step; a second one aborts."""
-
-    def on_interrupt(_signum: int, _frame: Any) -> None:
-        signal.signal(signal.SIGINT, previous)
-        print("\nStopping after the current answer (Ctrl+C again to abort)...", file=sys.stderr)
-        cancel.set()
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _stop_after_current(cancel: threading.Event) -> None:
+    print("\nStopping after the current answer (Ctrl+C again to abort)...", file=sys.stderr)
+    cancel.set()
