@@ -227,9 +227,9 @@ class MainWindow(QMainWindow):
 
     def new_collection(self) -> None:
         name, ok = QInputDialog.getText(self, "New collection", "Name:")
-        if ok and name.strip():
-            self.bridge.manage_collection("create", name.strip())
+        if ok and name.strip():  # switch first, or the worker's reply switches back a moment
             self._apply_collection(name.strip())
+            self.bridge.manage_collection("create", name.strip())
 
     def rename_collection(self) -> None:
         old = self.settings.collection
