@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,6 @@ class AskOptions:
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:
@@ -93,6 +92,8 @@ class Engine:
         self._store: Store | None = None
         self._embedder: Embedder | None = None
         self._generator: Generator | None = None
+        # What the model was loaded with, as asked: llama.cpp may round the context size.
+        self._generator_key: tuple[Path, int, int | None] | None = None
         self._cancel = threading.Event()
 
     # -- the heavy things, loaded on first use ---------------------------------------
@@ -127,15 +128,14 @@ class Engine:
 
     @property
     def generator(self) -> Generator:
-        path = self.model_path()
+        wanted = (self.model_path(), self.settings.context_size, self.settings.threads)
         current = self._generator
-        wanted = (path, self.settings.context_size)
-        if current is None or (current.model_path, current.context_size) != wanted:
+        if current is None or self._generator_key != wanted:
             if current is not None:
                 current.close()
                 self._generator = None
-            current = Generator(path, self.settings.context_size, self.settings.threads)
-            self._generator = current
+            current = Generator(*wanted)
+            self._generator, self._generator_key = current, wanted
         return current
 
     # -- documents ---------------------------------------------------------------

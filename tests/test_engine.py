@@ -48,3 +48,12 @@ def test_a_stop_ends_the_whole_comparison(engine: Engine) -> None:
 def test_after_a_stop_the_next_answer_runs(engine: Engine) -> None:
     answer = engine.answer("What is the kettle?", "base", AskOptions(max_tokens=4))
     assert not answer.cancelled and answer.timings.tokens > 0
+
+
+def test_model_reloads_only_when_its_settings_change(engine: Engine) -> None:
+    first = engine.generator
+    engine.settings.context_size = 1000  # llama.cpp may round this; no reload loop either way
+    second = engine.generator
+    assert second is not first and engine.generator is second
+    engine.settings.context_size = 4096
+    assert engine.generator is not second
