@@ -82,6 +82,9 @@ def run(files: list[Path], folder: Path) -> dict[str, float]:
         "pipeline_wall_s": wall, "pipeline_cpu_s": cpu, "wall_over_ideal": wall / ideal,
         "cpu_over_parts": cpu / (parse_cpu + embed_cpu), "reingest_s": re_wall,
         "reingest_skipped": len(again.skipped), "reingest_ratio": re_wall / wall,
+        "pipeline_pages_per_s": report.pages / wall,
+        "pipeline_chunks_per_s": report.chunks / wall,
+        "embedder_alone_chunks_per_s": len(texts) / embed_wall,
         "cores": cores, "load": os.getloadavg()[0],
     }  # fmt: skip
 
