@@ -124,11 +124,6 @@ def _stamp_matches(target: Path, sha256: str) -> bool:
     )
 
 
-def llm_is_ready(models_dir: Path) -> bool:
-    """True when the bundled LLM is in place and vouched for by its stamp (no hashing)."""
-    return _stamp_matches(Path(models_dir) / LLM_FILENAME, _llm_package().EXPECTED_SHA256)
-
-
 def ensure_llm(models_dir: Path, progress: Progress | None = None) -> Path:
     """Materialise the bundled Gemma 3 270M GGUF in `models_dir`; return its path.
 
