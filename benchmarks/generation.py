@@ -62,7 +62,7 @@ def prompt_tokens(engine: Engine, question: str, mode: str, max_tokens: int) -> 
         engine.settings.system_prompt,
     )
     text, stop = gen.format(prompt.messages)
-    return gen._tokenize_prompt(text), stop
+    return gen.chat.tokenize_prompt(text), stop
 
 
 def quire_run(engine: Engine, question: str, mode: str, max_tokens: int) -> tuple:

@@ -11,18 +11,22 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.embedding import Embedder
 from engine.generation import Cancelled, Generator
 from engine.ingest import Ingestor, ProgressFn
 from engine.paths import default_data_dir, models_dir
-from engine.prompting import build_prompt
+from engine.prompting import BASE_SYSTEM_PROMPT, build_prompt
 from engine.retrieval import Retriever
 from engine.settings import Settings
 from engine.store import Store
+from engine.training import TrainConfig
 from engine.types import IngestReport, SearchResult, Timings, UserError
 from models.lora import AdapterInfo, check_compatible
+
+if TYPE_CHECKING:
+    from engine.finetune import TrainJob
 
 MODES = ("base", "rag", "lora", "hybrid")
 INDEX_FILE = "index.sqlite3"
@@ -288,6 +292,31 @@ class Engine:
         """Each mode, with the reason it cannot run now (None when it can)."""
         hint = None if self.adapter_path() else "load a LoRA adapter first (Settings or --lora)"
         return {"base": None, "rag": None, "lora": hint, "hybrid": hint}
+
+    def train_job(
+        self,
+        data: Path,
+        name: str | None = None,
+        config: TrainConfig | None = None,
+        base: Path | None = None,
+        val: Path | None = None,
+    ) -> TrainJob:
+        """A LoRA training run on `data` for the current model (or `base`), not yet started.
+
+        Examples are rendered with the system prompt and context size that answers use.
+        """
+        from engine.finetune import TrainJob
+
+        return TrainJob(
+            data_path=Path(data).expanduser(),
+            base=Path(base).expanduser() if base else self.model_path(),
+            models_dir=self.models_dir,
+            system_prompt=self.settings.system_prompt or BASE_SYSTEM_PROMPT,
+            context_size=self.settings.context_size,
+            config=config or TrainConfig(),
+            name=name,
+            val_path=Path(val).expanduser() if val else None,
+        )
 
     def compare(
         self, question: str, options: AskOptions | None = None

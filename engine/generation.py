@@ -44,15 +44,13 @@ class Generator:
     ) -> None:
         self.model_path = Path(model_path)
         self.llm = _load(self.model_path, context_size, threads, seed)
-        self.template: str | None = self.llm.metadata.get("tokenizer.chat_template")
-        self.architecture = self.llm.metadata.get("general.architecture", "")
+        self.chat = ChatFormat(self.llm)
         self.last_timings = Timings()
         self._cancel = threading.Event()
         self._caller_cancel: threading.Event | None = None  # the caller's own stop flag
         # Keep a reference: ctypes callbacks are freed when garbage-collected.
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._stopping())
         llama_cpp.llama_set_abort_callback(self.llm.ctx, self._abort_cb, None)
-        self._formatter = self._make_formatter()
         self.adapters = AdapterSet(self.llm, self.model_path)
 
     @property
@@ -65,17 +63,14 @@ class Generator:
 
     @property
     def template_kind(self) -> str:
-        """Which chat format is in use: the GGUF's own, Gemma turns, or plain text."""
-        if self._formatter is not None:
-            return "gguf"
-        return "gemma" if self.architecture.startswith("gemma") else "plain"
+        return self.chat.kind
 
     def use_adapter(self, path: Path | None, scale: float = 1.0) -> None:
         """Switch the LoRA adapter (None: the base model alone) without reloading the model."""
         self.adapters.activate(path, scale)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return self.chat.count_tokens(text)
 
     def cancel(self) -> None:
         """Stop the current generation, including a long prompt evaluation (thread-safe)."""
@@ -86,19 +81,7 @@ class Generator:
         return self._cancel.is_set() or (caller is not None and caller.is_set())
 
     def format(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
-        """The prompt text for `messages` in the model's chat format, and its stop strings."""
-        if self._formatter is not None:
-            try:
-                result = self._formatter(messages=messages)  # type: ignore[arg-type]
-            except Exception:  # templates that refuse a system role, e.g. Gemma 2's
-                result = self._formatter(messages=_fold_system(messages))  # type: ignore[arg-type]
-            stop = result.stop if isinstance(result.stop, list) else [result.stop or ""]
-            return result.prompt, [s for s in stop if s]
-        if self.template_kind == "gemma":
-            turns = [_GEMMA_TURN.format(**m) for m in _fold_system(messages)]
-            return "".join(turns) + "<start_of_turn>model\n", list(_GEMMA_STOP)
-        text = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages)
-        return text + "Assistant:", ["\nUser:", "\nSystem:"]
+        return self.chat.format(messages)
 
     def stream(
         self,
@@ -113,8 +96,8 @@ class Generator:
         Raises `Cancelled` when `cancel()` was called or the caller's `cancel` event is set
         (even before generation started); breaking out of the loop also stops.
         """
-        prompt, stop = self.format(messages)
-        tokens = self._tokenize_prompt(prompt)
+        prompt, stop = self.chat.format(messages)
+        tokens = self.chat.tokenize_prompt(prompt)
         budget = self.context_size - len(tokens)
         if budget < 16:
             raise UserError(
@@ -165,36 +148,99 @@ class Generator:
             if timings.tokens > 1 and gen_s > 0:
                 timings.tokens_per_s = (timings.tokens - 1) / gen_s
 
-    def _tokenize_prompt(self, prompt: str) -> list[int]:
-        """Tokenize with special tokens; add BOS unless the template already wrote it."""
-        bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode("utf-8", "ignore")
-        add_bos = not (bos and prompt.startswith(bos))
-        return list(self.llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True))
-
-    def _make_formatter(self) -> Jinja2ChatFormatter | None:
-        if not self.template:
-            return None
-
-        def piece(token: int) -> str:
-            return self.llm.detokenize([token], special=True).decode("utf-8", "ignore")
-
-        return Jinja2ChatFormatter(
-            template=self.template,
-            eos_token=piece(self.llm.token_eos()),
-            bos_token=piece(self.llm.token_bos()),
-        )
-
     def close(self) -> None:
         self.llm.close()
 
 
-def _load(path: Path, context_size: int, threads: int | None, seed: int) -> llama_cpp.Llama:
-    """Load a GGUF model, turning llama.cpp's failures into one clear line."""
+class ChatFormat:
+    """How one GGUF model turns chat messages into prompt tokens, at answer and training time.
+
+    The GGUF's own chat template when it has one, else Gemma turns for Gemma models, else a
+    plain "Role: text" layout. Training renders its examples through this same object, so
+    what is trained is exactly what runs.
+    """
+
+    def __init__(self, llm: llama_cpp.Llama) -> None:
+        self.llm = llm
+        self.template: str | None = llm.metadata.get("tokenizer.chat_template")
+        self.architecture: str = llm.metadata.get("general.architecture", "")
+        self._formatter = self._make_formatter()
+
+    @property
+    def kind(self) -> str:
+        """Which chat format is in use: the GGUF's own, Gemma turns, or plain text."""
+        if self._formatter is not None:
+            return "gguf"
+        return "gemma" if self.architecture.startswith("gemma") else "plain"
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def format(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        """The prompt text for `messages` in the model's chat format, and its stop strings."""
+        if self._formatter is not None:
+            try:
+                result = self._formatter(messages=messages)  # type: ignore[arg-type]
+            except Exception:  # templates that refuse a system role, e.g. Gemma 2's
+                result = self._formatter(messages=_fold_system(messages))  # type: ignore[arg-type]
+            stop = result.stop if isinstance(result.stop, list) else [result.stop or ""]
+            return result.prompt, [s for s in stop if s]
+        if self.kind == "gemma":
+            turns = [_GEMMA_TURN.format(**m) for m in _fold_system(messages)]
+            return "".join(turns) + "<start_of_turn>model\n", list(_GEMMA_STOP)
+        text = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages)
+        return text + "Assistant:", ["\nUser:", "\nSystem:"]
+
+    def tokenize_prompt(self, prompt: str) -> list[int]:
+        """Tokenize with special tokens; add BOS unless the template already wrote it."""
+        bos = self._piece(self.llm.token_bos())
+        add_bos = not (bos and prompt.startswith(bos))
+        return list(self.llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def encode_example(
+        self, messages: list[dict[str, str]], answer: str
+    ) -> tuple[list[int], list[int]]:
+        """(prompt tokens, answer tokens) for training: the answer ends the way generation
+        stops, with the format's first stop string (Gemma's `<end_of_turn>`) or EOS."""
+        prompt, stop = self.format(messages)
+        end = stop[0] if self.kind != "plain" and stop else self._piece(self.llm.token_eos())
+        target = self.llm.tokenize((answer + end).encode("utf-8"), add_bos=False, special=True)
+        return self.tokenize_prompt(prompt), list(target)
+
+    def _piece(self, token: int) -> str:
+        return self.llm.detokenize([token], special=True).decode("utf-8", "ignore")
+
+    def _make_formatter(self) -> Jinja2ChatFormatter | None:
+        if not self.template:
+            return None
+        return Jinja2ChatFormatter(
+            template=self.template,
+            eos_token=self._piece(self.llm.token_eos()),
+            bos_token=self._piece(self.llm.token_bos()),
+        )
+
+
+def load_vocab(path: Path) -> llama_cpp.Llama:
+    """A GGUF's tokenizer and metadata alone, without its weights (for rendering examples)."""
+    _check_gguf(path)
+    _quiet_llama_logs()
+    try:
+        return llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(f"{path.name}: llama.cpp could not read this model ({exc})") from exc
+
+
+def _check_gguf(path: Path) -> None:
     if not path.is_file():
         raise UserError(f"{path}: model file not found; pick a GGUF file in Settings or --model")
     with path.open("rb") as handle:
         if handle.read(4) != b"GGUF":
             raise UserError(f"{path.name}: not a GGUF model file; Quire runs GGUF models only")
+
+
+def _load(path: Path, context_size: int, threads: int | None, seed: int) -> llama_cpp.Llama:
+    """Load a GGUF model, turning llama.cpp's failures into one clear line."""
+    _check_gguf(path)
     _quiet_llama_logs()
     try:
         return llama_cpp.Llama(

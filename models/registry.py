@@ -21,6 +21,8 @@ from models.bundled import (
 )
 from models.gguf_header import read_header
 
+ADAPTERS_DIR = "adapters"  # adapters that `train` and PEFT imports write, under the models dir
+
 
 @dataclass
 class GGUFInfo:
@@ -153,11 +155,16 @@ class ModelEntry:
         return f"{self.kind:<8} {self.name:<24} {', '.join(facts) or '-':<40} {size:>7}  {state}"
 
 
+def adapters_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / ADAPTERS_DIR
+
+
 def list_models(models_dir: Path, extra: list[Path] | tuple[Path, ...] = ()) -> list[ModelEntry]:
     """The bundled models (even before first use), every *.gguf and embedder folder
     in `models_dir`, and `extra` GGUF files the user named elsewhere."""
     models_dir = Path(models_dir)
     files = sorted(models_dir.glob("*.gguf")) if models_dir.is_dir() else []
+    files += sorted(adapters_dir(models_dir).glob("*.gguf"))
     files += [Path(p) for p in extra if Path(p) not in files]
     entries = [_gguf_entry(p) for p in files if not p.name.startswith(".")]
     bundled_llm = models_dir / LLM_FILENAME

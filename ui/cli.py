@@ -18,7 +18,7 @@ from typing import Any
 from engine.core import MODES, AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
 from engine.prompting import source_label
 from engine.types import IngestProgress, IngestReport, SearchResult
-from ui import cli_eval
+from ui import cli_eval, cli_train
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -74,6 +74,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     d.set_defaults(handler=cmd_models_download)
 
     cli_eval.register(sub, common)
+    cli_train.register(sub, common)
 
     lora = sub.add_parser("lora", parents=[common], help="LoRA adapters: convert and inspect")
     lora_sub = lora.add_subparsers(dest="lora_command", metavar="ACTION", required=True)

@@ -19,12 +19,12 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
 from engine.evaluation import EvalConfig, Evaluation
+from models.registry import adapters_dir
 
 if TYPE_CHECKING:
     from ui.worker import Worker
 
 log = logging.getLogger(__name__)
-ADAPTERS_DIR = "adapters"  # converted PEFT adapters go to <models dir>/adapters/<name>.gguf
 
 
 class LabWorker(QObject):
@@ -85,7 +85,7 @@ class LabWorker(QObject):
             from models.lora import convert_peft
 
             source = Path(folder)
-            out = engine.models_dir / ADAPTERS_DIR / f"{source.name}.gguf"
+            out = adapters_dir(engine.models_dir) / f"{source.name}.gguf"
             out.parent.mkdir(parents=True, exist_ok=True)
             convert_peft(source, out, engine.model_path())
             self._set_adapter(engine, str(out), scale)
