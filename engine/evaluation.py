@@ -41,8 +41,8 @@ RUNS_DIR = "eval-runs"
 class EvalConfig:
     """What to run; `k`, `max_tokens` and `collection` also key the checkpoint."""
 
-    modes: tuple[str, ...] = ("base", "rag")
-    k: int = 5
+    modes: tuple[str, ...] = ("rag", "hybrid")
+    k: int | None = None  # None: the settings' sources per answer
     max_tokens: int = 96
     collection: str | None = None
     retrieval_only: bool = False
@@ -145,8 +145,9 @@ class Evaluation:
     def _settings(self) -> dict[str, Any]:
         s = self.engine.settings
         return {
-            "model": s.model_path or "bundled", "lora": s.lora_path, "lora_scale": s.lora_scale,
-            "k": self.config.k, "max_tokens": self.config.max_tokens,
+            "model": s.model_path or "bundled", "lora": str(self.engine.adapter_path()),
+            "lora_scale": s.lora_scale, "k": self._k(), "min_score": s.min_score,
+            "max_tokens": self.config.max_tokens,
             "collection": self.config.collection or s.collection, "context": s.context_size,
             "system_prompt": s.system_prompt,
         }  # fmt: skip
@@ -199,7 +200,7 @@ class Evaluation:
         """First-hit rank of every answerable question under each retrieval method."""
         ranks: dict[str, dict[str, int | None]] = {m: {} for m in METHODS}
         seconds: dict[str, list[float]] = {m: [] for m in METHODS}
-        depth = max(5, self.config.k)
+        depth = max(5, self._k())
         for question in questions:
             for method in METHODS:
                 if cancel.is_set():
@@ -214,6 +215,9 @@ class Evaluation:
     def _collection(self) -> str:
         return self.config.collection or self.engine.settings.collection
 
+    def _k(self) -> int:
+        return self.config.k or self.engine.settings.top_k
+
     def _answer(
         self, question: Question, mode: str, skipped: dict[str, str]
     ) -> dict[str, Any] | None:
@@ -221,7 +225,7 @@ class Evaluation:
         from engine.core import AskOptions
 
         options = AskOptions(
-            k=self.config.k, collection=self._collection(), temperature=0.0,
+            k=self._k(), collection=self._collection(), temperature=0.0,
             max_tokens=self.config.max_tokens,
         )  # fmt: skip
         try:
@@ -290,6 +294,8 @@ _COLUMNS = (
     ("answer contained", "answer_containment", "{:.2f}"),
     ("citation precision", "citation_precision", "{:.2f}"),
     ("absent: don't know", "absent_dont_know", "{:.2f}"),
+    ("false refusals", "false_refusal", "{:.2f}"),
+    ("gold in sources", "gold_in_sources", "{:.2f}"),
     ("prompt echoed", "prompt_echo", "{:.2f}"),
     ("retrieval ms", "retrieval_s", "ms"), ("first token s", "first_token_s", "{:.2f}"),
     ("total s", "total_s", "{:.2f}"), ("tokens/s", "tokens_per_s", "{:.1f}"),

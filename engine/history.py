@@ -41,7 +41,14 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
 """
-MIGRATIONS = (_M001,)  # append-only; user_version counts the ones applied
+# Feedback for fine-tuning: the exact prompt an answer was given, a thumbs up (1) or
+# down (-1), and the user's corrected answer.
+_M002 = """
+ALTER TABLE messages ADD COLUMN prompt TEXT;
+ALTER TABLE messages ADD COLUMN rating INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN corrected TEXT
+"""
+MIGRATIONS = (_M001, _M002)  # append-only; user_version counts the ones applied
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,9 @@ class Message:
     cancelled: bool = False
     id: int = 0
     created: float = 0.0
+    prompt: list[dict[str, str]] | None = None  # the chat messages the answer was given
+    rating: int = 0  # 1 thumbs up, -1 thumbs down
+    corrected: str | None = None  # the user's better answer
 
 
 class History:
@@ -131,7 +141,7 @@ class History:
             self.conn.execute("BEGIN")
             cur = self.conn.execute(
                 "INSERT INTO messages (conversation_id, role, content, mode, sources, timings, "
-                "cancelled, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "cancelled, created, prompt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation_id,
                     message.role,
@@ -141,6 +151,7 @@ class History:
                     json.dumps(message.timings),
                     int(message.cancelled),
                     now,
+                    json.dumps(message.prompt) if message.prompt else None,
                 ),
             )
             self.conn.execute(
@@ -152,23 +163,52 @@ class History:
 
     def messages(self, conversation_id: int) -> list[Message]:
         rows = self.conn.execute(
-            "SELECT id, role, content, mode, sources, timings, cancelled, created FROM messages "
-            "WHERE conversation_id = ? ORDER BY id",
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id",
             (conversation_id,),
         )
-        return [
-            Message(
-                role=role,
-                content=content,
-                mode=mode,
-                sources=[SearchResult(**s) for s in json.loads(sources)],
-                timings=json.loads(timings),
-                cancelled=bool(cancelled),
-                id=int(mid),
-                created=created,
-            )
-            for mid, role, content, mode, sources, timings, cancelled, created in rows
-        ]
+        return [_message(row) for row in rows]
+
+    # -- feedback, for fine-tuning ---------------------------------------------------
+
+    def rate(self, message_id: int, rating: int) -> None:
+        """Thumbs up (1), down (-1) or neither (0) on an answer."""
+        if rating not in (-1, 0, 1):
+            raise ValueError(f"rating must be -1, 0 or 1, not {rating}")
+        self.conn.execute("UPDATE messages SET rating = ? WHERE id = ?", (rating, message_id))
+
+    def correct(self, message_id: int, text: str | None) -> None:
+        """Keep the user's corrected answer (None or blank removes the correction)."""
+        value = text.strip() if text and text.strip() else None
+        self.conn.execute("UPDATE messages SET corrected = ? WHERE id = ?", (value, message_id))
+
+    def training_examples(self) -> list[dict[str, Any]]:
+        """Approved and corrected answers as chat examples for `main.py train`.
+
+        Each holds the exact messages the model was given and the answer to learn: the
+        correction when there is one, else the approved answer. Answers rated down and
+        not corrected, and answers kept without their prompt, are left out.
+        """
+        rows = self.conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE role = 'assistant' AND "
+            "prompt IS NOT NULL AND (corrected IS NOT NULL OR rating = 1) ORDER BY id"
+        )
+        examples = []
+        for message in map(_message, rows):
+            answer = message.corrected or message.content
+            assert message.prompt is not None
+            turns = [*message.prompt, {"role": "assistant", "content": answer}]
+            examples.append({"messages": turns})
+        return examples
+
+    def export_training(self, path: Path) -> int:
+        """Write `training_examples()` as JSON Lines (atomically); returns how many."""
+        examples = self.training_examples()
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples)
+        tmp.write_text(lines, encoding="utf-8")
+        tmp.replace(path)
+        return len(examples)
 
     def export_markdown(self, conversation_id: int) -> str:
         """The conversation as Markdown: questions, answers and a numbered source list."""
@@ -179,6 +219,28 @@ class History:
         for message in self.messages(conversation_id):
             lines.extend(_message_markdown(message))
         return "\n".join(lines).rstrip() + "\n"
+
+
+_MESSAGE_COLUMNS = (
+    "id, role, content, mode, sources, timings, cancelled, created, prompt, rating, corrected"
+)
+
+
+def _message(row: tuple[Any, ...]) -> Message:
+    mid, role, content, mode, sources, timings, cancelled, created, prompt, rating, corrected = row
+    return Message(
+        role=role,
+        content=content,
+        mode=mode,
+        sources=[SearchResult(**s) for s in json.loads(sources)],
+        timings=json.loads(timings),
+        cancelled=bool(cancelled),
+        id=int(mid),
+        created=created,
+        prompt=json.loads(prompt) if prompt else None,
+        rating=int(rating),
+        corrected=corrected,
+    )
 
 
 def _source_json(source: SearchResult) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from engine.types import SearchResult
 
 DONT_KNOW = "The documents do not say."
 
+# Short on purpose: every prompt token costs time on a CPU, and the bundled grounding
+# adapter was trained with exactly this text (training/build_dataset.py).
 RAG_SYSTEM_PROMPT = (
-    "You are Quire, an assistant that answers questions from the user's own documents. "
-    "Use only the numbered sources below. After each fact, cite the source it came from "
-    "in square brackets, like [1] or [2][3]. If the sources do not contain the answer, "
-    f'reply exactly: "{DONT_KNOW}" Be concise.'
+    "Answer from the numbered sources in one or two sentences and cite the source, like [1]. "
+    f"If they do not hold the answer, reply: {DONT_KNOW}"
 )
 BASE_SYSTEM_PROMPT = "You are Quire, a helpful assistant. Answer concisely."
 

@@ -13,6 +13,9 @@ from engine.types import SearchResult
 
 METHODS = ("hybrid", "vector", "keyword")
 RRF_K = 60
+# Passages this similar to a better-ranked one are the same text (a manual's PDF and its
+# HTML copy, chunked at other boundaries): they take one place in the results, not two.
+DUPLICATE_COSINE = 0.95
 
 
 class QueryEmbedder(Protocol):
@@ -100,9 +103,17 @@ class Retriever:
     ) -> list[SearchResult]:
         if not order:
             return []
-        similarity = np.clip(self.store.vectors(order) @ qvec, 0.0, 1.0)
-        kept = [(i, float(s)) for i, s in zip(order, similarity, strict=True) if s >= min_score]
-        kept = kept[:k]
+        vectors = self.store.vectors(order)
+        similarity = np.clip(vectors @ qvec, 0.0, 1.0)
+        kept: list[tuple[int, float]] = []
+        kept_rows: list[int] = []
+        for row, (i, score) in enumerate(zip(order, similarity, strict=True)):
+            if score < min_score or _duplicate(vectors, row, kept_rows):
+                continue
+            kept.append((i, float(score)))
+            kept_rows.append(row)
+            if len(kept) == k:
+                break
         rows = {row.chunk_id: row for row in self.store.fetch([i for i, _ in kept])}
         return [
             SearchResult(
@@ -118,3 +129,10 @@ class Retriever:
             )
             for rank, (i, score) in enumerate(kept, start=1)
         ]
+
+
+def _duplicate(vectors: np.ndarray, row: int, kept_rows: list[int]) -> bool:
+    """Whether passage `row` is a near-copy of one already kept."""
+    if not kept_rows:
+        return False
+    return bool(np.max(vectors[kept_rows] @ vectors[row]) >= DUPLICATE_COSINE)

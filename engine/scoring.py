@@ -22,8 +22,8 @@ RETRIEVING_MODES = ("rag", "hybrid")
 FIELDS = {"id", "question", "doc", "pages", "section", "answer", "kind"}
 METRICS = (
     "hit_at_1", "hit_at_5", "mrr", "answer_containment", "citation_precision",
-    "absent_dont_know", "retrieval_s", "first_token_s", "total_s", "tokens_per_s",
-    "prompt_echo",
+    "absent_dont_know", "false_refusal", "gold_in_sources", "retrieval_s", "first_token_s",
+    "total_s", "tokens_per_s", "prompt_echo",
 )  # fmt: skip
 
 
@@ -258,6 +258,10 @@ def score_mode(rows: list[tuple[Question, dict[str, Any]]], mode: str) -> dict[s
         "absent_dont_know": _mean(
             1.0 if says_dont_know(clean[id(r)][0]) else 0.0 for q, r in rows if q.absent
         ),
+        "false_refusal": _mean(
+            1.0 if says_dont_know(clean[id(r)][0]) else 0.0 for _, r in answerable
+        ),
+        "gold_in_sources": _mean(1.0 if r is not None else 0.0 for r in ranks) if ranks else None,
         "first_token_s": _median(t["first_token_s"] for t in timings),
         "total_s": _median(t["total_s"] for t in timings),
         "tokens_per_s": _median(t["tokens_per_s"] for t in timings if t["tokens"]),

@@ -43,6 +43,11 @@ TOKENIZER_FILES = (
 )
 EMBEDDER_FILES = ("model.onnx", *TOKENIZER_FILES)
 
+# Quire's own LoRA for the bundled LLM: it answers briefly from the numbered sources,
+# cites them and says when they are silent (trained by `make grounding`, see training/).
+GROUNDING_ADAPTER = Path(__file__).resolve().parent / "grounding" / "quire-grounding.gguf"
+GROUNDING_LABEL = "grounded answers"
+
 #: Called with (bytes done, bytes total) while the LLM is assembled.
 Progress = Callable[[int, int], None]
 
@@ -272,3 +277,10 @@ def _swap_in(new: Path, folder: Path) -> None:
         # Another process won the race; keep its folder if it is complete.
         if not embedder_is_ready(folder):
             raise
+
+
+def grounding_adapter(model_path: Path) -> Path | None:
+    """The bundled grounding adapter when `model_path` is the bundled LLM and it ships."""
+    if Path(model_path).name == LLM_FILENAME and GROUNDING_ADAPTER.is_file():
+        return GROUNDING_ADAPTER
+    return None

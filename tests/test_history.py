@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,71 @@ def test_export_markdown_lists_sources(data_dir: Path) -> None:
 def test_history_does_not_import_qt() -> None:
     code = "import sys, engine.history; assert 'PySide6' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+PROMPT = [
+    {"role": "system", "content": "Answer from the sources."},
+    {"role": "user", "content": "Q?"},
+]
+
+
+def test_rated_and_corrected_answers_export_as_training_examples(data_dir: Path) -> None:
+    history = History(data_dir)
+    cid = history.create()
+    good = history.add(cid, Message("assistant", "Good [1].", "hybrid", prompt=PROMPT))
+    bad = history.add(cid, Message("assistant", "Wrong.", "hybrid", prompt=PROMPT))
+    fixed = history.add(cid, Message("assistant", "Meh.", "hybrid", prompt=PROMPT))
+    history.add(cid, Message("assistant", "Unrated.", "hybrid", prompt=PROMPT))
+    history.add(cid, Message("assistant", "Old, no prompt.", "rag"))
+    history.rate(good, 1)
+    history.rate(bad, -1)
+    history.correct(fixed, "  Better [2].  ")
+    out = data_dir / "train.jsonl"
+    assert history.export_training(out) == 2
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["messages"][-1] for r in rows] == [
+        {"role": "assistant", "content": "Good [1]."},
+        {"role": "assistant", "content": "Better [2]."},
+    ]
+    assert rows[0]["messages"][:-1] == PROMPT  # the exact prompt the answer was given
+    history.close()
+    reopened = History(data_dir)  # ratings and corrections are kept
+    stored = {m.id: m for m in reopened.messages(cid)}
+    assert stored[bad].rating == -1 and stored[fixed].corrected == "Better [2]."
+    reopened.close()
+
+
+def test_history_from_before_feedback_is_migrated(data_dir: Path) -> None:
+    import sqlite3
+
+    from engine.history import HISTORY_FILE, MIGRATIONS
+
+    conn = sqlite3.connect(data_dir / HISTORY_FILE)
+    conn.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    conn.execute("INSERT INTO conversations VALUES (1, 't', 0, 0)")
+    conn.execute(
+        "INSERT INTO messages (conversation_id, role, content, created) "
+        "VALUES (1, 'assistant', 'a', 0)"
+    )
+    conn.commit()
+    conn.close()
+    history = History(data_dir)
+    [message] = history.messages(1)
+    assert message.content == "a" and message.rating == 0 and message.prompt is None
+    history.close()
+
+
+def test_export_training_command(data_dir: Path) -> None:
+    history = History(data_dir)
+    cid = history.create()
+    history.rate(history.add(cid, Message("assistant", "Yes [1].", "hybrid", prompt=PROMPT)), 1)
+    history.close()
+    out = data_dir / "mine.jsonl"
+    main = Path(__file__).resolve().parent.parent / "main.py"
+    result = subprocess.run(
+        [sys.executable, str(main), "--data-dir", str(data_dir), "export-training", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Wrote 1 training example" in result.stderr
+    assert json.loads(out.read_text())["messages"][-1]["content"] == "Yes [1]."

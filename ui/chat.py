@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from engine.core import Answer, AskOptions
 from engine.history import History, Message
 from engine.types import SearchResult
+from ui.feedback import FeedbackBar
 from ui.sources import SourceList, WrapLabel
 from ui.worker import Bridge
 
@@ -125,6 +126,7 @@ class AnswerCard(QFrame):
         for widget in (self.sources_title, self.sources, self.answer_title, self.body, self.meta):
             layout.addWidget(widget)
         self.sources_title.hide()
+        self.feedback: FeedbackBar | None = None
         self._render = QTimer(self, singleShot=True, interval=RENDER_MS)
         self._render.timeout.connect(self._on_render_due)
 
@@ -151,6 +153,12 @@ class AnswerCard(QFrame):
             self.body.set_markdown(
                 "*(stopped before the first word)*" if cancelled else "*(no answer)*"
             )
+
+    def add_feedback(self, history: History, message: Message) -> None:
+        """Thumbs and "Edit answer" for a stored answer that kept its prompt."""
+        if message.prompt and message.content and self.feedback is None:
+            self.feedback = FeedbackBar(history, message, self)
+            self.layout().addWidget(self.feedback)
 
     @Slot()
     def _on_render_due(self) -> None:
@@ -298,9 +306,12 @@ class ChatView(QWidget):
             card.finish(answer.answer, answer.cancelled, timings)
         if self.conversation_id is not None:
             message = Message(
-                "assistant", answer.answer, answer.mode, answer.sources, timings, answer.cancelled
-            )
-            self.history.add(self.conversation_id, message)
+                "assistant", answer.answer, answer.mode, answer.sources, timings, answer.cancelled,
+                prompt=answer.prompt or None,
+            )  # fmt: skip
+            message.id = self.history.add(self.conversation_id, message)
+            if card is not None:
+                card.add_feedback(self.history, message)
             self.conversation_changed.emit(self.conversation_id)
         self._set_busy(False)
 
@@ -343,6 +354,7 @@ class ChatView(QWidget):
             card = self._add_card(message.mode or "rag")
             card.set_sources(message.sources, question)
             card.finish(message.content, message.cancelled, message.timings)
+            card.add_feedback(self.history, message)
 
     def _add_question(self, text: str) -> None:
         self.empty.hide()

@@ -39,8 +39,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("ask", parents=[common], help="answer a question, streaming, with sources")
     p.add_argument("question")
     p.add_argument(
-        "--mode", choices=[*MODES, "all"], default="rag", help="all: every mode side by side"
-    )
+        "--mode", choices=[*MODES, "all"], default=None,
+        help="default: hybrid when an adapter is there (the bundled model has one), else rag; "
+        "all: every mode side by side",
+    )  # fmt: skip
     p.add_argument("--lora-scale", type=float, default=None, help="adapter strength (default 1)")
     p.add_argument("--lora", type=Path, help="GGUF LoRA adapter (for modes lora and hybrid)")
     p.add_argument("--model", type=Path, help="any GGUF model file (default: the bundled one)")
@@ -184,8 +186,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     )
     if args.mode == "all":
         return _ask_all(engine, args, options)
+    mode = args.mode or engine.default_mode()
     with on_first_ctrl_c(engine.cancel):
-        for event in engine.ask(args.question, args.mode, options):
+        for event in engine.ask(args.question, mode, options):
             if isinstance(event, TokenReceived) and not args.json:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
@@ -193,7 +196,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 _print_answer_end(event.answer.to_json(), args.json, event.answer.sources)
                 return 130 if event.answer.cancelled else 0
             elif isinstance(event, SourcesFound) and not (args.json or event.sources):
-                print("(no sources found in the index)", file=sys.stderr)
+                print(
+                    "(no passage in your documents is relevant to this question)", file=sys.stderr
+                )
     return 0
 
 

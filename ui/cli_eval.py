@@ -25,10 +25,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("eval", parents=[common], help="score modes and retrieval on questions")
     p.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
     p.add_argument(
-        "--modes", type=parse_modes, default=("base", "rag"),
-        help=f"comma list of {','.join(MODES)} (default: base,rag)",
+        "--modes", type=parse_modes, default=("rag", "hybrid"),
+        help=f"comma list of {','.join(MODES)} (default: rag,hybrid)",
     )  # fmt: skip
-    p.add_argument("--k", type=int, default=5, help="sources per question (default: 5)")
+    p.add_argument("--k", type=int, default=None, help="sources per question (default: settings)")
     p.add_argument("--max-tokens", type=int, default=96, help="answer length cap (default: 96)")
     p.add_argument("--collection")
     p.add_argument("--retrieval-only", action="store_true", help="search only, no generation")
@@ -49,7 +49,7 @@ def parse_modes(text: str) -> tuple[str, ...]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    if args.k < 1 or args.max_tokens < 1:
+    if (args.k is not None and args.k < 1) or args.max_tokens < 1:
         raise UserError("--k and --max-tokens must be 1 or more")
     config = EvalConfig(
         modes=args.modes, k=args.k, max_tokens=args.max_tokens, collection=args.collection,

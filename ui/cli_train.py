@@ -20,6 +20,7 @@ from typing import Any
 from engine.core import Engine
 from engine.finetune import TrainResult
 from engine.training import TrainConfig, TrainProgress
+from engine.types import UserError
 
 PROBLEMS_SHOWN = 20
 
@@ -45,6 +46,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_train)
 
+    p = sub.add_parser(
+        "export-training", parents=[common], help="approved and corrected chat answers -> JSONL"
+    )
+    p.add_argument("out", type=Path, metavar="FILE.jsonl")
+    p.set_defaults(handler=cmd_export_training)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     engine = Engine(getattr(args, "data_dir", None))
@@ -67,6 +74,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     print_problems(result.problems)
     _print_result(result, args.json)
     return 130 if result.cancelled else 0
+
+
+def cmd_export_training(args: argparse.Namespace) -> int:
+    from engine.history import History
+
+    engine = Engine(getattr(args, "data_dir", None))
+    history = History(engine.data_dir)
+    try:
+        count = history.export_training(args.out)
+    except OSError as exc:
+        raise UserError(f"{args.out}: cannot write ({exc.strerror or exc})") from exc
+    finally:
+        history.close()
+    print(
+        f"Wrote {count} training example(s) to {args.out} (answers rated up or corrected in "
+        f"the chat). Train with: python main.py train {args.out}",
+        file=sys.stderr,
+    )
+    return 0 if count else 1
 
 
 def print_problems(problems: list[Any]) -> None:

@@ -9,6 +9,7 @@ from PySide6.QtCore import QSettings, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QInputDialog,
     QLabel,
     QMainWindow,
@@ -22,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.history import History
-from engine.paths import default_data_dir
+from engine.paths import default_data_dir, models_dir
 from engine.settings import Settings
 from engine.types import SearchResult
 from ui.adapter_dialog import AdapterDialog, adapter_text
@@ -30,6 +31,7 @@ from ui.banner import Banner, human_size
 from ui.chat import BASE_MODEL_NOTE, ChatView
 from ui.compare import CompareView
 from ui.evaluate import EvaluatePage
+from ui.finetune import FineTuneView
 from ui.history_view import HistoryView
 from ui.library import LibraryView, dropped_paths
 from ui.pdf_view import ReaderPanel
@@ -65,6 +67,7 @@ class MainWindow(QMainWindow):
         self.bridge.start(preload)
 
     def _build(self) -> None:
+        self._menus()
         self.addToolBar(self._toolbar())
         self.banner = Banner(self)
         self.history_view = HistoryView(self.history, self)
@@ -75,12 +78,14 @@ class MainWindow(QMainWindow):
         self.search = SearchView(self.bridge, self.tabs)
         self.compare = CompareView(self.bridge, self.tabs)
         self.evaluate = EvaluatePage(self.bridge, self.tabs)
+        self.finetune = FineTuneView(self.data_dir, models_dir(self.data_dir), self.tabs)
         for view, name in (
             (self.chat, "Chat"),
             (self.library, "Library"),
             (self.search, "Search"),
             (self.compare, "Compare"),
             (self.evaluate, "Evaluate"),
+            (self.finetune, "Fine-tune"),
         ):
             self.tabs.addTab(view, name)
         self.reader = ReaderPanel(self)
@@ -102,6 +107,30 @@ class MainWindow(QMainWindow):
             self.statusBar().addPermanentWidget(label)
         self.model_label.setText("Model: Gemma 3 270M (bundled)")
         self.adapter_label.setText("No adapter")
+
+    def _menus(self) -> None:
+        file = self.menuBar().addMenu("&File")
+        file.addAction("Add documents…", self.add_documents)
+        file.addAction("Export training examples…", self.export_training)
+        file.addSeparator()
+        quit_action = file.addAction("Quit", self.close)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+
+    @Slot()
+    def export_training(self) -> None:
+        """Approved and corrected chat answers as a JSONL file for the Fine-tune tab."""
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export training examples", "quire-examples.jsonl", "JSON Lines (*.jsonl)"
+        )
+        if not path:
+            return
+        try:
+            count = self.history.export_training(Path(path))
+        except OSError as exc:
+            self.banner.show_message(f"Could not write {path}: {exc.strerror or exc}")
+            return
+        self.statusBar().showMessage(f"Exported {count} training example(s) to {path}", 10000)
+        self.finetune.path.setText(path)
 
     def _toolbar(self) -> QToolBar:
         bar = QToolBar("Main", self)
@@ -146,6 +175,7 @@ class MainWindow(QMainWindow):
         self.library.watched_changed.connect(self._on_watched_list_changed)
         self.reader.closed.connect(self.reader.hide)
         self.reader.failed.connect(self.banner.show_message)
+        self.finetune.use_adapter.connect(lambda path: self.bridge.lab.set_adapter(path, 1.0))
 
     def _shortcuts(self) -> None:
         for keys, slot in (

@@ -1,0 +1,56 @@
+"""The Fine-tune tab: check a file, train (a real child process), stop, resume, use."""
+# ruff: noqa: F811 - the window fixtures are imported from test_gui_app
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from tests.test_gui_app import app, open_window  # noqa: E402, F401
+from tests.test_training import BAD_LINES, write_examples  # noqa: E402
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+
+def test_check_train_stop_resume_and_use(open_window, qtbot, tmp_path: Path, llm_path: Path) -> None:
+    window = open_window(tmp_path / "data")
+    view = window.finetune
+    window.tabs.setCurrentWidget(view)
+    data = write_examples(tmp_path / "gui-zebra.jsonl", BAD_LINES[:2])
+    adapters = view.models_dir / "adapters"
+    for leftover in adapters.glob("gui-zebra*"):
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    (adapters / ".checkpoints" / "gui-zebra.pt").unlink(missing_ok=True)
+
+    view.path.setText(str(data))
+    view.check()
+    qtbot.waitUntil(lambda: view.process is None, timeout=60_000)
+    assert view.checked.text() == "8 usable examples; 2 lines left out:"
+    assert "line 9: not JSON" in view.problems.toPlainText()
+
+    view.epochs.setValue(20)
+    view.rank.setValue(4)
+    qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.bar.value() >= 1, timeout=240_000)
+    assert view.chart.loss and "tokens/s" in view.status.text()
+    qtbot.mouseClick(view.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.process is None, timeout=120_000)
+    assert "The checkpoint is kept" in view.status.text(), view.status.text()
+    assert view.start_button.text() == "Resume training" and view.has_checkpoint()
+    assert not (adapters / "gui-zebra.gguf").exists()
+
+    view.epochs.setValue(20)  # same settings: the run resumes
+    view.start()
+    qtbot.waitUntil(lambda: view.process is None, timeout=600_000)
+    assert view.use_button.isVisible(), view.status.text()
+    assert "before:" in view.result.toPlainText() and (adapters / "gui-zebra.gguf").is_file()
+    window.grab().save(str(tmp_path / "finetune.png"))
+    with qtbot.waitSignal(window.bridge.lab.adapter_changed, timeout=60_000) as changed:
+        qtbot.mouseClick(view.use_button, Qt.MouseButton.LeftButton)
+    assert changed.args[0].endswith("gui-zebra.gguf")

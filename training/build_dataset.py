@@ -1,0 +1,163 @@
+"""Build the grounding adapter's training data (RAFT) with Quire's own retrieval and prompts.
+
+For every question in `training/questions/*.jsonl` (about `../shared/training-corpus/`,
+never the evaluation corpus), the prompt is exactly what Quire gives the model at answer
+time: the engine's search over an index of the training corpus (same defaults, relevance
+cutoff and de-duplication), numbered by `build_prompt` with the app's system prompt and
+context budget. The target states the fact in the question's ideal answer and cites the
+source that holds it as [n]. The gold passage is moved to a random position; in about a
+quarter of the examples it is removed, and those, like the absent questions, are answered
+with the exact "don't know" sentence.
+
+    python training/build_dataset.py [--data-dir DIR] [--out FILE] [--seed N]
+
+Prints counts; writes the chat JSONL that `main.py train` takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from engine.core import Engine  # noqa: E402
+from engine.generation import ChatFormat, load_vocab  # noqa: E402
+from engine.prompting import DONT_KNOW, build_prompt  # noqa: E402
+from engine.scoring import contains_answer  # noqa: E402
+from engine.types import SearchResult  # noqa: E402
+
+QUESTIONS = REPO / "training" / "questions"
+CORPUS = REPO.parent / "shared" / "training-corpus"
+REMOVED_SHARE = 0.25  # answerable questions whose gold passage is taken out
+DEEP_K = 40  # how far to look for the gold passage when the top-k missed it
+
+
+def load_questions(folder: Path) -> list[dict]:
+    rows = []
+    for path in sorted(folder.glob("*.jsonl")):
+        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows
+
+
+def holds_answer(source: SearchResult, question: dict) -> bool:
+    """The passage is from the gold document (and page) and contains the gold phrase."""
+    if not source.path.replace("\\", "/").endswith("/" + question["doc"]):
+        return False
+    if question.get("pages") and source.page not in question["pages"]:
+        return False
+    return contains_answer(source.text, question["answer"])
+
+
+def mentions_answer(source: SearchResult, question: dict) -> bool:
+    """Any passage that contains the gold phrase: never a distractor for a "removed" example."""
+    return contains_answer(source.text, question["answer"])
+
+
+def find_gold(engine: Engine, question: dict, top: list[SearchResult]) -> SearchResult | None:
+    """The gold passage: from the top-k, else deeper in the same search, else by keywords."""
+    for source in top:
+        if holds_answer(source, question):
+            return source
+    for query, method in ((question["question"], "hybrid"), (question["answer"], "keyword")):
+        for source in engine.search(query, k=DEEP_K, method=method, min_score=0.0):
+            if holds_answer(source, question):
+                return source
+    return None
+
+
+def cite(ideal: str, number: int) -> str:
+    """The ideal answer with its citation before the final full stop: "... is 10 [2]."."""
+    text = ideal.strip()
+    if text.endswith("."):
+        return f"{text[:-1]} [{number}]."
+    return f"{text} [{number}]"
+
+
+def arrange(
+    question: dict, top: list[SearchResult], gold: SearchResult, k: int, rng: random.Random
+) -> tuple[list[SearchResult], str, str]:
+    """(sources in order, target answer, variant): gold placed at random, or removed."""
+    distractors = [
+        s for s in top if s.chunk_id != gold.chunk_id and not mentions_answer(s, question)
+    ]
+    if rng.random() < REMOVED_SHARE:
+        return distractors[:k], DONT_KNOW, "removed"
+    others = distractors[: k - 1]
+    position = rng.randint(0, len(others))
+    sources = [*others[:position], gold, *others[position:]]
+    return sources, cite(question["ideal"], position + 1), f"gold@{position + 1}"
+
+
+def build(engine: Engine, questions: list[dict], seed: int) -> tuple[list[dict], Counter]:
+    chat = ChatFormat(load_vocab(engine.model_path()))
+    settings = engine.settings
+    budget = settings.context_size - settings.max_tokens
+    k = settings.top_k
+    rng = random.Random(seed)
+    examples: list[dict] = []
+    stats: Counter = Counter()
+    for question in questions:
+        # Candidates past the cutoff too, so a "removed" example still has distractors.
+        top = engine.sources(question["question"], k=k + 3)
+        if question.get("kind") == "absent":
+            sources, target, variant = top[:k], DONT_KNOW, "absent"
+        else:
+            gold = find_gold(engine, question, top)
+            if gold is None:
+                stats["gold passage not found (skipped)"] += 1
+                continue
+            stats["gold in top-k" if gold in top[:k] else "gold found deeper"] += 1
+            sources, target, variant = arrange(question, top, gold, k, rng)
+        if not sources:
+            stats[f"{variant}: no source passed the cutoff (answered without the model)"] += 1
+            continue
+        prompt = build_prompt(
+            question["question"], sources, chat.count_tokens, budget, settings.system_prompt
+        )
+        if variant.startswith("gold@") and len(prompt.sources) < len(sources):
+            stats["gold cut by the context budget (skipped)"] += 1
+            continue
+        stats[variant.split("@")[0]] += 1
+        examples.append(
+            {
+                "messages": [*prompt.messages, {"role": "assistant", "content": target}],
+                "id": question["id"],
+                "variant": variant,
+            }
+        )
+    rng.shuffle(examples)
+    return examples, stats
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=REPO / ".cache" / "grounding" / "data")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / ".cache" / "grounding" / "grounding.jsonl"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    engine = Engine(args.data_dir)
+    report = engine.ingest([CORPUS])  # unchanged files are skipped in a second
+    if report.failed:
+        print(f"failed to index: {report.failed}", file=sys.stderr)
+    questions = load_questions(QUESTIONS)
+    examples, stats = build(engine, questions, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", encoding="utf-8") as out:
+        for example in examples:
+            out.write(json.dumps(example, ensure_ascii=False) + "\n")
+    print(f"{len(questions)} questions -> {len(examples)} examples in {args.out}")
+    for key, count in sorted(stats.items()):
+        print(f"  {key}: {count}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

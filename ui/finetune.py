@@ -1,0 +1,349 @@
+"""The Fine-tune tab: check a JSONL file, train a LoRA adapter, watch the loss, use it.
+
+Training runs `main.py train` as a child process (QProcess): torch's memory and threads
+stay out of the app, Stop sends it SIGINT (it finishes the step and keeps a checkpoint),
+and starting again with the same file and settings resumes from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QPointF, QProcess, QProcessEnvironment, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.finetune import CHECKPOINTS_DIR, adapter_name
+from engine.training import TrainConfig
+from models.registry import adapters_dir
+from ui.sources import WrapLabel
+
+PROGRESS_PREFIX = "PROGRESS "
+
+
+def main_script() -> str:
+    spec = importlib.util.find_spec("main")
+    assert spec is not None and spec.origin is not None
+    return spec.origin
+
+
+class LossChart(QWidget):
+    """Training loss per step (line) and validation loss (dots), drawn with QPainter."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(160)
+        self.loss: list[tuple[int, float]] = []
+        self.val: list[tuple[int, float]] = []
+        self.total = 1
+
+    def clear(self, total: int = 1) -> None:
+        self.loss, self.val, self.total = [], [], max(1, total)
+        self.update()
+
+    def add(self, step: int, total: int, loss: float, val: float | None) -> None:
+        self.total = max(1, total)
+        self.loss.append((step, loss))
+        if val is not None and (not self.val or self.val[-1][1] != val):
+            self.val.append((step, val))
+        self.update()
+
+    def paintEvent(self, _event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.fillRect(self.rect(), QColor("#ffffff"))
+        values = [v for _, v in self.loss + self.val]
+        if not values:
+            painter.setPen(QColor("#6b7280"))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Loss appears here")
+            return
+        top, left, w, h = 12, 40, self.width() - 52, self.height() - 30
+        high = max(values) * 1.05 or 1.0
+
+        def point(step: int, value: float) -> QPointF:
+            return QPointF(left + w * step / self.total, top + h * (1 - value / high))
+
+        painter.setPen(QColor("#9ca3af"))
+        painter.drawLine(left, top + h, left + w, top + h)
+        painter.drawText(2, top + 10, f"{high:.1f}")
+        painter.drawText(2, top + h, "0")
+        painter.drawText(left + w - 80, top + h + 16, f"step {self.total}")
+        painter.setPen(QPen(QColor("#4f46e5"), 2))
+        line = [point(s, v) for s, v in self.loss]
+        for a, b in zip(line, line[1:], strict=False):
+            painter.drawLine(a, b)
+        painter.setPen(QPen(QColor("#dc2626"), 6))
+        for s, v in self.val:
+            painter.drawPoint(point(s, v))
+
+
+class FineTuneView(QWidget):
+    """Pick data, check it, train, watch, stop/resume, compare, use. Signals: use_adapter(str)."""
+
+    use_adapter = Signal(str)
+
+    def __init__(self, data_dir: Path, models_dir: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.data_dir, self.models_dir = Path(data_dir), Path(models_dir)
+        self.process: QProcess | None = None
+        self.adapter: str | None = None
+        self._stderr = b""
+        self._build()
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        intro = WrapLabel(
+            "Teach the model a behaviour (a format, a tone, how to answer) from your own chat "
+            'examples: one JSON object per line, {"messages": [...]} or {"prompt", '
+            '"completion"}. Rate answers in the chat and use File > Export training '
+            "examples to make such a file. Training runs on this computer."
+        )
+        intro.setObjectName("muted")
+        layout.addWidget(intro)
+        row = QHBoxLayout()
+        self.path = QLineEdit(self)
+        self.path.setPlaceholderText("examples.jsonl")
+        choose = QPushButton("Choose…", self)
+        choose.clicked.connect(self.choose_file)
+        row.addWidget(self.path, 1)
+        row.addWidget(choose)
+        layout.addLayout(row)
+        self.checked = WrapLabel("")
+        layout.addWidget(self.checked)
+        self.problems = QPlainTextEdit(self)
+        self.problems.setReadOnly(True)
+        self.problems.setMaximumHeight(80)
+        self.problems.hide()
+        layout.addWidget(self.problems)
+        layout.addLayout(self._settings_form())
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start training", self)
+        self.start_button.setObjectName("primary")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop (keeps a checkpoint)", self)
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.setEnabled(False)
+        self.use_button = QPushButton("Use this adapter", self)
+        self.use_button.clicked.connect(self._on_use)
+        self.use_button.hide()
+        for button in (self.start_button, self.stop_button, self.use_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        self.bar = QProgressBar(self)
+        self.bar.setFormat("step %v of %m")
+        self.status = QLabel("", self)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.status)
+        self.chart = LossChart(self)
+        layout.addWidget(self.chart, 1)
+        self.result = QPlainTextEdit(self)
+        self.result.setReadOnly(True)
+        self.result.hide()
+        layout.addWidget(self.result, 1)
+        self.path.editingFinished.connect(self.check)
+
+    def _settings_form(self) -> QFormLayout:
+        d = TrainConfig()
+        form = QFormLayout()
+        self.name = QLineEdit(self)
+        self.name.setPlaceholderText("adapter name (default: the file's name)")
+        self.epochs = QSpinBox(self, minimum=1, maximum=50, value=d.epochs)
+        self.rank = QSpinBox(self, minimum=1, maximum=128, value=d.rank)
+        self.rank.setToolTip("LoRA rank: higher learns more, trains slower (8-32 is typical)")
+        form.addRow("Name", self.name)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Rank", self.rank)
+        return form
+
+    # -- actions -----------------------------------------------------------------------
+
+    @Slot()
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Training examples", "", "JSON Lines (*.jsonl *.json);;All files (*)"
+        )
+        if path:
+            self.path.setText(path)
+            self.check()
+
+    @Slot()
+    def check(self) -> None:
+        """Count usable examples and list the lines that are not (a quick child process)."""
+        if not self.path.text().strip() or self.process is not None:
+            return
+        self.checked.setText("Checking the examples…")
+        self._run(["--check", "--json"], self._on_checked)
+
+    @Slot()
+    def start(self) -> None:
+        if not self.path.text().strip():
+            self.checked.setText("Choose a JSONL file of examples first.")
+            return
+        args = ["--epochs", str(self.epochs.value()), "--rank", str(self.rank.value())]
+        args += ["--out", self._name(), "--progress-json", "--json"]
+        self.chart.clear()
+        self.result.hide()
+        self.use_button.hide()
+        self.status.setText("Loading the model for training…")
+        self._run(args, self._on_trained)
+
+    @Slot()
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.status.setText("Stopping after this step; the checkpoint will be kept…")
+        pid = int(self.process.processId())
+        if pid and sys.platform != "win32":
+            os.kill(pid, signal.SIGINT)
+        else:
+            self.process.terminate()
+
+    def _name(self) -> str:
+        text = self.name.text().strip() or Path(self.path.text().strip()).stem
+        try:
+            return adapter_name(text)
+        except Exception:
+            return "adapter"
+
+    def has_checkpoint(self) -> bool:
+        return (adapters_dir(self.models_dir) / CHECKPOINTS_DIR / f"{self._name()}.pt").is_file()
+
+    # -- the child process -------------------------------------------------------------
+
+    def _run(self, extra: list[str], done: object) -> None:
+        process = QProcess(self)
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("QUIRE_MODELS_DIR", str(self.models_dir))
+        process.setProcessEnvironment(env)
+        args = [main_script(), "--data-dir", str(self.data_dir), "train"]
+        process.setArguments([*args, self.path.text().strip(), *extra])
+        process.setProgram(sys.executable)
+        process.readyReadStandardError.connect(self._on_stderr)
+        process.finished.connect(done)
+        self.process, self._stderr = process, b""
+        self._set_running(True)
+        process.start()
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+
+    @Slot()
+    def _on_stderr(self) -> None:
+        assert self.process is not None
+        self._stderr += bytes(self.process.readAllStandardError().data())
+        *lines, self._stderr = self._stderr.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            if line.startswith(PROGRESS_PREFIX):
+                self._on_progress(json.loads(line[len(PROGRESS_PREFIX) :]))
+            elif line.strip():
+                self.problems.appendPlainText(line.strip())
+
+    def _on_progress(self, p: dict) -> None:
+        self.bar.setMaximum(p["total_steps"])
+        self.bar.setValue(p["step"])
+        self.chart.add(p["step"], p["total_steps"], p["loss"], p.get("val_loss"))
+        minutes, seconds = divmod(int(p["eta_s"]), 60)
+        self.status.setText(
+            f"Step {p['step']} of {p['total_steps']} · loss {p['loss']:.3f} · "
+            f"{p['tokens_per_s']:.0f} tokens/s · about {minutes} min {seconds:02d} s left"
+        )
+
+    def _finish(self) -> tuple[int, dict | None, str]:
+        """Exit code, the JSON it printed (if any), and its last error line."""
+        process, self.process = self.process, None
+        self._set_running(False)
+        assert process is not None
+        out = bytes(process.readAllStandardOutput().data()).decode("utf-8", "replace")
+        code = process.exitCode()
+        errors = [ln for ln in self.problems.toPlainText().splitlines() if ln.startswith("quire:")]
+        try:
+            payload = json.loads(out) if out.strip() else None
+        except ValueError:
+            payload = None
+        process.deleteLater()
+        return code, payload, (errors[-1][len("quire:") :].strip() if errors else "")
+
+    @Slot()
+    def _on_checked(self) -> None:
+        self.problems.clear()
+        code, payload, error = self._finish()
+        if payload is None:
+            self.checked.setText(error or "Could not check this file.")
+            return
+        problems = payload["problems"]
+        self.checked.setText(
+            f"{payload['examples']} usable examples"
+            + (f"; {len(problems)} lines left out:" if problems else ".")
+        )
+        self.problems.setPlainText("\n".join(problems))
+        self.problems.setVisible(bool(problems))
+        resume = self.has_checkpoint()
+        self.start_button.setText("Resume training" if resume else "Start training")
+        self.start_button.setEnabled(code == 0)
+
+    @Slot()
+    def _on_trained(self) -> None:
+        code, payload, error = self._finish()
+        if payload is None:
+            self.status.setText(error or f"Training stopped (exit code {code}).")
+            return
+        if payload.get("cancelled"):
+            self.status.setText(
+                f"Stopped at step {payload['steps']} of {payload['total_steps']}. "
+                "The checkpoint is kept: Resume training continues from it."
+            )
+            self.start_button.setText("Resume training")
+            return
+        self.start_button.setText("Start training")
+        self.adapter = payload["adapter"]
+        self.status.setText(f"Done: {Path(self.adapter).name}")
+        self.result.setPlainText(result_text(payload))
+        self.result.show()
+        self.use_button.show()
+
+    @Slot()
+    def _on_use(self) -> None:
+        if self.adapter:
+            self.use_adapter.emit(self.adapter)
+
+
+def result_text(payload: dict) -> str:
+    """The result card: figures, then before/after answers to held-out prompts."""
+    val = payload.get("val_loss")
+    lines = [
+        f"{payload['steps']} steps on {payload['examples']} examples in {payload['seconds']:.0f} s "
+        f"({payload['tokens_per_s']:.0f} tokens/s on {payload['device']}); "
+        f"loss {payload['train_loss']:.3f}"
+        + (f", validation {val:.3f}" if val is not None else ""),
+        f"Adapter: {payload['adapter']}",
+        "",
+    ]
+    for sample in payload.get("samples", []):
+        lines += [
+            f"Prompt: {sample['prompt'][-300:]}",
+            f"  expected: {sample['expected']}",
+            f"  before:   {sample['before']}",
+            f"  after:    {sample['after']}",
+            "",
+        ]
+    return "\n".join(lines)
