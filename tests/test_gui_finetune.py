@@ -18,7 +18,9 @@ from tests.test_training import BAD_LINES, write_examples  # noqa: E402
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 
-def test_check_train_stop_resume_and_use(open_window, qtbot, tmp_path: Path, llm_path: Path) -> None:
+def test_check_train_stop_resume_and_use(
+    open_window, qtbot, tmp_path: Path, llm_path: Path
+) -> None:
     window = open_window(tmp_path / "data")
     view = window.finetune
     window.tabs.setCurrentWidget(view)

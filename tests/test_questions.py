@@ -140,7 +140,10 @@ def html_sections(path: Path) -> list[tuple[str, str]]:
     parser = _Sections()
     parser.feed(path.read_text(encoding="utf-8"))
     parser.close()
-    return [(re.sub(r"\s+", " ", h).strip(), body) for h, body in parser.sections]
+    # Sphinx ends every heading with a "¶" permalink; it is not part of the title.
+    return [
+        (re.sub(r"\s+", " ", h).strip().rstrip("¶").strip(), body) for h, body in parser.sections
+    ]
 
 
 def html_problem(corpus: Path, q: dict) -> str | None:

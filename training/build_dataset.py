@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from engine.core import Engine  # noqa: E402
 from engine.generation import ChatFormat, load_vocab  # noqa: E402
 from engine.prompting import DONT_KNOW, build_prompt  # noqa: E402
+from engine.retrieval import Retriever  # noqa: E402
 from engine.scoring import contains_answer  # noqa: E402
 from engine.types import SearchResult  # noqa: E402
 
@@ -64,8 +65,9 @@ def find_gold(engine: Engine, question: dict, top: list[SearchResult]) -> Search
     for source in top:
         if holds_answer(source, question):
             return source
+    retriever = Retriever(engine.store, engine.embedder)
     for query, method in ((question["question"], "hybrid"), (question["answer"], "keyword")):
-        for source in engine.search(query, k=DEEP_K, method=method, min_score=0.0):
+        for source in retriever.search(query, k=DEEP_K, min_score=0.0, method=method):
             if holds_answer(source, question):
                 return source
     return None

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Slot
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -25,6 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.paths import default_data_dir, models_dir
+from models.registry import adapters_dir
 from ui.worker import Bridge
 
 ABOUT = (
@@ -34,9 +38,12 @@ ABOUT = (
 )
 
 
-def adapter_text(path: str | None, scale: float) -> str:
-    """What the status bar shows."""
-    return f"Adapter: {Path(path).stem} ×{scale:g}" if path else "No adapter"
+def adapter_text(adapter: str | None, scale: float) -> str:
+    """What the status bar shows: an adapter file by its name, or a label as it is."""
+    if not adapter:
+        return "No adapter"
+    name = Path(adapter).stem if adapter.endswith(".gguf") else adapter
+    return f"Adapter: {name} ×{scale:g}"
 
 
 class AdapterDialog(QDialog):
@@ -55,6 +62,10 @@ class AdapterDialog(QDialog):
         self.current = QLabel(adapter_text(path, scale), self)
         self.current.setObjectName("sectionTitle")
         form = QFormLayout()
+        self.saved = QComboBox(self)
+        self.saved.setToolTip("Adapters trained in the Fine-tune tab or imported from PEFT")
+        self.saved.activated.connect(self._on_saved_chosen)
+        form.addRow("Your adapters", self.saved)
         form.addRow("Adapter file", self._file_row(path))
         self.scale = QDoubleSpinBox(self, minimum=0.0, maximum=2.0, singleStep=0.1, value=scale)
         self.scale.setToolTip("How strongly the adapter acts: 0 is off, 1 as trained")
@@ -78,6 +89,24 @@ class AdapterDialog(QDialog):
         bridge.lab.adapter_changed.connect(self._on_adapter_changed)
         bridge.failed.connect(self._on_failed)
 
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        self.refresh_saved()
+        super().showEvent(event)
+
+    def refresh_saved(self) -> None:
+        """List the adapters in the models folder (what `train` and imports write)."""
+        folder = adapters_dir(models_dir(self.bridge.worker.data_dir or default_data_dir()))
+        self.saved.clear()
+        self.saved.addItem("Choose one…", "")
+        for path in sorted(folder.glob("*.gguf")):
+            self.saved.addItem(path.stem, str(path))
+        self.saved.setEnabled(self.saved.count() > 1)
+
+    @Slot(int)
+    def _on_saved_chosen(self, index: int) -> None:
+        if self.saved.itemData(index):
+            self.path.setText(self.saved.itemData(index))
+
     def _file_row(self, path: str | None) -> QWidget:
         box = QWidget(self)
         row = QHBoxLayout(box)
@@ -95,7 +124,10 @@ class AdapterDialog(QDialog):
         self.apply_button = QPushButton("Apply", self)
         self.apply_button.setObjectName("primary")
         self.apply_button.clicked.connect(self.apply)
-        self.off_button = QPushButton("Switch off", self)
+        self.off_button = QPushButton("Back to the default", self)
+        self.off_button.setToolTip(
+            "Drop your adapter: the bundled model goes back to Quire's grounded answers"
+        )
         self.off_button.clicked.connect(self.switch_off)
         self.import_button = QPushButton("Import PEFT adapter…", self)
         self.import_button.setToolTip("Convert a Hugging Face PEFT folder to GGUF, then load it")
@@ -150,7 +182,7 @@ class AdapterDialog(QDialog):
 
     @Slot(object, float)
     def _on_adapter_changed(self, path: str | None, scale: float) -> None:
-        self._set_busy(False, "Applied." if path else "Switched off.")
+        self._set_busy(False, "Applied." if path else "Back to the default adapter.")
         self.current.setText(adapter_text(path, scale))
         if path:
             self.path.setText(path)

@@ -226,7 +226,11 @@ class ChatView(QWidget):
         for label, mode in MODES:
             self.mode.addItem(label, mode)
         self.mode.setCurrentIndex(1)
-        self.mode.setToolTip("Base: the model alone. RAG: answers from your documents.")
+        self.mode.setToolTip(
+            "Base: the model alone. RAG: answers from your documents. LoRA: the model with "
+            "its adapter. Hybrid: both (the default when an adapter is there)."
+        )
+        self._hybrid_chosen = False
         self.set_lora_available(False)
         self.input = QPlainTextEdit(bar)
         self.input.setPlaceholderText("Ask about your documents…  (Ctrl+Enter to send)")
@@ -244,16 +248,25 @@ class ChatView(QWidget):
         row.addWidget(self.stop_button)
         return bar
 
-    def set_lora_available(self, available: bool) -> None:
-        """Grey out LoRA and Hybrid until an adapter is loaded."""
+    def set_lora_available(self, available: bool, label: str | None = None) -> None:
+        """Grey out LoRA and Hybrid until an adapter is loaded; name the adapter in them.
+
+        The first time one is there, Hybrid becomes the mode: with the bundled model that
+        is Quire's grounding adapter, the answers the app is meant to give.
+        """
         model = self.mode.model()
         assert isinstance(model, QStandardItemModel)
         for row in (2, 3):
             item = model.item(row)
             item.setEnabled(available)
             item.setToolTip("" if available else LORA_HINT)
+            base = MODES[row][0]
+            item.setText(f"{base} · {label}" if available and label else base)
         if not available and self.mode.currentIndex() in (2, 3):
             self.mode.setCurrentIndex(1)
+        elif available and not self._hybrid_chosen:
+            self._hybrid_chosen = True
+            self.mode.setCurrentIndex(3)
 
     # -- asking ----------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ class ModeColumn(QFrame):
         self.answer: Answer | None = None
         self.sources: list[SearchResult] = []
         layout = QVBoxLayout(self)
-        title = QLabel(label, self)
+        self.title = title = QLabel(label, self)
         title.setObjectName("sectionTitle")
         self.hint = QLabel("", self)
         self.hint.setObjectName("muted")
@@ -191,13 +191,16 @@ class CompareView(QWidget):
         row.addWidget(self.stop_button)
         return row
 
-    def set_lora_available(self, available: bool) -> None:
-        """Before a run: grey out the adapter modes with the hint when none is loaded."""
+    def set_lora_available(self, available: bool, label: str | None = None) -> None:
+        """Before a run: grey out the adapter modes with the hint when none is loaded, and
+        name the adapter in their titles."""
         if self.busy:
             return
         for mode in ("lora", "hybrid"):
             reason = None if available else "load a LoRA adapter first (Adapter… in the toolbar)"
             self.columns[mode].reset(reason)
+            base = dict((m, text) for text, m in MODES)[mode]
+            self.columns[mode].title.setText(f"{base} · {label}" if available and label else base)
 
     @Slot()
     def compare(self) -> None:

@@ -18,6 +18,7 @@ from PySide6.QtCore import QPointF, QProcess, QProcessEnvironment, Qt, Signal, S
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QFileDialog,
+    QFrame,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -108,7 +110,15 @@ class FineTuneView(QWidget):
         self._build()
 
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        scroll = QScrollArea(self)  # the window's minimum size must not grow with this tab
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        inner = QWidget(scroll)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(inner)
         intro = WrapLabel(
             "Teach the model a behaviour (a format, a tone, how to answer) from your own chat "
             'examples: one JSON object per line, {"messages": [...]} or {"prompt", '

@@ -302,8 +302,8 @@ class MainWindow(QMainWindow):
             f"Index: {status.documents} documents{failed}, {status.chunks} passages, "
             f"{human_size(status.bytes)}"
         )
-        self.chat.set_lora_available(status.adapter is not None)
-        self.compare.set_lora_available(status.adapter is not None)
+        self.chat.set_lora_available(status.adapter is not None, status.adapter)
+        self.compare.set_lora_available(status.adapter is not None, status.adapter)
         self.chat.model_note = BASE_MODEL_NOTE if "bundled" in status.model else ""
         self._fill_collections(status.collections)
 

@@ -232,11 +232,10 @@ class Worker(QObject):
     def _emit_status(self, engine: Engine) -> None:
         stats = engine.store.stats()
         model = Path(engine.settings.model_path).name if engine.settings.model_path else ""
-        adapter = engine.settings.lora_path
         self.status_changed.emit(
             Status(
                 model=model or "Gemma 3 270M (bundled)",
-                adapter=Path(adapter).name if adapter else None,
+                adapter=engine.adapter_label(),
                 documents=stats.documents,
                 failed=stats.failed,
                 chunks=stats.chunks,
