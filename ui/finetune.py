@@ -18,8 +18,8 @@ from PySide6.QtCore import QPointF, QProcess, QProcessEnvironment, Qt, Signal, S
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QFileDialog,
-    QFrame,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
