@@ -51,8 +51,11 @@ def batch(chat: ChatFormat, size: int, prompt_tokens: int) -> list[Encoded]:
         words = " ".join(texts[i % len(texts)].split())
         ids = chat.llm.tokenize(words.encode(), add_bos=False, special=False)[:prompt_tokens]
         text = chat.llm.detokenize(ids).decode("utf-8", "ignore")
-        messages = [{"role": "system", "content": RAG_SYSTEM_PROMPT},
-                    {"role": "user", "content": f"Sources:\n\n[1] {text}\n\nQuestion: how?"}]  # fmt: skip
+        user = f"Sources:\n\n[1] {text}\n\nQuestion: how?"
+        messages = [
+            {"role": "system", "content": RAG_SYSTEM_PROMPT},
+            {"role": "user", "content": user},
+        ]
         prompt, answer = chat.encode_example(messages, ANSWER)
         items.append(Encoded(i, prompt, answer))
     return items
