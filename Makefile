@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.quire-installed
 # with an NVIDIA GPU, install the CUDA build of torch first (see README).
 TORCH  ?= 2.13.0
 
-.PHONY: run test check lint typecheck test-engine setup install-desktop screenshots bench clean
+.PHONY: run test check lint typecheck test-engine setup install-desktop screenshots bench grounding clean
 
 run: setup
 	$(PY) main.py
@@ -46,6 +46,19 @@ screenshots: setup
 
 bench: setup
 	QUIRE_MODELS_DIR=$${QUIRE_MODELS_DIR:-.cache/models} $(PY) benchmarks/run_all.py
+
+# Quire's grounding adapter for the bundled model, rebuilt from what is committed: index
+# ../shared/training-corpus, build the RAFT examples from training/questions, train, ship.
+# About an hour on 2 cores. GROUNDING_ARGS passes settings to `train`.
+GROUNDING := .cache/grounding
+GROUNDING_ARGS ?= --epochs 1 --lr 3e-4 --rank 16 --alpha 32 --batch-size 4
+grounding: setup
+	QUIRE_MODELS_DIR=$${QUIRE_MODELS_DIR:-.cache/models} $(PY) training/build_dataset.py \
+		--data-dir $(GROUNDING)/data --out $(GROUNDING)/grounding.jsonl
+	QUIRE_MODELS_DIR=$${QUIRE_MODELS_DIR:-.cache/models} $(PY) main.py --data-dir $(GROUNDING)/data \
+		train $(GROUNDING)/grounding.jsonl --out quire-grounding $(GROUNDING_ARGS) --json \
+		> $(GROUNDING)/result.json
+	$(PY) training/ship.py $(GROUNDING)/result.json models/grounding
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--million", action="store_true", help="search at 1M chunks too")
     parser.add_argument("--full", action="store_true", help="ingest the whole shared corpus")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--only", nargs="+", help="search ingest generation app")
+    parser.add_argument("--only", nargs="+", help="search ingest generation app training")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     full = ["--full"] if args.full else []
@@ -37,6 +37,7 @@ def main() -> None:
         "ingest": [("ingest.py", *full, "--json", str(args.out / "ingest.json"))],
         "generation": [("generation.py", "--json", str(args.out / "generation.json"))],
         "app": [("app.py", *full, "--json", str(args.out / "app.json"))],
+        "training": [("training.py", "--json", str(args.out / "training.json"))],
     }
     if args.million:
         steps["search"].append(

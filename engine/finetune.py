@@ -180,7 +180,8 @@ class TrainJob:
         _remove_stale(folder)
         work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
         try:
-            model.save_pretrained(work / "peft", save_embedding_layers=False)
+            # float16 halves the files; llama.cpp computes in float32 all the same.
+            model.half().save_pretrained(work / "peft", save_embedding_layers=False)
             convert_peft(work / "peft", work / "adapter.gguf", self.base)
             result.samples = before_after(
                 self.base, work / "adapter.gguf", samples, self.system_prompt, self.context_size

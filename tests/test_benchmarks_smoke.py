@@ -52,3 +52,11 @@ def test_app_benchmark_measures_a_process_tree() -> None:
     from benchmarks.app import tree_rss_kb
 
     assert tree_rss_kb(os.getpid()) > 10_000
+
+
+def test_training_benchmark_runs(tmp_path: Path) -> None:
+    out = _run("benchmarks/training.py", "--steps", "1", "--batch", "1", "--prompt-tokens", "64",
+               "--json", str(tmp_path / "training.json"))  # fmt: skip
+    figures = json.loads((tmp_path / "training.json").read_text())
+    assert figures["quire_tokens_per_s"] > 0 and figures["bare_tokens_per_s"] > 0
+    assert "ratio_quire_vs_bare" in out
