@@ -23,7 +23,7 @@ import numpy as np
 
 from engine import chunking, loaders
 from engine.embedding import Embedder
-from engine.store import Store
+from engine.store import Store, resolved
 from engine.types import Chunk, IngestProgress, IngestReport, UserError
 
 ProgressFn = Callable[[IngestProgress], None]
@@ -82,7 +82,7 @@ class Ingestor:
         start = time.perf_counter()
         cancel = cancel or threading.Event()
         report = IngestReport()
-        roots = [Path(p).expanduser().resolve() for p in paths]
+        roots = [resolved(p) for p in paths]
         files = self._discover(roots, report)
         report.removed = self._drop_deleted(roots, collection)
         jobs = self._plan(files, collection, report)
@@ -106,13 +106,14 @@ class Ingestor:
         return report
 
     def _discover(self, roots: list[Path], report: IngestReport) -> list[Path]:
-        """Supported files under the roots, in a stable order; missing roots are failures."""
+        """Supported files under the roots, in a stable order, each file once (a symlink
+        and its target are one document); missing roots are failures."""
         found: list[Path] = []
         for root in roots:
             if root.is_dir():
                 found.extend(sorted(_walk(root)))
-            elif root.is_file():
-                found.append(root)
+            elif root.exists() or root.is_symlink():
+                found.append(root)  # a file, or something _plan reports (a pipe, a loop)
             else:
                 report.failed.append((str(root), "no such file or folder"))
         unsupported = [p for p in found if not loaders.is_supported(p)]
@@ -120,7 +121,11 @@ class Ingestor:
             if path in roots:  # named explicitly: say why it was not indexed
                 kinds = ", ".join(sorted(loaders.SUPPORTED_SUFFIXES))
                 report.failed.append((str(path), f"unsupported file type (Quire reads {kinds})"))
-        return list(dict.fromkeys(p for p in found if loaders.is_supported(p)))
+        unique: dict[Path, Path] = {}
+        for path in found:
+            if loaders.is_supported(path):
+                unique.setdefault(resolved(path), path)
+        return list(unique.values())
 
     def _drop_deleted(self, roots: list[Path], collection: str) -> list[str]:
         """Forget documents under a scanned folder whose files are gone."""
@@ -134,32 +139,28 @@ class Ingestor:
         return removed
 
     def _plan(self, files: list[Path], collection: str, report: IngestReport) -> list[_Job]:
-        """Files to (re)index: new ones, and those whose content hash changed."""
+        """Files to (re)index: new ones, and those whose content hash changed. Files that
+        cannot be read (a pipe, a device, a symlink loop) are failed, and kept in `docs`."""
         jobs: list[_Job] = []
         for path in files:
             try:
-                stat = path.stat()
+                info = path.stat()
                 known = self.store.document(collection, str(path))
-                if (
-                    known
-                    and not known.error
-                    and (known.size, known.mtime)
-                    == (
-                        stat.st_size,
-                        stat.st_mtime,
-                    )
-                ):
+                good = known if known and not known.error else None
+                if good and (good.size, good.mtime) == (info.st_size, info.st_mtime):
                     report.skipped.append(str(path))  # unchanged: not even hashed
                     continue
                 digest = _hash(path)
-            except OSError as exc:
-                report.failed.append((str(path), f"cannot read ({exc.strerror or exc})"))
+            except (OSError, UserError) as exc:
+                reason = str(exc) if isinstance(exc, UserError) else _os_reason(exc)
+                self.store.record_failure(collection, str(path), reason)
+                report.failed.append((str(path), reason))
                 continue
-            if known and not known.error and known.hash == digest:
-                self.store.touch_document(collection, str(path), stat.st_size, stat.st_mtime)
+            if good and good.hash == digest:
+                self.store.touch_document(collection, str(path), info.st_size, info.st_mtime)
                 report.skipped.append(str(path))
                 continue
-            jobs.append(_Job(path, digest, stat.st_size, stat.st_mtime))
+            jobs.append(_Job(path, digest, info.st_size, info.st_mtime))
         return jobs
 
     def _parse_all(
@@ -329,9 +330,14 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
+def _os_reason(exc: OSError) -> str:
+    return f"cannot read ({exc.strerror or exc})"
+
+
 def _hash(path: Path) -> str:
+    """SHA-256 of a regular file's content; UserError for anything else (see open_regular)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with loaders.open_regular(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

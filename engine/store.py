@@ -7,6 +7,7 @@ One Store per thread: SQLite connections are not shared across threads.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -463,4 +464,13 @@ class _Transaction:
 
 
 def _abs(path: str | Path) -> str:
-    return str(Path(path).expanduser().resolve())
+    return str(resolved(path))
+
+
+def resolved(path: str | Path) -> Path:
+    """The absolute path with symlinks resolved; a symlink loop stays as it is named."""
+    path = Path(path).expanduser()
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError("Symlink loop")
+        return Path(os.path.abspath(path))
