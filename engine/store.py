@@ -86,11 +86,15 @@ class Store:
         return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
 
     def _migrate(self) -> None:
-        version = int(self._read_meta().get("schema_version", 0))
-        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+        """Apply the missing migrations, each in its own transaction. The version is read
+        under the write lock (BEGIN IMMEDIATE): two processes opening a new data dir at
+        once both read 0 otherwise, and the second fails with "table meta already exists"."""
+        while self.schema_version < len(MIGRATIONS):
             with self._transaction():
-                migration(self)
-                self.set_meta("schema_version", str(number))
+                version = self.schema_version
+                if version < len(MIGRATIONS):
+                    MIGRATIONS[version](self)
+                    self.set_meta("schema_version", str(version + 1))
 
     @property
     def schema_version(self) -> int:
