@@ -52,6 +52,21 @@ def run_cli(argv: list[str]) -> int:
         return 130
     except BrokenPipeError:  # e.g. `quire search ... | head`
         return 0
+    except Exception as exc:  # a full disk, a read-only folder...: one line; a bug: traceback
+        known = describe_error(exc, getattr(args, "data_dir", None))
+        if known is None:
+            raise
+        print(f"quire: {known}", file=sys.stderr)
+        return 1
+
+
+def describe_error(exc: BaseException, data_dir: Path | None) -> Exception | None:
+    """The one-line user error for an environment failure, naming the index file."""
+    from engine.core import INDEX_FILE
+    from engine.errors import describe
+    from engine.paths import default_data_dir
+
+    return describe(exc, (data_dir or default_data_dir()) / INDEX_FILE)
 
 
 def headless_reason() -> str | None:

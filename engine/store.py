@@ -460,11 +460,21 @@ class _Transaction:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type:
-            self.conn.execute("ROLLBACK")
-            self.on_rollback()
-        else:
+            self._rollback()
+            return
+        try:
             self.conn.execute("COMMIT")
-            self.on_commit()
+        except BaseException:  # e.g. SQLITE_FULL on commit: the old version stays
+            self._rollback()
+            raise
+        self.on_commit()
+
+    def _rollback(self) -> None:
+        """Roll back if SQLite has not already: after SQLITE_FULL it has, and a second
+        ROLLBACK raised "cannot rollback - no transaction is active" over the real error."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self.on_rollback()
 
 
 def _abs(path: str | Path) -> str:

@@ -3,11 +3,24 @@ dir, full and read-only disks, unwritable folders, broken settings and question 
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from engine.errors import describe
+from engine.sqlite import connect
+from engine.store import Store
+from engine.types import Chunk
 from tests.conftest import REPO
 
 OPEN_STORE = """
@@ -48,3 +61,166 @@ def test_two_processes_opening_a_new_data_dir_at_once_both_succeed(tmp_path: Pat
             out, err = proc.communicate(timeout=60)
             assert proc.returncode == 0, f"round {round_}: {err[-1500:]}"
             assert out.strip() == "1"
+
+
+# -- environment errors: one line naming the file, the index intact -----------------------
+
+
+def quire(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "main.py"), "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=os.environ.copy(),
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("quire: ")
+    for word in words:
+        assert word in line, line
+    return line
+
+
+@contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real small file system at `folder`; skips where mounting is not allowed."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_describe_classifies_os_errors_by_errno() -> None:
+    cases = {
+        errno.ENOSPC: "disk is full",
+        errno.EROFS: "read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "not permitted",
+        errno.ENOENT: "not found",
+    }
+    for code, words in cases.items():
+        error = describe(OSError(code, os.strerror(code), "/data/x"))
+        assert error is not None and str(error).startswith("/data/x: ") and words in str(error)
+    assert describe(OSError(errno.EBADF, "bad file descriptor")) is None  # a bug
+    assert describe(ValueError("a bug")) is None
+
+
+def test_describe_classifies_real_sqlite_errors(tmp_path: Path) -> None:
+    garbage = tmp_path / "index.sqlite3"
+    garbage.write_bytes(b"this is not a database, " * 100)
+    with pytest.raises(Exception) as caught:
+        Store(garbage)
+    error = describe(caught.value, garbage)
+    assert error is not None and "not a Quire index" in str(error)
+    with pytest.raises(Exception) as caught:
+        connect(tmp_path).execute("SELECT 1")  # a folder: cannot open
+    assert describe(caught.value) is not None
+    conn = connect(tmp_path / "ok.sqlite3")
+    with pytest.raises(Exception) as caught:
+        conn.execute("SELECT * FROM no_such_table")
+    assert describe(caught.value) is None  # our SQL's fault: a bug
+
+
+def test_full_disk_mid_write_reports_full_and_keeps_the_index(tmp_path: Path) -> None:
+    """SQLITE_FULL inside a transaction: SQLite rolls back itself, and our second ROLLBACK
+    used to raise "cannot rollback - no transaction is active" over the real error."""
+    index = tmp_path / "index.sqlite3"
+
+    def put(store: Store, name: str, texts: list[str]) -> None:
+        chunks = [Chunk(text, None, None, i) for i, text in enumerate(texts)]
+        vectors = np.ones((len(chunks), 4))
+        store.replace_document("default", tmp_path / name, name, name, name, 1, 1.0, None,
+                               chunks, vectors)  # fmt: skip
+
+    with Store(index, dim=4) as store:
+        put(store, "a.txt", ["Kept: the first document."])
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+        store.conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLITE_FULL past this
+        with pytest.raises(Exception) as caught:
+            put(store, "b.txt", ["x " * 50_000] * 20)
+        error = describe(caught.value, index)
+        assert error is not None and "disk is full" in str(error), repr(caught.value)
+        assert not store.conn.in_transaction
+    with Store(index) as store:
+        assert [d.name for d in store.documents()] == ["a.txt"]
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_cli_on_a_full_disk_is_one_line_and_keeps_the_index(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "first.txt").write_text("The lighthouse keeper logs the weather at dawn.")
+    with tmpfs(tmp_path / "disk", "8m") as disk:
+        data = disk / "data"
+        assert quire(data, "ingest", str(library / "first.txt")).returncode == 0
+        (library / "second.txt").write_text("Ferries leave the harbour every hour. " * 4000)
+        # Fill what is left of the disk.
+        with (disk / "filler").open("wb") as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        result = quire(data, "ingest", str(library / "second.txt"))
+        assert_one_line_error(result, str(data / "index.sqlite3"), "disk is full")
+        (disk / "filler").unlink()
+        docs = json.loads(quire(data, "docs", "--json").stdout)["documents"]
+        assert [d["name"] for d in docs if not d["error"]] == ["first.txt"]
+        hits = json.loads(quire(data, "search", "lighthouse", "--json").stdout)["results"]
+        assert hits[0]["document"] == "first.txt"
+
+
+def test_cli_on_a_read_only_data_dir_is_one_line(tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "first.txt").write_text("The lighthouse keeper logs the weather at dawn.")
+    with tmpfs(tmp_path / "disk", "8m") as disk:
+        data = disk / "data"
+        assert quire(data, "ingest", str(library)).returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        for command in (["docs"], ["search", "lighthouse"], ["ingest", str(library)]):
+            result = quire(data, *command)
+            assert_one_line_error(result, str(data / "index.sqlite3"), "read-only")
+        result = quire(disk / "new", "docs")
+        assert_one_line_error(result, str(disk / "new"), "read-only")
+        subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+        docs = json.loads(quire(data, "docs", "--json").stdout)["documents"]
+        assert [d["name"] for d in docs] == ["first.txt"]
+
+
+def test_cli_with_an_uncreatable_data_dir_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = quire(blocker / "data", "docs")
+    assert_one_line_error(result, str(blocker / "data"), "data folder")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere: no PermissionError")
+def test_cli_with_a_data_dir_in_a_locked_folder_is_one_line(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        result = quire(locked / "data", "docs")
+        assert_one_line_error(result, str(locked / "data"), "permission denied")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_cli_on_a_file_that_is_not_an_index_is_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "index.sqlite3").write_bytes(b"not a database at all " * 200)
+    result = quire(data, "docs")
+    assert_one_line_error(result, str(data / "index.sqlite3"), "not a Quire index")
