@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -42,6 +43,8 @@ def run_cli(argv: list[str]) -> int:
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         return run_gui(getattr(args, "data_dir", None))
+    # Engine warnings (a broken settings file, ignored fields) as "quire: ..." on stderr.
+    logging.basicConfig(level=logging.WARNING, format="quire: %(message)s")
     try:
         return handler(args)
     except UserError as exc:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from engine.errors import describe
+from engine.settings import Settings
 from engine.sqlite import connect
 from engine.store import Store
 from engine.types import Chunk
@@ -224,3 +225,29 @@ def test_cli_on_a_file_that_is_not_an_index_is_one_line(tmp_path: Path) -> None:
     (data / "index.sqlite3").write_bytes(b"not a database at all " * 200)
     result = quire(data, "docs")
     assert_one_line_error(result, str(data / "index.sqlite3"), "not a Quire index")
+
+
+# -- broken settings ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ['{"top_k": 7,', "[1, 2]", "null"], ids=["cut", "list", "null"])
+def test_a_broken_settings_file_is_reported_and_kept_aside(
+    tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "settings.json").write_text(content)
+    settings = Settings.load(tmp_path)
+    assert settings == Settings()
+    assert (tmp_path / "settings.json.bad").read_text() == content
+    assert not (tmp_path / "settings.json").exists()
+    [record] = caplog.records
+    assert "settings.json" in record.getMessage() and "settings.json.bad" in record.getMessage()
+    settings.save(tmp_path)  # the next save does not overwrite what the user had
+    assert (tmp_path / "settings.json.bad").read_text() == content
+
+
+def test_cli_reports_a_broken_settings_file_once(tmp_path: Path) -> None:
+    (tmp_path / "settings.json").write_text('{"top_k": 7,')
+    result = quire(tmp_path, "docs")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("settings.json.bad") == 1, result.stderr
+    assert result.stderr.startswith("quire: ")
