@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from engine.errors import describe
+from engine.scoring import load_questions
 from engine.settings import Settings
 from engine.sqlite import connect
 from engine.store import Store
@@ -251,3 +252,23 @@ def test_cli_reports_a_broken_settings_file_once(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("settings.json.bad") == 1, result.stderr
     assert result.stderr.startswith("quire: ")
+
+
+# -- question files -----------------------------------------------------------------------
+
+
+def test_unknown_question_fields_are_ignored_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "questions.jsonl"
+    path.write_text(
+        '{"id": "a", "question": "first?", "note": "checked by Ana"}\n'
+        '{"id": "b", "question": "second?", "note": "x", "page": [3]}\n'
+        '{"id": "c", "question": "third?"}\n',
+        encoding="utf-8",
+    )
+    questions = load_questions(path)
+    assert [q.id for q in questions] == ["a", "b", "c"]
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == f"{path}: ignored unknown field(s) note, page"
