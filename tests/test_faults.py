@@ -22,8 +22,11 @@ from engine.scoring import load_questions
 from engine.settings import Settings
 from engine.sqlite import connect
 from engine.store import Store
-from engine.types import Chunk
+from engine.types import Chunk, UserError
+from models.lora import convert_peft
 from tests.conftest import REPO
+from tests.factory import make_lora, write_peft
+from tests.test_lora import tiny_shapes, write_base
 
 OPEN_STORE = """
 import sys, time
@@ -272,3 +275,65 @@ def test_unknown_question_fields_are_ignored_with_one_warning(
     [record] = caplog.records
     assert record.levelname == "WARNING"
     assert record.getMessage() == f"{path}: ignored unknown field(s) note, page"
+
+
+# -- malformed PEFT adapters --------------------------------------------------------------
+
+
+def _peft(folder: Path, config: object = None, header: object = None) -> Path:
+    """A good tiny PEFT folder, then its config and/or safetensors header replaced."""
+    write_peft(folder, make_lora(tiny_shapes(), ["self_attn.q_proj"], 2))
+    if config is not None:
+        (folder / "adapter_config.json").write_text(json.dumps(config))
+    if header is not None:
+        blob = json.dumps(header).encode()
+        payload = len(blob).to_bytes(8, "little") + blob + bytes(64)
+        (folder / "adapter_model.safetensors").write_bytes(payload)
+    return folder
+
+
+GOOD_CONFIG = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"]}
+TENSOR = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+MALFORMED_PEFT = {
+    "config-list": ({"config": [1, 2]}, "expected a JSON object, found a list"),
+    "config-null": ({"config": "null"}, "expected a JSON object, found null"),
+    "r-string": ({"config": GOOD_CONFIG | {"r": "8"}}, "r must be a positive number"),
+    "alpha-list": ({"config": GOOD_CONFIG | {"lora_alpha": [16]}}, "lora_alpha must be"),
+    "alpha-bool": ({"config": GOOD_CONFIG | {"lora_alpha": True}}, "lora_alpha must be"),
+    "alpha-pattern-str": ({"config": GOOD_CONFIG | {"alpha_pattern": "q_proj"}}, "alpha_pattern"),
+    "rank-pattern-regex": ({"config": GOOD_CONFIG | {"rank_pattern": {"(": 4}}}, "bad pattern"),
+    "header-list": ({"header": [1, 2]}, "its header is a list"),
+    "header-no-dtype": (
+        {"header": {TENSOR: {"shape": [8, 16], "data_offsets": [0, 64]}}},
+        "malformed",
+    ),
+    "header-bad-offsets": (
+        {"header": {TENSOR: {"dtype": "F32", "shape": [8, 16], "data_offsets": [0, 10**9]}}},
+        "malformed",
+    ),
+    "header-meta-str": ({"header": {TENSOR: "F32"}}, "malformed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_PEFT))
+def test_malformed_peft_adapter_is_a_one_line_user_error(tmp_path: Path, case: str) -> None:
+    spec, message = MALFORMED_PEFT[case]
+    config = spec.get("config")
+    folder = _peft(tmp_path / "peft", None if config == "null" else config, spec.get("header"))
+    if config == "null":
+        (folder / "adapter_config.json").write_text("null")
+    base = write_base(tmp_path / "qwen.gguf", "qwen2")
+    with pytest.raises(UserError, match=message) as caught:
+        convert_peft(folder, tmp_path / "out.gguf", base)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "out.gguf").exists()
+
+
+def test_lora_convert_to_an_unwritable_path_is_one_line(tmp_path: Path) -> None:
+    folder = _peft(tmp_path / "peft")
+    base = write_base(tmp_path / "qwen.gguf", "qwen2")
+    (tmp_path / "a-file").write_text("in the way")
+    for out in (tmp_path / "a-file" / "out.gguf", tmp_path):  # under a file; a folder
+        args = ["lora", "convert", str(folder), str(out), "--base", str(base)]
+        result = quire(tmp_path / "data", *args)
+        assert_one_line_error(result, str(out))
