@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network unless a download is asked for
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # onnxruntime's telemetry (engine/__init__)
 
 
 def build_parser() -> argparse.ArgumentParser:
