@@ -8,9 +8,12 @@ its old version or its new one.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -176,7 +179,8 @@ class Ingestor:
             return
         context = multiprocessing.get_context("spawn")  # fork is unsafe beside ORT threads
         workers = min(self.workers, len(jobs))
-        with ProcessPoolExecutor(workers, context, _init_worker, (args[0],)) as pool:
+        init = (args[0], os.getpid())
+        with ProcessPoolExecutor(workers, context, _init_worker, init) as pool:
             futures: list[Future[Parsed]] = [
                 pool.submit(parse_file, job.path, *args[1:]) for job in jobs
             ]
@@ -287,11 +291,18 @@ class _Ticker:
             )
 
 
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _TOKENIZER: Any = None  # a tokenizers.Tokenizer, loaded once per worker process
 
 
-def _init_worker(tokenizer_json: str) -> None:
-    """Load the embedder's tokenizer once per worker process, for chunk sizing."""
+def _init_worker(tokenizer_json: str, parent: int | None = None) -> None:
+    """Load the embedder's tokenizer once per worker process, for chunk sizing.
+
+    In a worker (`parent` given), first tie its life to the parent's: a kill -9 of an
+    ingest left its spawn workers, and so the resource tracker, running.
+    """
+    if parent is not None:
+        _end_with_parent(parent)
     global _TOKENIZER
     if _TOKENIZER is None:
         from tokenizers import Tokenizer
@@ -300,6 +311,20 @@ def _init_worker(tokenizer_json: str) -> None:
         # The bundled tokenizer.json pads and truncates to 128; counting needs neither.
         _TOKENIZER.no_truncation()
         _TOKENIZER.no_padding()
+
+
+def _end_with_parent(parent: int) -> None:
+    """Have Linux kill this process when its parent dies (PR_SET_PDEATHSIG); elsewhere
+    the pool's own broken-pipe handling is all there is."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _count_tokens(text: str) -> int:

@@ -337,3 +337,67 @@ def test_lora_convert_to_an_unwritable_path_is_one_line(tmp_path: Path) -> None:
         args = ["lora", "convert", str(folder), str(out), "--base", str(base)]
         result = quire(tmp_path / "data", *args)
         assert_one_line_error(result, str(out))
+
+
+# -- kill -9 ------------------------------------------------------------------------------
+
+
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children + [g for c in children for g in _descendants(c)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be read
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_an_ingest_leaves_no_orphans_and_the_next_ingest_completes(
+    tmp_path: Path,
+) -> None:
+    """Before the fix the resource tracker and both spawn workers stayed alive."""
+    library = tmp_path / "library"
+    library.mkdir()
+    for i in range(6):  # over ingest.INLINE_BYTES in all, so parsed in spawn workers
+        markup = "<p><b></b><i></i></p>" * 20_000  # slow to parse, no text: few chunks
+        text = f"<h1>Tide table {i}</h1><p>High tide comes at {i} in the morning.</p>"
+        (library / f"doc{i}.html").write_text(text + markup)
+    data = tmp_path / "data"
+    args = [sys.executable, str(REPO / "main.py"), "--data-dir", str(data), "ingest", str(library)]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(children) < 3 and time.monotonic() < deadline:  # tracker + 2 workers
+            time.sleep(0.05)
+            children = _descendants(proc.pid)
+        assert len(children) >= 3, "the ingest never started its workers"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    orphans = [pid for pid in children if _alive(pid)]
+    for pid in orphans:
+        os.kill(pid, 9)
+    assert orphans == []
+    again = quire(data, "ingest", str(library))
+    assert again.returncode == 0, again.stderr[-2000:]
+    with Store(data / "index.sqlite3") as store:
+        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert sorted(d.name for d in store.documents() if d.hash) == [
+            f"doc{i}.html" for i in range(6)
+        ]
