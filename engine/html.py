@@ -24,6 +24,10 @@ VOID_TAGS = frozenset({"br", "hr", "img", "meta", "link", "input", "col", "area"
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
 _COMMENT_CLOSE = re.compile(r"--\s*>")  # what html.parser ends a comment at
 _SECTION_CLOSE = re.compile(r"]\s*>")  # and a <![CDATA[ ... ]]> or <![if ...]> section
+# A marked section with another keyword makes the parser raise AssertionError.
+_BAD_SECTION = re.compile(
+    r"<!\[(?!(?:cdata|rcdata|temp|ignore|include|if|else|endif)(?![-.\w]))", re.IGNORECASE
+)
 # Seconds a parse may take before the file is skipped, on top of PARSE_SECONDS_PER_MB.
 PARSE_SECONDS = 5.0
 PARSE_SECONDS_PER_MB = 5.0
@@ -47,8 +51,11 @@ def extract_html(text: str, budget_s: float | None = None) -> list[Segment]:
     if budget_s is None:
         budget_s = PARSE_SECONDS + PARSE_SECONDS_PER_MB * len(text) / 1e6
     parser = _Extractor(time.monotonic() + budget_s)
-    parser.feed(defuse(text))
-    parser.close()
+    try:
+        parser.feed(defuse(text))
+        parser.close()
+    except AssertionError as exc:  # html.parser's way to give up on markup (3.10+)
+        raise UserError(f"markup the HTML parser cannot read ({exc})") from exc
     parser.flush()
     title = parser.title_text()
     return [
@@ -68,6 +75,7 @@ def defuse(text: str) -> str:
     """
     text = _escape_after(text, _last_start(_COMMENT_CLOSE, text) - 3, "<!--")
     text = _escape_after(text, _last_start(_SECTION_CLOSE, text) - 2, "<![")
+    text = _BAD_SECTION.sub("&lt;![", text)
     return _escape_after(text, text.rfind(">"), "<")
 
 

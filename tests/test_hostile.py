@@ -89,6 +89,13 @@ def test_html_escaped_openings_keep_their_text() -> None:
     assert segment.text == "if a b and x < y\nthen 2 <3"
 
 
+@pytest.mark.parametrize("section", ["<![CDATAO[ x ]]>", "<![ x ]>", "<![cdata-x[ y ]]>"])
+def test_html_marked_sections_the_parser_rejects_are_text(section: str) -> None:
+    """html.parser raised AssertionError ("unknown status keyword"): found by the fuzzer."""
+    [segment] = extract_html(f"<p>{GOOD}</p>{section}<p>After.</p>")
+    assert segment.text.startswith(GOOD) and segment.text.endswith("After.")
+
+
 def test_html_parse_past_its_budget_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="too long"):
         extract_html("<p>" + GOOD * 1000 + "</p>", budget_s=0)
