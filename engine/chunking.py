@@ -26,6 +26,7 @@ _MAX_WORD_CHARS = 100
 # characters, not whole and then halved: one 5 MB line took 10-24 s and 2.7 GB that way.
 _LONG_SENTENCE_CHARS = 2000
 _GROUP_CHARS = 256
+_CHARS_PER_TOKEN = 10  # at most, in any text worth embedding (English: about 4.5)
 _LONG_WORD = re.compile(rf"\S{{{_MAX_WORD_CHARS + 1}}}")
 # A PDF fragment this short (a screenshot caption like "Step 7" under a bookmark) joins its
 # neighbour on the same page: alone, its embedding would be little but its heading.
@@ -116,7 +117,10 @@ class _Counter:
 
     def __call__(self, text: str) -> int:
         if text not in self._cache:
-            self._cache[text] = max(0, self._count(text) - self._base)
+            tokens = self._count(text) - self._base
+            # A word the vocabulary cannot spell is one [UNK] however long it is: count
+            # such text by its length, so no chunk grows past ~_CHARS_PER_TOKEN x budget.
+            self._cache[text] = max(0, tokens, len(text) // _CHARS_PER_TOKEN)
         return self._cache[text]
 
 
