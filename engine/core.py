@@ -20,7 +20,7 @@ from engine.paths import default_data_dir, models_dir
 from engine.prompting import build_prompt
 from engine.retrieval import Retriever
 from engine.settings import Settings
-from engine.store import Store
+from engine.store import Store, resolved
 from engine.types import IngestReport, SearchResult, Timings, UserError
 from models.lora import AdapterInfo, check_compatible
 
@@ -177,7 +177,7 @@ class Engine:
         known = self.store.paths(name)
         removed: list[str] = []
         for raw in paths:
-            target = Path(raw).expanduser().resolve()
+            target = resolved(raw)  # a symlink loop stays as named, not RuntimeError
             hits = [p for p in known if Path(p) == target or Path(p).is_relative_to(target)]
             if not hits:
                 raise UserError(f"{target}: not in the index (collection '{name}')")

@@ -401,3 +401,20 @@ def test_kill_9_of_an_ingest_leaves_no_orphans_and_the_next_ingest_completes(
         assert sorted(d.name for d in store.documents() if d.hash) == [
             f"doc{i}.html" for i in range(6)
         ]
+
+
+# -- symlinks from the command line ---------------------------------------------------------
+
+
+def test_cli_symlink_loop_is_a_failed_document_and_can_be_removed(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.txt"
+    loop.symlink_to(loop)
+    data = tmp_path / "data"
+    result = quire(data, "ingest", str(loop))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"failed: {loop}: cannot read" in result.stderr
+    [doc] = json.loads(quire(data, "docs", "--json").stdout)["documents"]
+    assert doc["name"] == "loop.txt" and "symbolic links" in doc["error"]
+    removed = quire(data, "remove", str(loop))
+    assert removed.returncode == 0, removed.stderr[-2000:]
+    assert json.loads(quire(data, "docs", "--json").stdout)["documents"] == []
