@@ -20,7 +20,7 @@ from engine.paths import default_data_dir, models_dir
 from engine.prompting import build_prompt
 from engine.retrieval import Retriever
 from engine.settings import Settings
-from engine.store import Store, resolved
+from engine.store import Store
 from engine.types import IngestReport, SearchResult, Timings, UserError
 from models.lora import AdapterInfo, check_compatible
 
@@ -173,11 +173,13 @@ class Engine:
 
     def remove(self, paths: Sequence[Path], collection: str | None = None) -> list[str]:
         """Forget documents (a folder forgets everything under it); returns what went."""
+        from engine.store import resolved  # a symlink loop stays as named: no RuntimeError
+
         name = collection or self.settings.collection
         known = self.store.paths(name)
         removed: list[str] = []
         for raw in paths:
-            target = resolved(raw)  # a symlink loop stays as named, not RuntimeError
+            target = resolved(raw)
             hits = [p for p in known if Path(p) == target or Path(p).is_relative_to(target)]
             if not hits:
                 raise UserError(f"{target}: not in the index (collection '{name}')")
