@@ -166,16 +166,13 @@ def _strace() -> list[str]:
     return ["strace", "-f", "-e", "trace=connect"] if probe.returncode == 0 else []
 
 
-def test_ingest_and_search_make_no_lookup_no_connection_and_no_telemetry(
-    tmp_path: Path, models_dir: Path
-) -> None:
-    """onnxruntime's telemetry wrote ~/.cache/Microsoft/ and looked up
-    mobile.events.data.microsoft.com until ORT_DISABLE_TELEMETRY was set by the engine."""
+def run_offline(tmp_path: Path, models_dir: Path, *commands: list[str]) -> list[str]:
+    """Run CLI commands on one data dir with a fresh HOME, a socket guard and (where it
+    works) strace; assert no lookup, no connection and no onnxruntime telemetry folder.
+    Returns each command's stdout."""
     guard = tmp_path / "guard"
     guard.mkdir()
     (guard / "sitecustomize.py").write_text(SOCKET_GUARD)
-    (tmp_path / "library").mkdir()
-    (tmp_path / "library" / "notes.txt").write_text("The ferry to the island leaves at nine.")
     home = tmp_path / "home"
     home.mkdir()
     drop = ("HF_HUB_OFFLINE", "ORT_DISABLE_TELEMETRY")  # the app must set both itself
@@ -183,7 +180,8 @@ def test_ingest_and_search_make_no_lookup_no_connection_and_no_telemetry(
     env |= {"HOME": str(home), "PYTHONPATH": str(guard), "QUIRE_MODELS_DIR": str(models_dir)}
     env["QUIRE_NETWORK_LOG"] = str(tmp_path / "network.log")
     strace = _strace()
-    for n, command in enumerate((["ingest", str(tmp_path / "library")], ["search", "ferry"])):
+    outputs = []
+    for n, command in enumerate(commands):
         trace = ["-o", str(tmp_path / f"trace{n}.txt")] if strace else []
         result = subprocess.run(
             [*strace, *trace, sys.executable, str(REPO / "main.py"),
@@ -194,6 +192,31 @@ def test_ingest_and_search_make_no_lookup_no_connection_and_no_telemetry(
         if strace:
             trace_text = (tmp_path / f"trace{n}.txt").read_text()
             assert "AF_INET" not in trace_text, [x for x in trace_text.splitlines() if "INET" in x]
-    assert "island" in result.stdout
+        outputs.append(result.stdout)
     assert not (tmp_path / "network.log").exists(), (tmp_path / "network.log").read_text()
     assert not (home / ".cache" / "Microsoft").exists(), "onnxruntime telemetry is on"
+    return outputs
+
+
+def test_ingest_and_search_make_no_lookup_no_connection_and_no_telemetry(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """onnxruntime's telemetry wrote ~/.cache/Microsoft/ and looked up
+    mobile.events.data.microsoft.com until ORT_DISABLE_TELEMETRY was set by the engine."""
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "notes.txt").write_text("The ferry to the island leaves at nine.")
+    outputs = run_offline(
+        tmp_path, models_dir, ["ingest", str(tmp_path / "library")], ["search", "ferry"]
+    )
+    assert "island" in outputs[-1]
+
+
+@pytest.mark.slow
+def test_ask_makes_no_lookup_no_connection_and_no_telemetry(
+    tmp_path: Path, models_dir: Path, llm_path: Path
+) -> None:
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "notes.txt").write_text("The ferry to the island leaves at nine.")
+    ask = ["ask", "When does the ferry leave?", "--max-tokens", "4", "--json"]
+    outputs = run_offline(tmp_path, models_dir, ["ingest", str(tmp_path / "library")], ask)
+    assert "notes.txt" in outputs[-1]
