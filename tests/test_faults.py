@@ -212,15 +212,30 @@ def test_cli_with_an_uncreatable_data_dir_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(result, str(blocker / "data"), "data folder")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere: no PermissionError")
-def test_cli_with_a_data_dir_in_a_locked_folder_is_one_line(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
+@contextmanager
+def locked_folder(folder: Path) -> Iterator[Path]:
+    """A folder nobody may create anything in: chmod 500, or for root (who ignores modes)
+    the immutable attribute; skips where neither is possible."""
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        unlock = ["chmod", "700", str(folder)]
+    else:
+        locked = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+        if locked.returncode != 0:
+            pytest.skip(f"root, and chattr +i is not possible here: {locked.stderr.strip()}")
+        unlock = ["chattr", "-i", str(folder)]
     try:
-        result = quire(locked / "data", "docs")
-        assert_one_line_error(result, str(locked / "data"), "permission denied")
+        yield folder
     finally:
-        locked.chmod(0o700)
+        subprocess.run(unlock, check=False)
+
+
+def test_cli_with_a_data_dir_in_a_locked_folder_is_one_line(tmp_path: Path) -> None:
+    with locked_folder(tmp_path / "locked") as locked:
+        result = quire(locked / "data", "docs")
+        assert_one_line_error(result, str(locked / "data"), "data folder with --data-dir")
+        assert "permission denied" in result.stderr or "not permitted" in result.stderr
 
 
 def test_cli_on_a_file_that_is_not_an_index_is_one_line(tmp_path: Path) -> None:
