@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from engine import html
 from engine.html import extract_html
 from engine.ingest import Ingestor
 from engine.loaders import load, read_bytes
@@ -223,3 +224,19 @@ def test_chunks_of_a_huge_line_fit_the_window_in_bounded_memory(
     assert int(tokens) <= 200 and int(chars) <= 2000
     assert int(grown) < 20 * len(content), f"peak memory grew by {int(grown) >> 20} MB"
     assert float(seconds) < 20
+
+
+def test_a_file_past_its_parse_budget_is_reported_and_the_rest_indexed(
+    tmp_path: Path, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(html, "PARSE_SECONDS", 0.0)  # every HTML parse is now too slow
+    monkeypatch.setattr(html, "PARSE_SECONDS_PER_MB", 0.0)
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    (folder / "good.txt").write_text(GOOD)
+    (folder / "slow.html").write_text(f"<p>{GOOD}</p>" * 50)
+    report, documents = _ingest(tmp_path / "index.sqlite3", embedder, [folder])
+    assert [Path(p).name for p in report.indexed] == ["good.txt"]
+    [(path, reason)] = report.failed
+    assert Path(path).name == "slow.html" and "took too long" in reason
+    assert {d.name: bool(d.error) for d in documents} == {"good.txt": False, "slow.html": True}
