@@ -19,15 +19,16 @@ CountTokens = Callable[[str], int]
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+(?=[A-Z0-9\"'(\[])")
 _MAX_HEADER_CHARS = 160
 _MIN_BUDGET = 16
-# WordPiece reads a longer word as one [UNK] token, so a 5 MB word once made a 5 MB chunk
-# of "one token": such words are cut into pieces this long before counting.
-_MAX_WORD_CHARS = 100
+# WordPiece reads a word over 100 characters as one [UNK] token, so a 5 MB word once made
+# a 5 MB chunk of "one token": words longer than this are cut into pieces this long before
+# counting (real documents' long words, such as PDF contents lines glued together, run to
+# about 700 characters and stay whole; _Counter counts them by their length).
+_MAX_WORD_CHARS = 1000
 # A sentence longer than this is counted in groups of whole words of at most _GROUP_CHARS
 # characters, not whole and then halved: one 5 MB line took 10-24 s and 2.7 GB that way.
 _LONG_SENTENCE_CHARS = 2000
 _GROUP_CHARS = 256
 _CHARS_PER_TOKEN = 10  # at most, in any text worth embedding (English: about 4.5)
-_LONG_WORD = re.compile(rf"\S{{{_MAX_WORD_CHARS + 1}}}")
 # A PDF fragment this short (a screenshot caption like "Step 7" under a bookmark) joins its
 # neighbour on the same page: alone, its embedding would be little but its heading.
 _FRAGMENT_WORDS = 6
@@ -157,7 +158,8 @@ def _fit(text: str, counter: _Counter, budget: int) -> list[tuple[str, int]]:
 def _groups(text: str) -> list[str]:
     """`text` whole when it is an ordinary sentence, else runs of its words of at most
     _GROUP_CHARS characters, with words over _MAX_WORD_CHARS cut into pieces."""
-    if len(text) <= _LONG_SENTENCE_CHARS and not _LONG_WORD.search(text):
+    short = len(text) <= _LONG_SENTENCE_CHARS
+    if short and all(len(word) <= _MAX_WORD_CHARS for word in text.split()):
         return [text]
     groups: list[str] = []
     current: list[str] = []
