@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network unless a download is asked for
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # onnxruntime's telemetry (engine/__init__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,8 @@ def run_cli(argv: list[str]) -> int:
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         return run_gui(getattr(args, "data_dir", None))
+    # Engine warnings (a broken settings file, ignored fields) as "quire: ..." on stderr.
+    logging.basicConfig(level=logging.WARNING, format="quire: %(message)s")
     try:
         return handler(args)
     except UserError as exc:
@@ -52,6 +56,21 @@ def run_cli(argv: list[str]) -> int:
         return 130
     except BrokenPipeError:  # e.g. `quire search ... | head`
         return 0
+    except Exception as exc:  # a full disk, a read-only folder...: one line; a bug: traceback
+        known = describe_error(exc, getattr(args, "data_dir", None))
+        if known is None:
+            raise
+        print(f"quire: {known}", file=sys.stderr)
+        return 1
+
+
+def describe_error(exc: BaseException, data_dir: Path | None) -> Exception | None:
+    """The one-line user error for an environment failure, naming the index file."""
+    from engine.core import INDEX_FILE
+    from engine.errors import describe
+    from engine.paths import default_data_dir
+
+    return describe(exc, (data_dir or default_data_dir()) / INDEX_FILE)
 
 
 def headless_reason() -> str | None:

@@ -19,6 +19,16 @@ CountTokens = Callable[[str], int]
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+(?=[A-Z0-9\"'(\[])")
 _MAX_HEADER_CHARS = 160
 _MIN_BUDGET = 16
+# WordPiece reads a word over 100 characters as one [UNK] token, so a 5 MB word once made
+# a 5 MB chunk of "one token": words longer than this are cut into pieces this long before
+# counting (real documents' long words, such as PDF contents lines glued together, run to
+# about 700 characters and stay whole; _Counter counts them by their length).
+_MAX_WORD_CHARS = 1000
+# A sentence longer than this is counted in groups of whole words of at most _GROUP_CHARS
+# characters, not whole and then halved: one 5 MB line took 10-24 s and 2.7 GB that way.
+_LONG_SENTENCE_CHARS = 2000
+_GROUP_CHARS = 256
+_CHARS_PER_TOKEN = 10  # at most, in any text worth embedding (English: about 4.5)
 # A PDF fragment this short (a screenshot caption like "Step 7" under a bookmark) joins its
 # neighbour on the same page: alone, its embedding would be little but its heading.
 _FRAGMENT_WORDS = 6
@@ -108,7 +118,10 @@ class _Counter:
 
     def __call__(self, text: str) -> int:
         if text not in self._cache:
-            self._cache[text] = max(0, self._count(text) - self._base)
+            tokens = self._count(text) - self._base
+            # A word the vocabulary cannot spell is one [UNK] however long it is: count
+            # such text by its length, so no chunk grows past ~_CHARS_PER_TOKEN x budget.
+            self._cache[text] = max(0, tokens, len(text) // _CHARS_PER_TOKEN)
         return self._cache[text]
 
 
@@ -134,7 +147,38 @@ def _units(text: str, counter: _Counter, budget: int) -> list[_Unit]:
 
 
 def _fit(text: str, counter: _Counter, budget: int) -> list[tuple[str, int]]:
-    """Split a text longer than the budget on words (or characters, for one huge word)."""
+    """(piece, tokens) of at most `budget` tokens each, split on words; over-long words are
+    cut first. Work and memory stay linear in the length of the text."""
+    pieces: list[tuple[str, int]] = []
+    for group in _groups(text):
+        pieces.extend(_halve(group, counter, budget))
+    return pieces
+
+
+def _groups(text: str) -> list[str]:
+    """`text` whole when it is an ordinary sentence, else runs of its words of at most
+    _GROUP_CHARS characters, with words over _MAX_WORD_CHARS cut into pieces."""
+    short = len(text) <= _LONG_SENTENCE_CHARS
+    if short and all(len(word) <= _MAX_WORD_CHARS for word in text.split()):
+        return [text]
+    groups: list[str] = []
+    current: list[str] = []
+    size = 0
+    for word in text.split():
+        for start in range(0, len(word), _MAX_WORD_CHARS):
+            piece = word[start : start + _MAX_WORD_CHARS]
+            if current and size + len(piece) > _GROUP_CHARS:
+                groups.append(" ".join(current))
+                current, size = [], 0
+            current.append(piece)
+            size += len(piece) + 1
+    if current:
+        groups.append(" ".join(current))
+    return groups
+
+
+def _halve(text: str, counter: _Counter, budget: int) -> list[tuple[str, int]]:
+    """Split a text longer than the budget on words (or characters, for one word)."""
     tokens = counter(text)
     if tokens <= budget:
         return [(text, tokens)]
@@ -145,7 +189,7 @@ def _fit(text: str, counter: _Counter, budget: int) -> list[tuple[str, int]]:
     else:
         half = len(text) // 2
         left, right = text[:half], text[half:]
-    return _fit(left, counter, budget) + _fit(right, counter, budget)
+    return _halve(left, counter, budget) + _halve(right, counter, budget)
 
 
 def _pack(units: list[_Unit], budget: int, overlap: int) -> list[str]:

@@ -184,11 +184,13 @@ class Engine:
 
     def remove(self, paths: Sequence[Path], collection: str | None = None) -> list[str]:
         """Forget documents (a folder forgets everything under it); returns what went."""
+        from engine.store import resolved  # a symlink loop stays as named: no RuntimeError
+
         name = collection or self.settings.collection
         known = self.store.paths(name)
         removed: list[str] = []
         for raw in paths:
-            target = Path(raw).expanduser().resolve()
+            target = resolved(raw)
             hits = [p for p in known if Path(p) == target or Path(p).is_relative_to(target)]
             if not hits:
                 raise UserError(f"{target}: not in the index (collection '{name}')")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 from html.parser import HTMLParser
 
-from engine.types import Segment
+from engine.types import Segment, UserError
 
 # Page chrome and non-text: everything inside these is dropped.
 SKIP_TAGS = frozenset(
@@ -21,6 +22,20 @@ BLOCK_TAGS = frozenset(
 )  # fmt: skip
 VOID_TAGS = frozenset({"br", "hr", "img", "meta", "link", "input", "col", "area", "base", "wbr"})
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
+_COMMENT_CLOSE = re.compile(r"--\s*>")  # what html.parser ends a comment at
+_SECTION_CLOSE = re.compile(r"]\s*>")  # and a <![CDATA[ ... ]]> or <![if ...]> section
+# A marked section with another keyword makes the parser raise AssertionError.
+_BAD_SECTION = re.compile(
+    r"<!\[(?!(?:cdata|rcdata|temp|ignore|include|if|else|endif)(?![-.\w]))", re.IGNORECASE
+)
+# CPU seconds (of the parsing thread: a busy machine does not count) a parse may take
+# before the file is skipped, on top of PARSE_SECONDS_PER_MB.
+PARSE_SECONDS = 5.0
+PARSE_SECONDS_PER_MB = 5.0
+
+
+class ParseTimeout(UserError):
+    """The parser ran past its time budget (hostile or pathological markup)."""
 
 
 def sniff_charset(raw: bytes) -> str | None:
@@ -29,11 +44,19 @@ def sniff_charset(raw: bytes) -> str | None:
     return match.group(1).decode("ascii").lower() if match else None
 
 
-def extract_html(text: str) -> list[Segment]:
-    """Segments of an HTML document: text before the first heading, then one per heading."""
-    parser = _Extractor()
-    parser.feed(text)
-    parser.close()
+def extract_html(text: str, budget_s: float | None = None) -> list[Segment]:
+    """Segments of an HTML document: text before the first heading, then one per heading.
+
+    Raises ParseTimeout when parsing takes longer than `budget_s` (default: by size).
+    """
+    if budget_s is None:
+        budget_s = PARSE_SECONDS + PARSE_SECONDS_PER_MB * len(text) / 1e6
+    parser = _Extractor(time.thread_time() + budget_s)
+    try:
+        parser.feed(defuse(text))
+        parser.close()
+    except AssertionError as exc:  # html.parser's way to give up on markup (3.10+)
+        raise UserError(f"markup the HTML parser cannot read ({exc})") from exc
     parser.flush()
     title = parser.title_text()
     return [
@@ -41,6 +64,36 @@ def extract_html(text: str) -> list[Segment]:
         for section, body in parser.segments
         if any(ch.isalnum() for ch in body)
     ]
+
+
+def defuse(text: str) -> str:
+    """Escape every `<` that opens a construct never closed later in the text.
+
+    CPython's html.parser (before 3.13.6/3.14, CVE-2025-6069) scans to the end of the
+    text for the terminator of each such opening and then moves on by one character:
+    1 MB of `</` took minutes. Escaped, the `<` is plain text, which is what the parser
+    would have made of it, and every remaining scan ends where the parser then resumes.
+    """
+    text = _escape_after(text, _last_start(_COMMENT_CLOSE, text) - 3, "<!--")
+    text = _escape_after(text, _last_start(_SECTION_CLOSE, text) - 2, "<![")
+    text = _BAD_SECTION.sub("&lt;![", text)
+    return _escape_after(text, text.rfind(">"), "<")
+
+
+def _last_start(pattern: re.Pattern[str], text: str) -> int:
+    last = -1
+    for match in pattern.finditer(text):
+        last = match.start()
+    return last
+
+
+def _escape_after(text: str, cut: int, opening: str) -> str:
+    """`opening` as `&lt;...` wherever it starts at or after index `cut`."""
+    cut = max(cut, 0)
+    tail = text[cut:]
+    if opening not in tail:
+        return text
+    return text[:cut] + tail.replace(opening, "&lt;" + opening[1:])
 
 
 def _is_chrome(tag: str, attrs: list[tuple[str, str | None]]) -> bool:
@@ -54,8 +107,10 @@ def _is_chrome(tag: str, attrs: list[tuple[str, str | None]]) -> bool:
 class _Extractor(HTMLParser):
     """Collects (section, text) pairs; block structure becomes line breaks."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float = float("inf")) -> None:
         super().__init__(convert_charrefs=True)
+        self._deadline = deadline
+        self._calls = 0
         self.segments: list[tuple[str | None, str]] = []
         self._section: str | None = None
         self._parts: list[str] = []
@@ -71,7 +126,13 @@ class _Extractor(HTMLParser):
         title = " ".join("".join(self._title_parts).split())
         return title or None
 
+    def _check_time(self) -> None:
+        self._calls += 1
+        if not self._calls % 64 and time.thread_time() > self._deadline:  # ~1 us a check
+            raise ParseTimeout("parsing took too long (hostile or broken markup?)")
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._check_time()
         if self._skip is not None:
             name, depth = self._skip
             if tag == name and tag not in VOID_TAGS:
@@ -104,6 +165,7 @@ class _Extractor(HTMLParser):
             self._parts.append(" " if self._cells else "\n")
 
     def handle_endtag(self, tag: str) -> None:
+        self._check_time()
         if self._skip is not None:
             name, depth = self._skip
             if tag == name:
@@ -123,6 +185,7 @@ class _Extractor(HTMLParser):
             self._parts.append(" " if self._cells else "\n")
 
     def handle_data(self, data: str) -> None:
+        self._check_time()
         if self._skip is not None:
             return
         if self._title is not None:

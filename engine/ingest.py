@@ -8,9 +8,12 @@ its old version or its new one.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +26,7 @@ import numpy as np
 
 from engine import chunking, loaders
 from engine.embedding import Embedder
-from engine.store import Store
+from engine.store import Store, resolved
 from engine.types import Chunk, IngestProgress, IngestReport, UserError
 
 ProgressFn = Callable[[IngestProgress], None]
@@ -82,7 +85,7 @@ class Ingestor:
         start = time.perf_counter()
         cancel = cancel or threading.Event()
         report = IngestReport()
-        roots = [Path(p).expanduser().resolve() for p in paths]
+        roots = [resolved(p) for p in paths]
         files = self._discover(roots, report)
         report.removed = self._drop_deleted(roots, collection)
         jobs = self._plan(files, collection, report)
@@ -106,13 +109,14 @@ class Ingestor:
         return report
 
     def _discover(self, roots: list[Path], report: IngestReport) -> list[Path]:
-        """Supported files under the roots, in a stable order; missing roots are failures."""
+        """Supported files under the roots, in a stable order, each file once (a symlink
+        and its target are one document); missing roots are failures."""
         found: list[Path] = []
         for root in roots:
             if root.is_dir():
                 found.extend(sorted(_walk(root)))
-            elif root.is_file():
-                found.append(root)
+            elif root.exists() or root.is_symlink():
+                found.append(root)  # a file, or something _plan reports (a pipe, a loop)
             else:
                 report.failed.append((str(root), "no such file or folder"))
         unsupported = [p for p in found if not loaders.is_supported(p)]
@@ -120,7 +124,11 @@ class Ingestor:
             if path in roots:  # named explicitly: say why it was not indexed
                 kinds = ", ".join(sorted(loaders.SUPPORTED_SUFFIXES))
                 report.failed.append((str(path), f"unsupported file type (Quire reads {kinds})"))
-        return list(dict.fromkeys(p for p in found if loaders.is_supported(p)))
+        unique: dict[Path, Path] = {}
+        for path in found:
+            if loaders.is_supported(path):
+                unique.setdefault(resolved(path), path)
+        return list(unique.values())
 
     def _drop_deleted(self, roots: list[Path], collection: str) -> list[str]:
         """Forget documents under a scanned folder whose files are gone."""
@@ -134,32 +142,28 @@ class Ingestor:
         return removed
 
     def _plan(self, files: list[Path], collection: str, report: IngestReport) -> list[_Job]:
-        """Files to (re)index: new ones, and those whose content hash changed."""
+        """Files to (re)index: new ones, and those whose content hash changed. Files that
+        cannot be read (a pipe, a device, a symlink loop) are failed, and kept in `docs`."""
         jobs: list[_Job] = []
         for path in files:
             try:
-                stat = path.stat()
+                info = path.stat()
                 known = self.store.document(collection, str(path))
-                if (
-                    known
-                    and not known.error
-                    and (known.size, known.mtime)
-                    == (
-                        stat.st_size,
-                        stat.st_mtime,
-                    )
-                ):
+                good = known if known and not known.error else None
+                if good and (good.size, good.mtime) == (info.st_size, info.st_mtime):
                     report.skipped.append(str(path))  # unchanged: not even hashed
                     continue
                 digest = _hash(path)
-            except OSError as exc:
-                report.failed.append((str(path), f"cannot read ({exc.strerror or exc})"))
+            except (OSError, UserError) as exc:
+                reason = str(exc) if isinstance(exc, UserError) else _os_reason(exc)
+                self.store.record_failure(collection, str(path), reason)
+                report.failed.append((str(path), reason))
                 continue
-            if known and not known.error and known.hash == digest:
-                self.store.touch_document(collection, str(path), stat.st_size, stat.st_mtime)
+            if good and good.hash == digest:
+                self.store.touch_document(collection, str(path), info.st_size, info.st_mtime)
                 report.skipped.append(str(path))
                 continue
-            jobs.append(_Job(path, digest, stat.st_size, stat.st_mtime))
+            jobs.append(_Job(path, digest, info.st_size, info.st_mtime))
         return jobs
 
     def _parse_all(
@@ -175,7 +179,8 @@ class Ingestor:
             return
         context = multiprocessing.get_context("spawn")  # fork is unsafe beside ORT threads
         workers = min(self.workers, len(jobs))
-        with ProcessPoolExecutor(workers, context, _init_worker, (args[0],)) as pool:
+        init = (args[0], os.getpid())
+        with ProcessPoolExecutor(workers, context, _init_worker, init) as pool:
             futures: list[Future[Parsed]] = [
                 pool.submit(parse_file, job.path, *args[1:]) for job in jobs
             ]
@@ -286,11 +291,18 @@ class _Ticker:
             )
 
 
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _TOKENIZER: Any = None  # a tokenizers.Tokenizer, loaded once per worker process
 
 
-def _init_worker(tokenizer_json: str) -> None:
-    """Load the embedder's tokenizer once per worker process, for chunk sizing."""
+def _init_worker(tokenizer_json: str, parent: int | None = None) -> None:
+    """Load the embedder's tokenizer once per worker process, for chunk sizing.
+
+    In a worker (`parent` given), first tie its life to the parent's: a kill -9 of an
+    ingest left its spawn workers, and so the resource tracker, running.
+    """
+    if parent is not None:
+        _end_with_parent(parent)
     global _TOKENIZER
     if _TOKENIZER is None:
         from tokenizers import Tokenizer
@@ -299,6 +311,20 @@ def _init_worker(tokenizer_json: str) -> None:
         # The bundled tokenizer.json pads and truncates to 128; counting needs neither.
         _TOKENIZER.no_truncation()
         _TOKENIZER.no_padding()
+
+
+def _end_with_parent(parent: int) -> None:
+    """Have Linux kill this process when its parent dies (PR_SET_PDEATHSIG); elsewhere
+    the pool's own broken-pipe handling is all there is."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _count_tokens(text: str) -> int:
@@ -329,9 +355,14 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
+def _os_reason(exc: OSError) -> str:
+    return f"cannot read ({exc.strerror or exc})"
+
+
 def _hash(path: Path) -> str:
+    """SHA-256 of a regular file's content; UserError for anything else (see open_regular)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with loaders.open_regular(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

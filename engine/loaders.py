@@ -6,9 +6,12 @@ Every problem with the file itself raises `UserError` with one line naming the f
 from __future__ import annotations
 
 import codecs
+import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from engine.types import Segment, UserError
 
@@ -28,6 +31,11 @@ _BOMS = (
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _LIST_OR_CODE = re.compile(r"^(\s{2,}|\t|[-*+•]\s|\d{1,3}[.)]\s)")
+# Codecs Python knows that no document is written in: a <meta charset> naming one is
+# ignored (`undefined` always raises; punycode and idna are for host names).
+_NOT_DOCUMENT_CHARSETS = frozenset(
+    {"undefined", "punycode", "idna", "unicode-escape", "raw-unicode-escape", "utf-7"}
+)
 
 
 def is_supported(path: Path | str) -> bool:
@@ -72,7 +80,10 @@ def _load_text_file(path: Path, suffix: str) -> list[Segment]:
         parse = _parse_markdown if suffix in MARKDOWN_SUFFIXES else _parse_plain
         if suffix == ".log":
             parse = _parse_lines
-    segments = parse(text)
+    try:
+        segments = parse(text)
+    except UserError as exc:  # the parser's own, e.g. html.ParseTimeout
+        raise UserError(f"{path.name}: {exc}; skipped") from exc
     if not segments:
         raise UserError(f"{path.name}: no text found in the file")
     return segments
@@ -81,13 +92,45 @@ def _load_text_file(path: Path, suffix: str) -> list[Segment]:
 def read_bytes(path: Path) -> bytes:
     """The file's bytes, with OS errors turned into one-line UserErrors."""
     try:
-        return path.read_bytes()
+        with open_regular(path) as handle:
+            return handle.read()
     except FileNotFoundError as exc:
         raise UserError(f"{path.name}: file not found ({path})") from exc
     except PermissionError as exc:
         raise UserError(f"{path.name}: permission denied; check the file's permissions") from exc
     except OSError as exc:
         raise UserError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from exc
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a regular file for reading; UserError for a pipe, device, socket or folder.
+
+    Opened without blocking and checked on the open handle: a FIFO named `pipe.txt`
+    would block `open()` forever, and `/dev/zero` behind a symlink never ends.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise UserError(f"{Path(path).name}: {file_kind(mode)}, not a regular file; skipped")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words, from its `st_mode`."""
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def decode_text(raw: bytes, name: str, declared: str | None = None) -> str:
@@ -108,13 +151,26 @@ def _decode(raw: bytes, declared: str | None) -> str | None:
     if b"\x00" in raw:
         utf16 = _utf16_without_bom(raw)
         return raw.decode(utf16, errors="replace") if utf16 else None
-    for candidate in (declared, "utf-8", "cp1252"):
+    for candidate in (_document_charset(declared), "utf-8", "cp1252"):
         if candidate:
             try:
                 return raw.decode(candidate)
-            except (LookupError, UnicodeDecodeError):
+            except (LookupError, ValueError):  # ValueError covers every UnicodeError
                 continue
     return raw.decode("latin-1")
+
+
+def _document_charset(declared: str | None) -> str | None:
+    """`declared` if it names a text encoding a document can use, else None."""
+    if not declared:
+        return None
+    try:
+        info = codecs.lookup(declared)
+    except LookupError:
+        return None
+    if info.name in _NOT_DOCUMENT_CHARSETS or not getattr(info, "_is_text_encoding", True):
+        return None
+    return info.name
 
 
 def _utf16_without_bom(raw: bytes) -> str | None:

@@ -8,6 +8,7 @@ Markdown); answer containment is the folded gold phrase inside the folded answer
 from __future__ import annotations
 
 import json
+import logging
 import re
 import statistics
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, RAG_SYSTEM_PROMPT, says_dont_know
 from engine.types import UserError
 
+log = logging.getLogger(__name__)
 RETRIEVING_MODES = ("rag", "hybrid")
 FIELDS = {"id", "question", "doc", "pages", "section", "answer", "kind"}
 METRICS = (
@@ -57,29 +59,30 @@ def load_questions(path: Path) -> list[Question]:
         raise UserError(f"{path}: cannot read the question file ({exc})") from None
     questions: list[Question] = []
     seen: set[str] = set()
+    unknown: set[str] = set()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        question = _parse_line(line, f"{path}:{number}")
+        question = _parse_line(line, f"{path}:{number}", unknown)
         if question.id in seen:
             raise UserError(f"{path}:{number}: duplicate id '{question.id}'")
         seen.add(question.id)
         questions.append(question)
     if not questions:
         raise UserError(f"{path}: no questions (expected one JSON object per line)")
+    if unknown:  # people annotate their question files: say so once, then go on
+        log.warning("%s: ignored unknown field(s) %s", path, ", ".join(sorted(unknown)))
     return questions
 
 
-def _parse_line(line: str, where: str) -> Question:
+def _parse_line(line: str, where: str, unknown: set[str]) -> Question:
     try:
         row = json.loads(line)
     except ValueError as exc:
         raise UserError(f"{where}: not valid JSON ({exc.args[0]})") from None
     if not isinstance(row, dict):
         raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
-    unknown = sorted(set(row) - FIELDS)
-    if unknown:
-        raise UserError(f"{where}: unknown field(s) {', '.join(unknown)}; use {sorted(FIELDS)}")
+    unknown.update(set(row) - FIELDS)
     for name in ("id", "question"):
         if not isinstance(row.get(name), str) or not row[name].strip():
             raise UserError(f"{where}: '{name}' must be a non-empty string")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 SETTINGS_FILE = "settings.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,13 +33,23 @@ class Settings:
 
     @classmethod
     def load(cls, data_dir: Path) -> Settings:
-        """Read settings; unknown keys are ignored and a broken file falls back to defaults."""
+        """Read settings; unknown keys are ignored. A broken file is moved aside to
+        `settings.json.bad` with a warning (not overwritten), and defaults are used."""
         path = data_dir / SETTINGS_FILE
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            log.warning("%s: cannot read the settings (%s); using the defaults", path, exc)
+            return cls()
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            _set_aside(path, f"not valid JSON ({exc})")
             return cls()
         if not isinstance(raw, dict):
+            _set_aside(path, f"expected a JSON object, found {type(raw).__name__}")
             return cls()
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
@@ -48,3 +60,14 @@ class Settings:
         tmp = data_dir / (SETTINGS_FILE + ".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
         os.replace(tmp, data_dir / SETTINGS_FILE)
+
+
+def _set_aside(path: Path, why: str) -> None:
+    """Keep a broken settings file as `<name>.bad` for the user, and say so."""
+    bad = path.with_name(path.name + ".bad")
+    try:
+        os.replace(path, bad)
+    except OSError as exc:
+        log.warning("%s: %s; using the defaults (could not move it aside: %s)", path, why, exc)
+        return
+    log.warning("%s: %s; kept it as %s and using the defaults", path, why, bad)

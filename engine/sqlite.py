@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -64,6 +65,20 @@ def driver() -> ModuleType:
     return _load_sqlean()
 
 
+def _enable_wal(conn: Any) -> None:
+    """Switch to WAL, retrying while another process holds the file: the switch does not
+    wait on busy_timeout, and two processes opening a new data dir at once collided."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def connect(path: Path, readonly: bool = False) -> Any:
     """A connection to ``path`` with sqlite-vec loaded, WAL and sane pragmas.
 
@@ -83,7 +98,7 @@ def connect(path: Path, readonly: bool = False) -> Any:
         conn.enable_load_extension(False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if not readonly:
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except Exception:

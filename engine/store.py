@@ -7,6 +7,7 @@ One Store per thread: SQLite connections are not shared across threads.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -85,11 +86,15 @@ class Store:
         return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
 
     def _migrate(self) -> None:
-        version = int(self._read_meta().get("schema_version", 0))
-        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+        """Apply the missing migrations, each in its own transaction. The version is read
+        under the write lock (BEGIN IMMEDIATE): two processes opening a new data dir at
+        once both read 0 otherwise, and the second fails with "table meta already exists"."""
+        while self.schema_version < len(MIGRATIONS):
             with self._transaction():
-                migration(self)
-                self.set_meta("schema_version", str(number))
+                version = self.schema_version
+                if version < len(MIGRATIONS):
+                    MIGRATIONS[version](self)
+                    self.set_meta("schema_version", str(version + 1))
 
     @property
     def schema_version(self) -> int:
@@ -455,12 +460,31 @@ class _Transaction:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type:
-            self.conn.execute("ROLLBACK")
-            self.on_rollback()
-        else:
+            self._rollback()
+            return
+        try:
             self.conn.execute("COMMIT")
-            self.on_commit()
+        except BaseException:  # e.g. SQLITE_FULL on commit: the old version stays
+            self._rollback()
+            raise
+        self.on_commit()
+
+    def _rollback(self) -> None:
+        """Roll back if SQLite has not already: after SQLITE_FULL it has, and a second
+        ROLLBACK raised "cannot rollback - no transaction is active" over the real error."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self.on_rollback()
 
 
 def _abs(path: str | Path) -> str:
-    return str(Path(path).expanduser().resolve())
+    return str(resolved(path))
+
+
+def resolved(path: str | Path) -> Path:
+    """The absolute path with symlinks resolved; a symlink loop stays as it is named."""
+    path = Path(path).expanduser()
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError("Symlink loop")
+        return Path(os.path.abspath(path))

@@ -9,6 +9,7 @@ llama.cpp scales each pair by `alpha / r` with r read from the tensor, and check
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -97,22 +98,31 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         header = json.loads(bytes(raw[8 : 8 + size]))
     except (OSError, ValueError, IndexError) as exc:
         raise UserError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if not isinstance(header, dict):
+        raise UserError(f"{path}: not a safetensors file (its header is {_json_type(header)})")
     out: dict[str, np.ndarray] = {}
     for name, meta in header.items():
         if name == "__metadata__":
             continue
-        dtype = _SAFETENSORS_DTYPES.get(meta["dtype"])
-        if dtype is None:
-            raise UserError(f"{path}: tensor {name} has unsupported dtype {meta['dtype']}")
-        start, end = (8 + size + int(o) for o in meta["data_offsets"])
         try:
-            data = raw[start:end].view(np.dtype(dtype).newbyteorder("<")).reshape(meta["shape"])
-        except ValueError as exc:
-            raise UserError(f"{path}: tensor {name} is truncated or malformed ({exc})") from exc
-        if meta["dtype"] == "BF16":  # bf16 is the top half of an f32
-            data = (data.astype(np.uint32) << 16).view(np.float32)
-        out[name] = np.array(data)
+            out[name] = _read_tensor(raw, 8 + size, name, meta, path)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{path}: tensor {name} is truncated or malformed ({exc!r})") from exc
     return out
+
+
+def _read_tensor(raw: np.ndarray, data_start: int, name: str, meta: Any, path: Path) -> np.ndarray:
+    """One tensor from a safetensors file; KeyError/TypeError/ValueError if malformed."""
+    dtype = _SAFETENSORS_DTYPES.get(meta["dtype"])
+    if dtype is None:
+        raise UserError(f"{path}: tensor {name} has unsupported dtype {meta['dtype']}")
+    start, end = (data_start + int(o) for o in meta["data_offsets"])
+    if not data_start <= start <= end <= len(raw):
+        raise ValueError(f"data offsets {meta['data_offsets']} lie outside the file")
+    data = raw[start:end].view(np.dtype(dtype).newbyteorder("<")).reshape(meta["shape"])
+    if meta["dtype"] == "BF16":  # bf16 is the top half of an f32
+        data = (data.astype(np.uint32) << 16).view(np.float32)
+    return np.array(data)
 
 
 def rope_permute(rows: np.ndarray, n_head: int) -> np.ndarray:
@@ -135,7 +145,11 @@ def _pattern_value(patterns: dict[str, Any], module: str, default: float) -> flo
     return default
 
 
-def _check_config(config: dict[str, Any], config_path: Path) -> None:
+def _check_config(config: Any, config_path: Path) -> dict[str, Any]:
+    """The config, checked: a JSON object with positive numbers for r and lora_alpha and
+    objects of numbers for the rank/alpha patterns (UserError otherwise)."""
+    if not isinstance(config, dict):
+        raise UserError(f"{config_path}: expected a JSON object, found {_json_type(config)}")
     if str(config.get("peft_type", "LORA")).upper() != "LORA":
         raise UserError(f"{config_path}: peft_type {config.get('peft_type')} is not LoRA")
     if config.get("use_dora"):
@@ -145,8 +159,28 @@ def _check_config(config: dict[str, Any], config_path: Path) -> None:
             f"{config_path}: modules_to_save ({config['modules_to_save']}) stores full "
             "weights, which a GGUF LoRA adapter cannot carry"
         )
-    if float(config.get("lora_alpha") or 0) <= 0 or int(config.get("r") or 0) <= 0:
-        raise UserError(f"{config_path}: r and lora_alpha must be positive")
+    for key in ("r", "lora_alpha"):
+        if not _is_number(config.get(key)) or config[key] <= 0:
+            raise UserError(f"{config_path}: {key} must be a positive number")
+    for key in ("rank_pattern", "alpha_pattern"):
+        patterns = config.get(key) or {}
+        if not isinstance(patterns, dict) or not all(map(_is_number, patterns.values())):
+            raise UserError(f"{config_path}: {key} must map module names to numbers")
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise UserError(f"{config_path}: {key}: bad pattern {pattern!r} ({exc})") from None
+    return config
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _module_key(name: str, peft_file: Path) -> tuple[str, str]:
@@ -248,10 +282,9 @@ def convert_peft(peft_dir: Path, out_path: Path, base: Path) -> AdapterInfo:
         if not needed.is_file():
             raise UserError(f"{needed}: not found (a PEFT adapter folder needs it)")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = _check_config(json.loads(config_path.read_text(encoding="utf-8")), config_path)
     except (OSError, ValueError) as exc:
         raise UserError(f"{config_path}: not readable JSON ({exc})") from exc
-    _check_config(config, config_path)
     model = _read_base(base)
     if model.architecture not in SUPPORTED_ARCHITECTURES:
         raise UserError(
@@ -281,6 +314,21 @@ def _write_adapter(
     base_name: str | None,
 ) -> None:
     """Write the GGUF to a temporary file beside `out_path`, then rename it into place."""
+    try:
+        _write_adapter_file(out_path, arch, alpha, tensors, base_name)
+    except OSError as exc:
+        raise UserError(f"{out_path}: cannot write the adapter ({exc.strerror or exc})") from exc
+
+
+def _write_adapter_file(
+    out_path: Path,
+    arch: str,
+    alpha: float,
+    tensors: dict[str, tuple[np.ndarray, np.ndarray]],
+    base_name: str | None,
+) -> None:
+    if out_path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "it is a folder; give a file name", str(out_path))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     os.close(fd)

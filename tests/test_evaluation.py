@@ -124,7 +124,6 @@ def test_an_echoed_prompt_is_neither_a_citation_nor_a_dont_know() -> None:
         ("not json", "line-errors.jsonl:2: not valid JSON"),
         ('["a"]', "expected a JSON object"),
         ('{"id": "b"}', "'question' must be a non-empty string"),
-        ('{"id": "b", "question": "q", "page": [1]}', "unknown field(s) page"),
         ('{"id": "b", "question": "q", "doc": "d.pdf", "pages": [0]}', "'pages' must be"),
         ('{"id": "b", "question": "q", "pages": [1]}', "need a 'doc'"),
         ('{"id": "a", "question": "q"}', "duplicate id 'a'"),

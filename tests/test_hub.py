@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -124,3 +125,98 @@ def test_downloaded_file_that_is_not_gguf_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr("huggingface_hub.hf_hub_download", download)
     with pytest.raises(UserError, match=r"model\.gguf: not a GGUF model file"):
         hub.download("org/repo", "model.gguf", tmp_path)
+
+
+SOCKET_GUARD = """
+import os, socket
+
+_LOG = os.environ["QUIRE_NETWORK_LOG"]
+
+
+def _record(what):
+    with open(_LOG, "a") as log:
+        log.write(what + "\\n")
+    raise OSError("network use refused by the test")
+
+
+def _getaddrinfo(host, *args, **kwargs):
+    _record(f"lookup {host}")
+
+
+_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):
+    if self.family == socket.AF_UNIX:
+        return _connect(self, address)
+    _record(f"connect {address}")
+
+
+socket.getaddrinfo = _getaddrinfo
+socket.gethostbyname = _getaddrinfo
+socket.socket.connect = _guarded_connect
+"""
+
+
+def _strace() -> list[str]:
+    """The strace prefix for recording connect() of the whole process tree, if it works."""
+    if not shutil.which("strace"):
+        return []
+    probe = subprocess.run(["strace", "-o", os.devnull, "true"], capture_output=True)
+    return ["strace", "-f", "-e", "trace=connect"] if probe.returncode == 0 else []
+
+
+def run_offline(tmp_path: Path, models_dir: Path, *commands: list[str]) -> list[str]:
+    """Run CLI commands on one data dir with a fresh HOME, a socket guard and (where it
+    works) strace; assert no lookup, no connection and no onnxruntime telemetry folder.
+    Returns each command's stdout."""
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(SOCKET_GUARD)
+    home = tmp_path / "home"
+    home.mkdir()
+    drop = ("HF_HUB_OFFLINE", "ORT_DISABLE_TELEMETRY")  # the app must set both itself
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env |= {"HOME": str(home), "PYTHONPATH": str(guard), "QUIRE_MODELS_DIR": str(models_dir)}
+    env["QUIRE_NETWORK_LOG"] = str(tmp_path / "network.log")
+    strace = _strace()
+    outputs = []
+    for n, command in enumerate(commands):
+        trace = ["-o", str(tmp_path / f"trace{n}.txt")] if strace else []
+        result = subprocess.run(
+            [*strace, *trace, sys.executable, str(REPO / "main.py"),
+             "--data-dir", str(tmp_path / "data"), *command],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        if strace:
+            trace_text = (tmp_path / f"trace{n}.txt").read_text()
+            assert "AF_INET" not in trace_text, [x for x in trace_text.splitlines() if "INET" in x]
+        outputs.append(result.stdout)
+    assert not (tmp_path / "network.log").exists(), (tmp_path / "network.log").read_text()
+    assert not (home / ".cache" / "Microsoft").exists(), "onnxruntime telemetry is on"
+    return outputs
+
+
+def test_ingest_and_search_make_no_lookup_no_connection_and_no_telemetry(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """onnxruntime's telemetry wrote ~/.cache/Microsoft/ and looked up
+    mobile.events.data.microsoft.com until ORT_DISABLE_TELEMETRY was set by the engine."""
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "notes.txt").write_text("The ferry to the island leaves at nine.")
+    outputs = run_offline(
+        tmp_path, models_dir, ["ingest", str(tmp_path / "library")], ["search", "ferry"]
+    )
+    assert "island" in outputs[-1]
+
+
+@pytest.mark.slow
+def test_ask_makes_no_lookup_no_connection_and_no_telemetry(
+    tmp_path: Path, models_dir: Path, llm_path: Path
+) -> None:
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "notes.txt").write_text("The ferry to the island leaves at nine.")
+    ask = ["ask", "When does the ferry leave?", "--max-tokens", "4", "--json"]
+    outputs = run_offline(tmp_path, models_dir, ["ingest", str(tmp_path / "library")], ask)
+    assert "notes.txt" in outputs[-1]

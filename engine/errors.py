@@ -1,0 +1,120 @@
+"""Environment failures as one-line user errors; everything else is a bug.
+
+A full disk, a read-only folder, a missing permission or a damaged index is the user's
+environment, not Quire's fault: `describe` turns it into a UserError that names the file
+and says what to do. An exception it does not recognise is a bug and keeps its traceback
+(qutebrowser's KnownError/BugError split). The CLI and the GUI both go through here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from engine.types import UserError
+
+_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full; free some space, then try again",
+    errno.EDQUOT: "the disk quota is used up; free some space, then try again",
+    errno.EROFS: "the disk is read-only; pick a writable data folder with --data-dir",
+    errno.EACCES: "permission denied; check its permissions, or pick another data folder "
+    "with --data-dir",
+    errno.EPERM: "operation not permitted; check its permissions, or pick another data "
+    "folder with --data-dir",
+    errno.ENOENT: "not found; check the path",
+    errno.ENOTDIR: "a file is in the way of a folder; pick another data folder with --data-dir",
+    errno.EIO: "disk input/output error; check the disk, then try again",
+}
+
+# SQLite primary result codes (the low byte of an extended code) and what to do.
+_SQLITE_CODES = {
+    13: "full",  # SQLITE_FULL
+    8: "readonly",  # SQLITE_READONLY
+    10: "ioerr",  # SQLITE_IOERR
+    11: "corrupt",  # SQLITE_CORRUPT
+    26: "notadb",  # SQLITE_NOTADB
+    5: "busy",  # SQLITE_BUSY
+    6: "busy",  # SQLITE_LOCKED
+    14: "cantopen",  # SQLITE_CANTOPEN
+    3: "readonly",  # SQLITE_PERM
+}
+# The same, by message, for drivers that do not expose the code.
+_SQLITE_MESSAGES = (
+    ("database or disk is full", "full"),
+    ("readonly database", "readonly"),
+    ("disk i/o error", "ioerr"),
+    ("malformed", "corrupt"),
+    ("file is not a database", "notadb"),
+    ("database is locked", "busy"),
+    ("database table is locked", "busy"),
+    ("unable to open database file", "cantopen"),
+)
+_FULL_BYTES = 1 << 20  # less free space than this, and an I/O error means a full disk
+_SQLITE_ADVICE = {
+    "full": "the disk is full; free some space and run the command again "
+    "(what was indexed before is kept)",
+    "readonly": "the index cannot be written (read-only file, folder or disk); check its "
+    "permissions, or pick another data folder with --data-dir",
+    "ioerr": "disk input/output error while using the index; check the disk, then try again",
+    "corrupt": "the index is damaged; move it aside (Quire starts a new one) and ingest "
+    "your documents again",
+    "notadb": "this is not a Quire index (not an SQLite database); move it aside or pick "
+    "another data folder with --data-dir",
+    "busy": "the index is busy in another Quire process; wait for it to finish, then try again",
+    "cantopen": "cannot open the index (a read-only disk or folder?); check the folder's "
+    "permissions, or pick another data folder with --data-dir",
+}
+
+
+def describe(exc: BaseException, path: Path | str | None = None) -> UserError | None:
+    """A UserError for an environment failure, or None when `exc` is a bug.
+
+    `path` names the file involved when the exception does not (SQLite errors never do):
+    the CLI passes the index file.
+    """
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, OSError):
+        return _os_error(exc, path)
+    kind = sqlite_kind(exc)
+    if kind is None:
+        return None
+    where = path or "the index"
+    disk = _disk_flags(Path(path)) if path is not None else None
+    if kind in ("readonly", "cantopen") and disk and disk.f_flag & getattr(os, "ST_RDONLY", 1):
+        return UserError(f"{where}: {_OS_ERRORS[errno.EROFS]}")
+    if kind in ("ioerr", "cantopen") and disk and disk.f_bavail * disk.f_frsize < _FULL_BYTES:
+        kind = "full"  # a write that found no room at all is reported as an I/O error
+    return UserError(f"{where}: {_SQLITE_ADVICE[kind]}")
+
+
+def _os_error(exc: OSError, path: Path | str | None) -> UserError | None:
+    advice = _OS_ERRORS.get(exc.errno or 0)
+    if advice is None:
+        return None
+    where = exc.filename if exc.filename is not None else path
+    return UserError(f"{where}: {advice}" if where is not None else advice)
+
+
+def sqlite_kind(exc: BaseException) -> str | None:
+    """ "full", "readonly", "ioerr", "corrupt", "notadb", "busy", "cantopen", or None when
+    `exc` is not one of those SQLite errors (a bug in our SQL is None too)."""
+    if not any(cls.__name__ == "DatabaseError" for cls in type(exc).__mro__):
+        return None  # sqlite3's and sqlean's errors both derive from a DatabaseError
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and (code & 0xFF) in _SQLITE_CODES:
+        return _SQLITE_CODES[code & 0xFF]
+    message = str(exc).lower()
+    return next((kind for text, kind in _SQLITE_MESSAGES if text in message), None)
+
+
+def _disk_flags(path: Path) -> os.statvfs_result | None:
+    """statvfs of the file system holding `path` (or its nearest existing folder)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                return os.statvfs(folder)
+            except (OSError, AttributeError):  # no statvfs on Windows
+                return None
+    return None
