@@ -5,9 +5,9 @@ never the evaluation corpus), the prompt is exactly what Quire gives the model a
 time: the engine's search over an index of the training corpus (same defaults, relevance
 cutoff and de-duplication), numbered by `build_prompt` with the app's system prompt and
 context budget. The target states the fact in the question's ideal answer and cites the
-source that holds it as [n]. The gold passage is moved to a random position; in about a
-quarter of the examples it is removed, and those, like the absent questions, are answered
-with the exact "don't know" sentence.
+source that holds it as [n]. Each answerable question gives two examples, arranged
+afresh: the gold passage at a random position, or (one in five) removed; removed ones,
+like the absent questions, are answered with the exact "don't know" sentence.
 
     python training/build_dataset.py [--data-dir DIR] [--out FILE] [--seed N]
 
@@ -35,7 +35,8 @@ from engine.types import SearchResult  # noqa: E402
 
 QUESTIONS = REPO / "training" / "questions"
 CORPUS = REPO.parent / "shared" / "training-corpus"
-REMOVED_SHARE = 0.25  # answerable questions whose gold passage is taken out
+REMOVED_SHARE = 0.2  # answerable examples whose gold passage is taken out
+VARIANTS = 2  # examples per answerable question, each arranged afresh
 DEEP_K = 40  # how far to look for the gold passage when the top-k missed it
 
 
@@ -108,31 +109,32 @@ def build(engine: Engine, questions: list[dict], seed: int) -> tuple[list[dict],
         # Candidates past the cutoff too, so a "removed" example still has distractors.
         top = engine.sources(question["question"], k=k + 3)
         if question.get("kind") == "absent":
-            sources, target, variant = top[:k], DONT_KNOW, "absent"
+            arrangements = [(top[:k], DONT_KNOW, "absent")]
         else:
             gold = find_gold(engine, question, top)
             if gold is None:
                 stats["gold passage not found (skipped)"] += 1
                 continue
             stats["gold in top-k" if gold in top[:k] else "gold found deeper"] += 1
-            sources, target, variant = arrange(question, top, gold, k, rng)
-        if not sources:
-            stats[f"{variant}: no source passed the cutoff (answered without the model)"] += 1
-            continue
-        prompt = build_prompt(
-            question["question"], sources, chat.count_tokens, budget, settings.system_prompt
-        )
-        if variant.startswith("gold@") and len(prompt.sources) < len(sources):
-            stats["gold cut by the context budget (skipped)"] += 1
-            continue
-        stats[variant.split("@")[0]] += 1
-        examples.append(
-            {
-                "messages": [*prompt.messages, {"role": "assistant", "content": target}],
-                "id": question["id"],
-                "variant": variant,
-            }
-        )
+            arrangements = [arrange(question, top, gold, k, rng) for _ in range(VARIANTS)]
+        for sources, target, variant in arrangements:
+            if not sources:
+                stats[f"{variant}: no source passed the cutoff (answered without the model)"] += 1
+                continue
+            prompt = build_prompt(
+                question["question"], sources, chat.count_tokens, budget, settings.system_prompt
+            )
+            if variant.startswith("gold@") and len(prompt.sources) < len(sources):
+                stats["gold cut by the context budget (skipped)"] += 1
+                continue
+            stats[variant.split("@")[0]] += 1
+            examples.append(
+                {
+                    "messages": [*prompt.messages, {"role": "assistant", "content": target}],
+                    "id": question["id"],
+                    "variant": variant,
+                }
+            )
     rng.shuffle(examples)
     return examples, stats
 

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -198,9 +199,17 @@ def render_results(window: MainWindow, events: Recorder, out: Path, work: Path) 
 
 
 def render_lab(window: MainWindow, out: Path, work: Path) -> None:
-    """The adapter dialog, the four modes side by side, an evaluation run."""
+    """The four modes side by side (with the bundled grounding adapter), the adapter
+    dialog, an evaluation run, and a fine-tuning run."""
     from models.bundled import ensure_llm
     from tests.factory import write_gemma_peft
+
+    window.tabs.setCurrentWidget(window.compare)
+    window.compare.max_tokens = 60
+    window.compare.question.setPlainText(COMPARE_QUESTION)
+    window.compare.compare()
+    wait_for(window.compare.comparison_finished, 600_000)
+    save(window, out, "07-compare.png")
 
     bridge = window.bridge
     events = Recorder(adapter=bridge.lab.adapter_changed, failed=bridge.failed)
@@ -212,14 +221,9 @@ def render_lab(window: MainWindow, out: Path, work: Path) -> None:
     dialog.import_folder(str(peft))
     events.wait("adapter", 120_000)
     save(dialog, out, "09-adapter.png")
+    dialog.switch_off()  # back to the grounding adapter
+    events.wait("adapter", 120_000, count=2)
     dialog.close()
-
-    window.tabs.setCurrentWidget(window.compare)
-    window.compare.max_tokens = 40
-    window.compare.question.setPlainText(COMPARE_QUESTION)
-    window.compare.compare()
-    wait_for(window.compare.comparison_finished, 600_000)
-    save(window, out, "07-compare.png")
 
     questions = work / "questions.jsonl"
     questions.write_text(EVAL_QUESTIONS, encoding="utf-8")
@@ -230,6 +234,30 @@ def render_lab(window: MainWindow, out: Path, work: Path) -> None:
     page.start()
     wait_for(page.evaluation_finished, 300_000)
     save(window, out, "08-evaluate.png")
+    render_finetune(window, out, work)
+
+
+def render_finetune(window: MainWindow, out: Path, work: Path) -> None:
+    """A real (short) training run in the Fine-tune tab, finished, with its card."""
+    from tests.test_training import BAD_LINES, write_examples
+
+    view = window.finetune
+    window.tabs.setCurrentWidget(view)
+    view.path.setText(str(write_examples(work / "answer-format.jsonl", BAD_LINES[:2])))
+    view.check()
+    wait_until(lambda: view.process is None, 120_000)
+    view.epochs.setValue(6)
+    view.rank.setValue(8)
+    view.start()
+    wait_until(lambda: view.process is None, 900_000)
+    save(window, out, "10-finetune.png")
+
+
+def wait_until(done: Callable[[], bool], timeout_ms: int) -> None:
+    waited = 0
+    while not done() and waited < timeout_ms:
+        pause(200)
+        waited += 200
 
 
 def main(argv: list[str]) -> int:
