@@ -293,7 +293,7 @@ class Engine:
                 f"mode '{mode}' needs a LoRA adapter: pass --lora FILE or load one in Settings"
             )
         generator = self.generator
-        generator.use_adapter(adapter, self.settings.lora_scale)
+        generator.use_adapter(adapter, self.adapter_scale())
         return generator
 
     # -- adapters ----------------------------------------------------------------------
@@ -306,6 +306,14 @@ class Engine:
         from models.bundled import grounding_adapter
 
         return grounding_adapter(self.model_path())
+
+    def adapter_scale(self) -> float:
+        """The user's scale for their own adapter; the grounding adapter's is its own."""
+        if self.settings.lora_path:
+            return self.settings.lora_scale
+        from models.bundled import GROUNDING_SCALE
+
+        return GROUNDING_SCALE
 
     def adapter_label(self) -> str | None:
         """How the adapter in use is named to the user."""

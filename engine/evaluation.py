@@ -146,7 +146,7 @@ class Evaluation:
         s = self.engine.settings
         return {
             "model": s.model_path or "bundled", "lora": str(self.engine.adapter_path()),
-            "lora_scale": s.lora_scale, "k": self._k(), "min_score": s.min_score,
+            "lora_scale": self.engine.adapter_scale(), "k": self._k(), "min_score": s.min_score,
             "max_tokens": self.config.max_tokens,
             "collection": self.config.collection or s.collection, "context": s.context_size,
             "system_prompt": s.system_prompt,

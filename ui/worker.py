@@ -241,7 +241,7 @@ class Worker(QObject):
                 chunks=stats.chunks,
                 bytes=stats.bytes,
                 collections=engine.collections(),
-                adapter_scale=engine.settings.lora_scale,
+                adapter_scale=engine.adapter_scale(),
             )
         )
 
