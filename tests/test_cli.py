@@ -166,7 +166,8 @@ def test_ask_streams_a_cited_answer_with_the_bundled_model(indexed: Indexed) -> 
     result = quire(data, "ask", "How long is the warranty?", "--json", "--max-tokens", "24")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert payload["mode"] == "rag" and payload["answer"]
+    # The bundled model's default mode: sources + its grounding adapter.
+    assert payload["mode"] == "hybrid" and payload["answer"]
     assert payload["sources"][0]["page"] == 3
     timings = payload["timings"]
     assert set(timings) >= {"retrieval_s", "first_token_s", "total_s", "tokens", "tokens_per_s"}

@@ -24,9 +24,13 @@ def setup(llm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     return data, adapter
 
 
-def test_lora_modes_need_an_adapter(tmp_path: Path) -> None:
-    result = quire(tmp_path / "data", "ask", "hi", "--mode", "lora")
+def test_lora_modes_need_an_adapter(tmp_path: Path, llm_path: Path) -> None:
+    other = tmp_path / "another-model.gguf"  # not the bundled model: no default adapter
+    other.symlink_to(llm_path)
+    result = quire(tmp_path / "data", "ask", "hi", "--mode", "lora", "--model", str(other))
     assert result.returncode == 1 and "needs a LoRA adapter" in result.stderr
+    bundled = quire(tmp_path / "data", "ask", "hi", "--mode", "lora", "--max-tokens", "8")
+    assert bundled.returncode == 0, bundled.stderr  # Quire's grounding adapter
 
 
 def test_converted_adapter_is_described(setup: tuple[Path, Path]) -> None:

@@ -202,10 +202,15 @@ def test_retrieval_only_run_through_the_cli(library: tuple[Path, Path]) -> None:
     assert "| search: hybrid | 2 | 1.00 |" in table
 
 
-def test_an_unloadable_mode_is_skipped_with_a_note(library: tuple[Path, Path]) -> None:
+def test_an_unloadable_mode_is_skipped_with_a_note(
+    library: tuple[Path, Path], llm_path: Path, tmp_path: Path
+) -> None:
     data, questions = library
     engine = Engine(data)
     engine.settings.lora_path = None
+    other = tmp_path / "another-model.gguf"  # not the bundled model: no default adapter
+    other.symlink_to(llm_path)
+    engine.settings.model_path = str(other)
     report = Evaluation(engine, questions, EvalConfig(modes=("lora",))).run()
     engine.close()
     assert "adapter" in report.skipped["lora"]

@@ -261,7 +261,7 @@ class ChatView(QWidget):
             item.setEnabled(available)
             item.setToolTip("" if available else LORA_HINT)
             base = MODES[row][0]
-            item.setText(f"{base} · {label}" if available and label else base)
+            self.mode.setItemText(row, f"{base} · {label}" if available and label else base)
         if not available and self.mode.currentIndex() in (2, 3):
             self.mode.setCurrentIndex(1)
         elif available and not self._hybrid_chosen:

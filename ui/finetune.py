@@ -210,6 +210,7 @@ class FineTuneView(QWidget):
         args = ["--epochs", str(self.epochs.value()), "--rank", str(self.rank.value())]
         args += ["--out", self._name(), "--progress-json", "--json"]
         self.chart.clear()
+        self.problems.clear()  # the run lists the left-out lines again
         self.result.hide()
         self.use_button.hide()
         self.status.setText("Loading the model for training…")
