@@ -194,7 +194,26 @@ def test_a_model_that_will_not_load_is_reported(open_window, qtbot, tmp_path):
     qtbot.waitUntil(lambda: window.settings.model_path is None, timeout=10_000)
 
 
-def test_lora_modes_wait_for_an_adapter(open_window, tmp_path):
+def use_another_model(data_dir: Path, llm_path: Path) -> None:
+    """Settings naming a model that is not the bundled one (so it has no default adapter)."""
+    from engine.settings import Settings
+
+    other = data_dir.parent / "another-model.gguf"
+    if not other.exists():
+        other.symlink_to(llm_path)
+    Settings(model_path=str(other)).save(data_dir)
+
+
+def test_bundled_model_starts_in_hybrid_with_grounded_answers(open_window, qtbot, tmp_path):
+    window = open_window(tmp_path / "data")
+    qtbot.waitUntil(lambda: window.chat.mode.currentData() == "hybrid", timeout=10_000)
+    assert window.chat.mode.currentText() == "Hybrid · grounded answers"
+    assert "grounded answers" in window.adapter_label.text()
+    assert window.compare.columns["hybrid"].title.text() == "Hybrid · grounded answers"
+
+
+def test_lora_modes_wait_for_an_adapter(open_window, tmp_path, llm_path):
+    use_another_model(tmp_path / "data", llm_path)
     window = open_window(tmp_path / "data")
     model = window.chat.mode.model()
     assert not model.item(2).isEnabled() and not model.item(3).isEnabled()

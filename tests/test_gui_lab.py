@@ -12,7 +12,7 @@ pytest.importorskip("PySide6")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from tests.test_gui_app import app, indexed_dir, open_window  # noqa: E402, F401
+from tests.test_gui_app import app, indexed_dir, open_window, use_another_model  # noqa: E402, F401
 
 pytestmark = pytest.mark.gui
 QUESTION = "When are the tomatoes watered?"
@@ -61,7 +61,10 @@ def close_dialog(window, qtbot) -> None:
     qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
 
 
-def test_adapter_loads_enables_lora_modes_and_persists(open_window, qtbot, tmp_path, adapter):
+def test_adapter_loads_enables_lora_modes_and_persists(
+    open_window, qtbot, tmp_path, adapter, llm_path
+):
+    use_another_model(tmp_path / "data", llm_path)
     window = open_window(tmp_path / "data")
     modes = window.chat.mode.model()
     assert not modes.item(2).isEnabled()
@@ -135,10 +138,11 @@ def test_compare_answers_in_all_four_modes(open_window, indexed_dir, qtbot, tmp_
 
 
 def test_compare_without_adapter_greys_two_modes_and_stops(
-    open_window, indexed_dir, qtbot, tmp_path
+    open_window, indexed_dir, qtbot, tmp_path, llm_path
 ):
     data_dir = tmp_path / "data"
     shutil.copytree(indexed_dir, data_dir)
+    use_another_model(data_dir, llm_path)
     window = open_window(data_dir)
     view = window.compare
     view.max_tokens = 8
