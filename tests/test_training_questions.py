@@ -247,7 +247,7 @@ def test_ideal_answers_are_short_and_hold_the_answer():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 9 open: the borg and git questions (and half of gnuplot) are not written yet",
+    reason="issue 9 open: the borg questions (and half of gnuplot) are not written yet",
 )
 def test_enough_questions():
     """Fails while the question files are still being written."""
@@ -257,7 +257,7 @@ def test_enough_questions():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 9 open: the borg and git questions (and half of gnuplot) are not written yet",
+    reason="issue 9 open: the borg questions (and half of gnuplot) are not written yet",
 )
 def test_every_document_set_has_questions():
     counts = Counter()
@@ -271,7 +271,7 @@ def test_every_document_set_has_questions():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 9 open: the borg and git questions (and half of gnuplot) are not written yet",
+    reason="issue 9 open: the borg questions (and half of gnuplot) are not written yet",
 )
 def test_every_html_page_has_a_question():
     asked = {q.get("doc") for _, q in ANSWERABLE}
