@@ -245,20 +245,13 @@ def test_ideal_answers_are_short_and_hold_the_answer():
 # --------------------------------------------------------------------------- coverage
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 open: the borg questions (and half of gnuplot) are not written yet",
-)
 def test_enough_questions():
     """Fails while the question files are still being written."""
     assert len(ANSWERABLE) >= MIN_ANSWERABLE, f"{len(ANSWERABLE)} answerable questions"
     assert len(ABSENT) >= MIN_ABSENT, f"{len(ABSENT)} absent questions"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 open: the borg questions (and half of gnuplot) are not written yet",
-)
+@pytest.mark.xfail(strict=True, reason="issue 9 open: no BorgBackup questions are written yet")
 def test_every_document_set_has_questions():
     counts = Counter()
     for _, q in ANSWERABLE:
@@ -269,10 +262,7 @@ def test_every_document_set_has_questions():
     assert not thin, f"fewer than {MIN_PER_SET} questions on: {thin}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 open: the borg questions (and half of gnuplot) are not written yet",
-)
+@pytest.mark.xfail(strict=True, reason="issue 9 open: no BorgBackup questions are written yet")
 def test_every_html_page_has_a_question():
     asked = {q.get("doc") for _, q in ANSWERABLE}
     pages = [
