@@ -268,7 +268,7 @@ def _message_markdown(message: Message) -> list[str]:
         lines += ["**Sources**", ""]
         for number, source in enumerate(message.sources, start=1):
             passage = " ".join(source.text.split())
-            lines.append(f"{number}. {source_label(source)} (score {source.score:.2f})  ")
+            lines.append(f"{number}. {source_label(source)} ({source.score_label()})  ")
             lines.append(f"   `{source.path}`")
             lines.append(f"   > {passage}")
         lines.append("")

@@ -34,11 +34,18 @@ class RetrievalTiming:
 
 def rrf(rankings: list[list[int]], k: int = RRF_K) -> list[int]:
     """Reciprocal rank fusion: ids ordered by sum of 1/(k + rank) over the lists."""
+    return [item for item, _ in fused(rankings, k)]
+
+
+def fused(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:
+    """(id, relevance) best first: the reciprocal-rank-fusion score over the lists, as a
+    share of the most it can be (first in every list), so 1.0 is the best possible."""
     scores: dict[int, float] = {}
     for ranking in rankings:
         for rank, item in enumerate(ranking, start=1):
             scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-    return sorted(scores, key=lambda item: -scores[item])
+    best = len(rankings) / (k + 1) or 1.0
+    return sorted(((item, score / best) for item, score in scores.items()), key=lambda x: -x[1])
 
 
 class Retriever:
@@ -60,7 +67,8 @@ class Retriever:
         """The top-k passages for `query`, best first.
 
         `score` is the cosine similarity of the passage to the query (0-1), whatever the
-        method, so `min_score` means the same thing for all three.
+        method, so `min_score` means the same thing for all three. `relevance` is what the
+        order follows (see `fused`): the number to show beside a ranked list.
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
@@ -71,8 +79,8 @@ class Retriever:
             return []
         qvec = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
         timing.embed_s = time.perf_counter() - start
-        order = self._candidates(query, qvec, k, collection, method, timing)
-        results = self._results(order, qvec, k, min_score)
+        ranked = self._candidates(query, qvec, k, collection, method, timing)
+        results = self._results(ranked, qvec, k, min_score)
         timing.total_s = time.perf_counter() - start
         self.last_timing = timing
         return results
@@ -85,7 +93,7 @@ class Retriever:
         collection: str | None,
         method: str,
         timing: RetrievalTiming,
-    ) -> list[int]:
+    ) -> list[tuple[int, float]]:
         depth = k if method != "hybrid" else max(50, 5 * k)
         lists: list[list[int]] = []
         if method in ("hybrid", "vector"):
@@ -96,25 +104,26 @@ class Retriever:
             t = time.perf_counter()
             lists.append([i for i, _ in self.store.keyword_search(query, depth, collection)])
             timing.keyword_s = time.perf_counter() - t
-        return rrf(lists) if method == "hybrid" else lists[0]
+        return fused(lists)
 
     def _results(
-        self, order: list[int], qvec: np.ndarray, k: int, min_score: float
+        self, ranked: list[tuple[int, float]], qvec: np.ndarray, k: int, min_score: float
     ) -> list[SearchResult]:
-        if not order:
+        if not ranked:
             return []
+        order = [i for i, _ in ranked]
         vectors = self.store.vectors(order)
         similarity = np.clip(vectors @ qvec, 0.0, 1.0)
-        kept: list[tuple[int, float]] = []
+        kept: list[tuple[int, float, float]] = []
         kept_rows: list[int] = []
-        for row, (i, score) in enumerate(zip(order, similarity, strict=True)):
+        for row, ((i, relevance), score) in enumerate(zip(ranked, similarity, strict=True)):
             if score < min_score or _duplicate(vectors, row, kept_rows):
                 continue
-            kept.append((i, float(score)))
+            kept.append((i, float(score), relevance))
             kept_rows.append(row)
             if len(kept) == k:
                 break
-        rows = {row.chunk_id: row for row in self.store.fetch([i for i, _ in kept])}
+        rows = {row.chunk_id: row for row in self.store.fetch([i for i, _, _ in kept])}
         return [
             SearchResult(
                 rank=rank,
@@ -126,8 +135,9 @@ class Retriever:
                 text=rows[i].text,
                 chunk_id=i,
                 collection=rows[i].collection,
+                relevance=round(relevance, 4),
             )
-            for rank, (i, score) in enumerate(kept, start=1)
+            for rank, (i, score, relevance) in enumerate(kept, start=1)
         ]
 
 

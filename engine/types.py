@@ -38,10 +38,18 @@ class SearchResult:
     path: str  # absolute path
     page: int | None
     section: str | None
-    score: float
+    score: float  # cosine similarity to the question (what the relevance cutoff uses)
     text: str
     chunk_id: int = 0
     collection: str = ""
+    relevance: float = 0.0  # what the order follows, 0-1 (fused rank score); shown to users
+
+    def score_label(self) -> str:
+        """The number to show beside the result, one that agrees with the order; answers
+        saved before relevance existed have only their similarity."""
+        if self.relevance > 0:
+            return f"relevance {self.relevance:.2f}"
+        return f"similarity {self.score:.2f}"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

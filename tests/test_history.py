@@ -68,7 +68,7 @@ def test_export_markdown_lists_sources(data_dir: Path) -> None:
     assert text.startswith("# When do backups run?\n")
     assert "## When do backups run?" in text
     assert "Nightly [1]." in text
-    assert "1. manual.pdf, page 12 (score 0.83)" in text
+    assert "1. manual.pdf, page 12 (similarity 0.83)" in text
     assert "> Backups run nightly at two o'clock." in text
 
 

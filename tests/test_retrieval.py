@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.retrieval import Retriever, rrf
+from engine.retrieval import Retriever, fused, rrf
 from engine.store import Store
 from engine.types import Chunk
 
@@ -120,6 +120,29 @@ def test_collection_filter_and_empty_query(
 def test_rrf_rewards_agreement() -> None:
     assert rrf([[1, 2, 3], [3, 4]])[0] == 3
     assert rrf([[1, 2], []]) == [1, 2]
+
+
+def test_fused_relevance_is_a_share_of_the_best_possible() -> None:
+    ranked = dict(fused([[1, 2, 3], [1, 4]]))
+    assert ranked[1] == pytest.approx(1.0)  # first in both lists
+    assert ranked[2] < ranked[1] and ranked[4] < ranked[1]
+    assert ranked[3] < ranked[2]
+
+
+@pytest.mark.parametrize("method", ["hybrid", "vector", "keyword"])
+def test_shown_relevance_agrees_with_the_order(retriever: Retriever, method: str) -> None:
+    """Cosine similarity can rise down a hybrid list; the number users see must not."""
+    disagreements = 0
+    for query in ("sync daemon error", "ZX-4471", "tomato", "save money", "dog", "train fares"):
+        results = retriever.search(query, k=10, method=method)
+        shown = [r.relevance for r in results]
+        assert shown == sorted(shown, reverse=True), (query, shown)
+        assert all(0.0 < x <= 1.0 for x in shown)
+        assert all(r.score_label() == f"relevance {r.relevance:.2f}" for r in results)
+        cosine = [r.score for r in results]
+        disagreements += cosine != sorted(cosine, reverse=True)
+    if method == "hybrid":
+        assert disagreements > 0  # why relevance exists: similarity alone would disagree
 
 
 def test_unknown_method_is_rejected(retriever: Retriever) -> None:

@@ -165,7 +165,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not results:
         print("No matching passages. Index documents with: python main.py ingest PATH")
     for r in results:
-        print(f"{r.rank}. {source_label(r)}  (score {r.score:.2f})")
+        print(f"{r.rank}. {source_label(r)}  ({r.score_label()})")
         print(f"   {_snippet(r.text)}\n")
     return 0
 
@@ -242,7 +242,7 @@ def _print_answer_end(payload: dict[str, Any], as_json: bool, sources: list[Sear
         print("\n[stopped]", end="")
     print("\n")
     for i, source in enumerate(sources, 1):
-        print(f"[{i}] {source_label(source)}  (score {source.score:.2f})")
+        print(f"[{i}] {source_label(source)}  ({source.score_label()})")
     print(
         f"\n{t['tokens']} tokens, first token {t['first_token_s']:.2f} s, "
         f"{t['tokens_per_s']:.1f} tokens/s, retrieval {t['retrieval_s'] * 1000:.0f} ms",

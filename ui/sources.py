@@ -117,8 +117,13 @@ class SourceCard(QFrame):
         name = QLabel(f"<b>{html.escape(self.source.document)}</b>")
         where = QLabel(html.escape(location(self.source)))
         where.setObjectName("muted")
-        score = QLabel(f"score {self.source.score:.2f}")
+        score = QLabel(self.source.score_label())
         score.setObjectName("score")
+        score.setToolTip(
+            f"Results are ordered by relevance: the vector and keyword searches' ranks "
+            f"combined (1.00: first in both).\nSimilarity to the question: "
+            f"{self.source.score:.2f} (cosine; the relevance cutoff uses this)."
+        )
         for widget in (badge, name, where):
             row.addWidget(widget)
         row.addStretch(1)
