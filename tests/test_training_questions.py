@@ -251,7 +251,6 @@ def test_enough_questions():
     assert len(ABSENT) >= MIN_ABSENT, f"{len(ABSENT)} absent questions"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 open: no BorgBackup questions are written yet")
 def test_every_document_set_has_questions():
     counts = Counter()
     for _, q in ANSWERABLE:
@@ -262,7 +261,6 @@ def test_every_document_set_has_questions():
     assert not thin, f"fewer than {MIN_PER_SET} questions on: {thin}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 open: no BorgBackup questions are written yet")
 def test_every_html_page_has_a_question():
     asked = {q.get("doc") for _, q in ANSWERABLE}
     pages = [

@@ -6,8 +6,9 @@ time: the engine's search over an index of the training corpus (same defaults, r
 cutoff and de-duplication), numbered by `build_prompt` with the app's system prompt and
 context budget. The target states the fact in the question's ideal answer and cites the
 source that holds it as [n]. Each answerable question gives one example with the gold
-passage at a random position, three in ten a second one arranged afresh, and one in
-twenty an example with the gold passage removed; those, like the absent questions, are
+passage at a random position (SECOND_SHARE of them a second one arranged afresh, none by
+default: an hour of CPU is the budget), and one in twenty an example with the gold
+passage removed; those, like the absent questions, are
 answered with the exact "don't know" sentence. About a fifth of the targets are refusals:
 the first adapter, trained with 28%, refused 63% of the answerable development questions.
 
@@ -37,7 +38,7 @@ from engine.types import SearchResult  # noqa: E402
 
 QUESTIONS = REPO / "training" / "questions"
 CORPUS = REPO.parent / "shared" / "training-corpus"
-SECOND_SHARE = 0.3  # answerable questions that get a second arrangement of their sources
+SECOND_SHARE = 0.0  # answerable questions that get a second arrangement of their sources
 REMOVED_SHARE = 0.05  # answerable questions that also get an example without the gold passage
 DEEP_K = 40  # how far to look for the gold passage when the top-k missed it
 
