@@ -18,6 +18,7 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from engine.adapters import AdapterSet
+from engine.threads import answer_threads
 from engine.types import Timings, UserError
 
 # Gemma's real turn format. The bundled Gemma 3 GGUF carries no chat template, and
@@ -43,7 +44,9 @@ class Generator:
         seed: int = 0,
     ) -> None:
         self.model_path = Path(model_path)
-        self.llm = _load(self.model_path, context_size, threads, seed)
+        self.fixed_threads = threads  # None: each answer takes the cores free when it starts
+        self.threads = answer_threads(threads)
+        self.llm = _load(self.model_path, context_size, self.threads, seed)
         self.chat = ChatFormat(self.llm)
         self.last_timings = Timings()
         self._cancel = threading.Event()
@@ -106,6 +109,7 @@ class Generator:
             )
         self._cancel.clear()
         self._caller_cancel = cancel
+        self._fit_threads()
         if seed is not None:
             self.llm.set_seed(seed)
         try:
@@ -114,6 +118,13 @@ class Generator:
             yield from self._run(tokens, stop, min(max_tokens, budget), temperature)
         finally:
             self._caller_cancel = None
+
+    def _fit_threads(self) -> None:
+        """Use the cores free right now (engine/threads.py says why), or the user's count."""
+        wanted = answer_threads(self.fixed_threads)
+        if wanted != self.threads:
+            llama_cpp.llama_set_n_threads(self.llm.ctx, wanted, wanted)
+            self.threads = wanted
 
     def _run(
         self, tokens: list[int], stop: list[str], max_tokens: int, temperature: float
@@ -238,7 +249,7 @@ def _check_gguf(path: Path) -> None:
             raise UserError(f"{path.name}: not a GGUF model file; Quire runs GGUF models only")
 
 
-def _load(path: Path, context_size: int, threads: int | None, seed: int) -> llama_cpp.Llama:
+def _load(path: Path, context_size: int, threads: int, seed: int) -> llama_cpp.Llama:
     """Load a GGUF model, turning llama.cpp's failures into one clear line."""
     _check_gguf(path)
     _quiet_llama_logs()
@@ -246,7 +257,8 @@ def _load(path: Path, context_size: int, threads: int | None, seed: int) -> llam
         return llama_cpp.Llama(
             model_path=str(path),
             n_ctx=context_size,
-            n_threads=threads or os.cpu_count() or 2,
+            n_threads=threads,
+            n_threads_batch=threads,
             n_batch=512,
             seed=seed,
             verbose=False,

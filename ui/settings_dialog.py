@@ -52,7 +52,10 @@ class SettingsDialog(QDialog):
 
     def _add_fields(self, form: QFormLayout, settings: Settings) -> None:
         self.threads = QSpinBox(self, minimum=0, maximum=os.cpu_count() or 64)
-        self.threads.setSpecialValueText("all cores")
+        self.threads.setSpecialValueText("auto (free cores)")
+        self.threads.setToolTip(
+            "Auto: each answer uses the cores other programs leave free when it starts"
+        )
         self.threads.setValue(settings.threads or 0)
         self.context = QSpinBox(self, minimum=512, maximum=131072, singleStep=512)
         self.context.setValue(settings.context_size)
