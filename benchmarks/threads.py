@@ -82,7 +82,10 @@ def report(condition: str, result: dict) -> dict:
         print(f"  {name:>7}  {used:>7}  {r['tokens_per_s']:8.1f}  {r['first_token_s']:13.2f}")
     ratio = auto["tokens_per_s"] / best["tokens_per_s"]
     first = auto["first_token_s"] / best["first_token_s"]
-    print(f"  auto / best fixed ({best_name} threads): tokens/s {ratio:.2f}x, first token {first:.2f}x")
+    print(
+        f"  auto / best fixed ({best_name} threads): "
+        f"tokens/s {ratio:.2f}x, first token {first:.2f}x"
+    )
     return {"best_fixed": best_name, "tokens_per_s_ratio": ratio, "first_token_ratio": first}
 
 

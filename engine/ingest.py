@@ -91,6 +91,7 @@ class Ingestor:
         jobs = self._plan(files, collection, report)
         tick = _Ticker(len(files), start, progress)
         tick.files_done = len(files) - len(jobs)
+        tick.bytes_total = sum(job.size for job in jobs)
         pending: list[tuple[Parsed, _Job]] = []
         for parsed, job in self._parse_all(jobs, cancel):
             if cancel.is_set():
@@ -199,7 +200,7 @@ class Ingestor:
         tick.current = job.path.name
         self.store.record_failure(collection, str(job.path), parsed.error or "unreadable")
         report.failed.append((str(job.path), parsed.error or "unreadable"))
-        tick.file_done(0)
+        tick.file_done(0, job.size)
 
     def _embed_and_store(
         self,
@@ -209,40 +210,58 @@ class Ingestor:
         tick: _Ticker,
         cancel: threading.Event,
     ) -> None:
-        """Embed the chunks of several documents together, then write each in its own
-        transaction. A cancel before the writes leaves all of them in their old version."""
-        texts = [
-            chunking.embedding_text(chunk, job.path.stem)
-            for parsed, job in pending
-            for chunk in parsed.chunks
+        """Embed the chunks of several documents slice by slice, in document order (each
+        document's longest chunks first), and write each document in its own transaction
+        the moment its last chunk is embedded: a cancel, a crash or a kill keeps every
+        finished file and never half of one."""
+        texts: list[str] = []
+        owner: list[tuple[int, int]] = []  # (document, chunk) of each text, in embedding order
+        for doc, (parsed, job) in enumerate(pending):
+            own = [chunking.embedding_text(c, job.path.stem) for c in parsed.chunks]
+            for i in sorted(range(len(own)), key=lambda i: -len(own[i])):
+                texts.append(own[i])
+                owner.append((doc, i))
+        vectors = [
+            np.empty((len(parsed.chunks), self.embedder.dim), dtype=np.float32)
+            for parsed, _ in pending
         ]
-        names = [job.path.name for _, job in pending]
-        tick.current = names[0] + (f" (+{len(names) - 1} more)" if len(names) > 1 else "")
-        vectors = self._embed(texts, tick, cancel)
-        if vectors is None:
-            return
-        start = 0
-        for parsed, job in pending:
-            stop = start + len(parsed.chunks)
-            self._write(parsed, job, collection, vectors[start:stop])
-            start = stop
-            report.indexed.append(str(job.path))
-            report.chunks += len(parsed.chunks)
-            report.pages += parsed.pages
-            tick.current = job.path.name
-            tick.file_done(parsed.pages)
-
-    def _embed(self, texts: list[str], tick: _Ticker, cancel: threading.Event) -> np.ndarray | None:
-        """Vectors in the order of `texts`, embedded longest first; None when cancelled."""
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), self.embedder.dim), dtype=np.float32)
-        for start in range(0, len(order), EMBED_SLICE):
+        left = [len(parsed.chunks) for parsed, _ in pending]
+        for doc, count in enumerate(left):
+            if count == 0:  # nothing to embed (an empty page): written at once
+                self._finish(pending[doc], vectors[doc], collection, report, tick)
+        for start in range(0, len(texts), EMBED_SLICE):
             if cancel.is_set():
-                return None
-            idx = order[start : start + EMBED_SLICE]
-            out[idx] = self.embedder.embed([texts[i] for i in idx], sort_by_length=False)
-            tick.chunks(len(idx))
-        return out
+                return
+            piece = range(start, min(start + EMBED_SLICE, len(texts)))
+            tick.current = pending[owner[start][0]][1].path.name
+            embedded = self.embedder.embed([texts[i] for i in piece], sort_by_length=False)
+            for row, i in zip(embedded, piece, strict=True):
+                doc, chunk = owner[i]
+                vectors[doc][chunk] = row
+                left[doc] -= 1
+                if left[doc] == 0:
+                    self._finish(pending[doc], vectors[doc], collection, report, tick)
+            doc = owner[piece[-1]][0]
+            parsed, job = pending[doc]
+            done = len(parsed.chunks) - left[doc]
+            tick.chunks(len(piece), job.size * done / len(parsed.chunks) if left[doc] else 0.0)
+
+    def _finish(
+        self,
+        item: tuple[Parsed, _Job],
+        vectors: np.ndarray,
+        collection: str,
+        report: IngestReport,
+        tick: _Ticker,
+    ) -> None:
+        """Commit one fully embedded document and count it."""
+        parsed, job = item
+        self._write(parsed, job, collection, vectors)
+        report.indexed.append(str(job.path))
+        report.chunks += len(parsed.chunks)
+        report.pages += parsed.pages
+        tick.current = job.path.name
+        tick.file_done(parsed.pages, job.size)
 
     def _write(self, parsed: Parsed, job: _Job, collection: str, vectors: np.ndarray) -> None:
         self.store.replace_document(
@@ -265,15 +284,20 @@ class _Ticker:
     def __init__(self, total: int, start: float, callback: ProgressFn | None) -> None:
         self.total, self.start, self.callback = total, start, callback
         self.files_done = self.chunks_done = self.pages_done = 0
+        self.bytes_done = self.bytes_total = 0
+        self.partial = 0.0  # bytes' worth of the current file's passages already embedded
         self.current = ""
 
-    def chunks(self, n: int) -> None:
+    def chunks(self, n: int, partial_bytes: float = 0.0) -> None:
         self.chunks_done += n
+        self.partial = partial_bytes
         self._emit()
 
-    def file_done(self, pages: int) -> None:
+    def file_done(self, pages: int, size: int = 0) -> None:
         self.files_done += 1
         self.pages_done += pages
+        self.bytes_done += size
+        self.partial = 0.0
         self._emit()
 
     def _emit(self) -> None:
@@ -287,6 +311,8 @@ class _Ticker:
                     self.pages_done,
                     self.current,
                     elapsed,
+                    min(self.bytes_total, self.bytes_done + round(self.partial)),
+                    self.bytes_total,
                 )
             )
 

@@ -93,7 +93,16 @@ class IngestProgress:
     pages_done: int
     current: str  # file name being worked on
     elapsed_s: float
+    bytes_done: int = 0  # of the files this run (re)indexes: finished files plus the
+    bytes_total: int = 0  # share of the current batch's passages already embedded
 
     @property
     def chunks_per_s(self) -> float:
         return self.chunks_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left, from the bytes done so far; None until there is a rate."""
+        if self.bytes_done <= 0 or self.bytes_total <= 0 or self.elapsed_s < 1.0:
+            return None
+        return max(0.0, self.elapsed_s * (self.bytes_total - self.bytes_done) / self.bytes_done)

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from engine import ingest
@@ -41,26 +40,53 @@ def store(tmp_path: Path, embedder: Any) -> Iterator[Store]:
 def test_documents_batched_together_keep_their_own_vectors(
     folder: Path, store: Store, embedder: Any
 ) -> None:
-    report = Ingestor(store, embedder, workers=1).run([folder])
+    seen: list[IngestProgress] = []
+    report = Ingestor(store, embedder, workers=1).run([folder], progress=seen.append)
     assert sorted(Path(p).name for p in report.indexed) == sorted(TOPICS)
+    total = sum(f.stat().st_size for f in folder.iterdir())
+    done = [p.bytes_done for p in seen]
+    assert done == sorted(done) and seen[-1].bytes_done == seen[-1].bytes_total == total
+    assert seen[-1].files_done == len(TOPICS) and seen[-1].eta_s in (None, 0.0)
     for name, text in TOPICS.items():
         ((top, _),) = store.vector_search(embedder.embed_query(text), 1)
         assert store.fetch([top])[0].document == name
 
 
-def test_cancel_while_embedding_writes_no_half_batch(
-    folder: Path, store: Store, embedder: Any, monkeypatch: pytest.MonkeyPatch
+def test_cancel_keeps_every_finished_file_and_no_half_of_one(
+    folder: Path, store: Store, embedder: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """Files are committed as they finish, so a cancel keeps them (issue 11)."""
     monkeypatch.setattr(ingest, "EMBED_SLICE", 1)
+    long_text = " ".join(f"Sentence {i} about the lighthouse keeper's log." for i in range(400))
+    (folder / "zz-long.txt").write_text(long_text)
+    with Store(tmp_path / "full.sqlite3", model=embedder.name, dim=embedder.dim) as full:
+        Ingestor(full, embedder, workers=1).run([folder])
+        expected = {d.name: d.chunks for d in full.documents()}
+    assert expected["zz-long.txt"] > 3
     cancel = threading.Event()
+    seen: list[IngestProgress] = []
 
     def progress(p: IngestProgress) -> None:
-        if p.chunks_done >= 1:
+        seen.append(p)
+        if p.chunks_done >= len(TOPICS) + 2:  # in the middle of the long file
             cancel.set()
 
     report = Ingestor(store, embedder, workers=1).run([folder], progress=progress, cancel=cancel)
-    assert report.cancelled and report.indexed == []
-    assert store.documents() == [] and store.vector_search(np.ones(embedder.dim), 3) == []
+    kept = {d.name: d.chunks for d in store.documents()}
+    assert report.cancelled
+    assert kept == {name: expected[name] for name in TOPICS}  # the four small files, whole
+    assert sorted(Path(p).name for p in report.indexed) == sorted(TOPICS)
+    files_done = [p.files_done for p in seen]
+    assert files_done == sorted(files_done) and 0 < files_done[0] < len(TOPICS)  # moved
+    again = Ingestor(store, embedder, workers=1).run([folder])
+    assert [Path(p).name for p in again.indexed] == ["zz-long.txt"]
+    assert {d.name: d.chunks for d in store.documents()} == expected
+
+
+def test_eta_follows_the_bytes_left() -> None:
+    snap = IngestProgress(1, 4, 10, 2, "a.pdf", elapsed_s=30.0, bytes_done=100, bytes_total=400)
+    assert snap.eta_s == pytest.approx(90.0)
+    assert IngestProgress(0, 4, 0, 0, "", 0.5, 0, 400).eta_s is None
 
 
 def test_unchanged_files_are_skipped_without_hashing(

@@ -98,7 +98,9 @@ def arrange(
     for _ in range(2 if rng.random() < SECOND_SHARE else 1):
         position = rng.randint(0, len(others))
         sources = [*others[:position], gold, *others[position:]]
-        arrangements.append((sources, cite(question["ideal"], position + 1), f"gold@{position + 1}"))
+        arrangements.append(
+            (sources, cite(question["ideal"], position + 1), f"gold@{position + 1}")
+        )
     if rng.random() < REMOVED_SHARE:
         arrangements.append((distractors[:k], DONT_KNOW, "removed"))
     return arrangements

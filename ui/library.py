@@ -39,6 +39,16 @@ def dropped_paths(event: QDropEvent | QDragEnterEvent) -> list[str]:
     return [url.toLocalFile() for url in urls if url.isLocalFile()]
 
 
+def _duration(seconds: float) -> str:
+    """ "45 s", "3 min", "1 h 05 min": an ETA people read at a glance."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 def report_text(report: IngestReport) -> str:
     parts = [f"indexed {len(report.indexed)}", f"unchanged {len(report.skipped)}"]
     if report.failed:
@@ -222,14 +232,21 @@ class LibraryView(QWidget):
         snap = self._progress
         if snap is None or not self.indexing:
             return
-        self.progress.setRange(0, max(snap.files_total, 1) * 100)
-        self.progress.setValue(snap.files_done * 100 + self._file_share(snap))
+        if snap.bytes_total > 0:  # the work left, by the size of the files still to do
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(round(1000 * snap.bytes_done / snap.bytes_total))
+        else:
+            self.progress.setRange(0, max(snap.files_total, 1) * 100)
+            self.progress.setValue(snap.files_done * 100 + self._file_share(snap))
         self.progress.setFormat(
             f"{snap.files_done} / {snap.files_total} files · {snap.chunks_done} passages"
         )
+        eta = snap.eta_s
+        left = f" · about {_duration(eta)} left" if eta is not None else ""
         self.progress_label.setText(
             f"{snap.files_done} of {snap.files_total} files · {snap.pages_done} pages · "
-            f"{snap.chunks_done} passages · {snap.chunks_per_s:.0f} passages/s · {snap.current}"
+            f"{snap.chunks_done} passages · {snap.chunks_per_s:.0f} passages/s{left} · "
+            f"{snap.current}"
         )
 
     def _file_share(self, snap: IngestProgress) -> int:
