@@ -147,15 +147,29 @@ def test_add_documents_shows_progress_and_cancel_stops(open_window, qtbot, tmp_p
         library.add_paths(paths)
     assert library.progress_box.isVisibleTo(window)
     qtbot.waitUntil(lambda: "of 43 files" in library.progress_label.text(), timeout=5_000)
+    # Asked while indexing runs: both say why they wait, then are answered after it.
+    window.search.query.setText("boats")
+    window.search.run_search()
+    assert window.search.summary.text().startswith("Waiting for indexing to finish (")
+    window.chat.ask("Where is the sailing boat moored?", "rag")
+    card = window.chat._card
+    assert "Waiting for indexing to finish" in card.body.toPlainText()
+    qtbot.waitUntil(lambda: "files" in library.progress_label.text(), timeout=5_000)
     with qtbot.waitSignal(worker.ingest_finished, timeout=120_000) as finished:
         qtbot.mouseClick(library.cancel_button, Qt.MouseButton.LeftButton)
     report = finished.args[0]
     assert report.cancelled
     assert len(report.indexed) < 43
+    kept = {Path(p).name for p in report.indexed}  # committed as they finished
+    qtbot.waitUntil(lambda: not window.chat.busy, timeout=90_000)  # answered after it
+    assert "Waiting for indexing" not in card.body.toPlainText()
+    qtbot.waitUntil(lambda: not window.search.summary.text().startswith("Waiting"), timeout=10_000)
+    assert window.bridge.waiting_note() == ""
     assert not library.progress_box.isVisibleTo(window)
     assert library.summary.text().startswith("Stopped:")
 
-    # Adding again finishes, and every document shows up with its status.
+    # What the cancelled run finished is in the index; adding again finishes the rest.
+    qtbot.waitUntil(lambda: library.tree.topLevelItemCount() >= len(kept), timeout=10_000)
     with qtbot.waitSignal(worker.ingest_finished, timeout=300_000) as finished:
         library.add_paths(paths[:3])
     assert not finished.args[0].cancelled

@@ -286,6 +286,9 @@ class ChatView(QWidget):
         self._add_question(question)
         self._question = question
         self._card = self._add_card(mode)
+        waiting = self.bridge.waiting_note()
+        if waiting:  # the engine is indexing: say so instead of a silent "…"
+            self._card.body.set_markdown(f"*{waiting}*")
         self._set_busy(True)
         options = AskOptions(collection=self.collection, max_tokens=self.max_tokens)
         self.bridge.ask(question, mode, options)

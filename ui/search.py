@@ -86,7 +86,7 @@ class SearchView(QWidget):
             self.results.set_sources([], "")
             return
         self._pending = text
-        self.summary.setText("Searching…")
+        self.summary.setText(self.bridge.waiting_note() or "Searching…")
         self.bridge.search(text, self.k.value(), self.collection, self.method.currentData())
 
     @Slot(str, list)

@@ -74,6 +74,18 @@ def lower_thread_priority(step: int = WORKER_NICE) -> None:
         log.info("could not lower the worker thread's priority")
 
 
+class Counter:
+    """An int two threads change: index runs asked for (GUI) and ended (worker)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def change(self, by: int) -> None:
+        with self._lock:
+            self.value += by
+
+
 class Worker(QObject):
     """Owns the Engine; every slot runs in the worker thread.
 
@@ -98,6 +110,7 @@ class Worker(QObject):
         super().__init__()
         self.data_dir = data_dir
         self.ingest_cancel = threading.Event()
+        self.index_runs = Counter()  # ingest requests queued or running
         self.answer_stop = threading.Event()  # also covers a stop before generation began
         self.engine: Engine | None = None
 
@@ -132,7 +145,10 @@ class Worker(QObject):
 
     @Slot(list, str)
     def ingest(self, paths: list[str], collection: str) -> None:
-        self._run("ingest", lambda engine: self._ingest(engine, paths, collection))
+        try:
+            self._run("ingest", lambda engine: self._ingest(engine, paths, collection))
+        finally:
+            self.index_runs.change(-1)
 
     def _ingest(self, engine: Engine, paths: list[str], collection: str) -> None:
 
@@ -155,7 +171,10 @@ class Worker(QObject):
     @Slot(list)
     def reindex_watched(self, folders: list[str]) -> None:
         """Re-ingest watched folders into the collections that hold their documents."""
-        self._run("ingest", lambda engine: self._reindex(engine, folders))
+        try:
+            self._run("ingest", lambda engine: self._reindex(engine, folders))
+        finally:
+            self.index_runs.change(-1)
 
     def _reindex(self, engine: Engine, folders: list[str]) -> None:
         docs = engine.documents()
@@ -316,6 +335,8 @@ class Bridge(QObject):
         for name in RELAYED:  # queued: the bridge lives in the GUI thread
             getattr(self.worker, name).connect(getattr(self, name))
         self.lab = Lab(self.worker, self.thread, self)
+        self._index_progress: IngestProgress | None = None
+        self.ingest_progressed.connect(self._on_index_progress)
 
     def start(self, preload: bool = False) -> None:
         """Start the worker thread; connect to the worker's signals before this.
@@ -339,13 +360,34 @@ class Bridge(QObject):
 
     def ingest(self, paths: list[str], collection: str) -> None:
         self.worker.ingest_cancel.clear()
+        self.worker.index_runs.change(+1)
         self._ingest_requested.emit(paths, collection)
+
+    def waiting_note(self) -> str:
+        """Why a search or a question sent now waits ("" when nothing holds the engine):
+        indexing owns the engine until it ends, and requests queue behind it."""
+        if self.worker.index_runs.value <= 0:
+            self._index_progress = None
+            return ""
+        snap = self._index_progress
+        where = ""
+        if snap is not None:
+            eta = snap.eta_s
+            left = f", about {round(eta / 60)} min left" if eta and eta >= 90 else ""
+            left = left or (f", about {round(eta)} s left" if eta else "")
+            where = f" ({snap.files_done} of {snap.files_total} files{left})"
+        return f"Waiting for indexing to finish{where}; this runs right after."
+
+    @Slot(object)
+    def _on_index_progress(self, snapshot: IngestProgress) -> None:
+        self._index_progress = snapshot
 
     def cancel_ingest(self) -> None:
         self.worker.ingest_cancel.set()
 
     def reindex(self, folders: list[str]) -> None:
         self.worker.ingest_cancel.clear()
+        self.worker.index_runs.change(+1)
         self._reindex_requested.emit(folders)
 
     def search(self, query: str, k: int, collection: str, method: str = "hybrid") -> None:
