@@ -246,7 +246,7 @@ def _check_gguf(path: Path) -> None:
         raise UserError(f"{path}: model file not found; pick a GGUF file in Settings or --model")
     with path.open("rb") as handle:
         if handle.read(4) != b"GGUF":
-            raise UserError(f"{path.name}: not a GGUF model file; Quire runs GGUF models only")
+            raise UserError(f"{path.name} is not a GGUF file; Quire runs GGUF models only")
 
 
 def _load(path: Path, context_size: int, threads: int, seed: int) -> llama_cpp.Llama:

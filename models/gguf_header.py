@@ -88,12 +88,12 @@ def read_header(path: Path, tensors: bool = False) -> GGUFHeader:
 
 def _check_start(path: Path, head: bytes) -> None:
     if head[:4] != MAGIC:
-        raise UserError(f"{path}: not a GGUF model file (starts with {head[:4]!r}, not b'GGUF')")
+        raise UserError(f"{path.name} is not a GGUF file (models and adapters are GGUF files)")
     version = struct.unpack_from("<I", head, 4)[0] if len(head) >= 8 else 0
     if version not in (2, 3):
-        raise UserError(f"{path}: unsupported GGUF version {version} (expected 2 or 3)")
+        raise UserError(f"{path.name} is a GGUF file of version {version}, which Quire cannot read")
     if len(head) < 24:
-        raise UserError(f"{path}: not a GGUF model file (truncated header)")
+        raise UserError(f"{path.name} is cut short: not a complete GGUF file")
 
 
 def _walk(data: mmap.mmap, tensors: bool) -> GGUFHeader:

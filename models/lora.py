@@ -366,7 +366,7 @@ def _adapter_shapes(path: Path) -> tuple[AdapterInfo, dict[str, dict[str, tuple[
     header = read_header(path, tensors=True)
     fields = header.fields
     if fields.get("general.type") != "adapter" or fields.get("adapter.type") != "lora":
-        raise UserError(f"{path}: not a LoRA adapter (general.type/adapter.type missing)")
+        raise UserError(f"{path.name} is a model, not a LoRA adapter")
     shapes: dict[str, dict[str, tuple[int, ...]]] = {}
     for base, kind, ne in _lora_tensors(header):
         shapes.setdefault(base, {})[kind] = ne

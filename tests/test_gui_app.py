@@ -79,7 +79,7 @@ def test_ask_streams_keeps_gui_live_and_survives_restart(open_window, indexed_di
     data_dir = tmp_path / "data"
     shutil.copytree(indexed_dir, data_dir)
     window = open_window(data_dir)
-    assert window.windowTitle() == "Quire — default"
+    assert window.windowTitle() == "default"
     worker = window.bridge
     tokens: list[str] = []
     worker.token_received.connect(tokens.append)
@@ -202,7 +202,7 @@ def test_a_model_that_will_not_load_is_reported(open_window, qtbot, tmp_path):
     with qtbot.waitSignal(window.bridge.failed, timeout=30_000) as failed:
         window.bridge.apply_settings(settings, load_model=True)
     assert failed.args[0] == "settings"
-    assert "not a GGUF model file" in failed.args[1]
+    assert "not-a-model.gguf is not a GGUF file" in failed.args[1]
     qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=5_000)
     assert "not-a-model.gguf" in window.banner.label.text()
     qtbot.waitUntil(lambda: window.settings.model_path is None, timeout=10_000)

@@ -100,11 +100,29 @@ def test_mismatched_adapter_is_refused_and_nothing_changes(
     assert task == "adapter"
     assert "llama-lora.gguf does not fit model gemma-3-270m" in message
     assert "llama-lora.gguf" in dialog.message.text()
-    qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=5_000)
+    qtbot.wait(200)
+    assert not window.banner.isVisibleTo(window)  # said once, in the dialog the user is in
+    assert "llama-lora" not in window.statusBar().currentMessage()
     assert window.adapter_label.text() == "Adapter: style ×1"
     assert window.bridge.worker.engine.adapter_path() == adapter
     assert window.chat.mode.model().item(2).isEnabled()
     assert dialog.apply_button.isEnabled()
+
+
+def test_a_file_that_is_no_adapter_gets_one_plain_sentence(open_window, qtbot, tmp_path, adapter):
+    window = open_window(tmp_path / "data")
+    dialog, _ = load_adapter(window, qtbot, adapter, 1.0)
+    junk = tmp_path / "holiday.gguf"
+    junk.write_bytes(bytes(range(256)) * 8)
+    dialog.path.setText(str(junk))
+    with qtbot.waitSignal(window.bridge.failed, timeout=30_000) as failed:
+        qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
+    assert failed.args[1] == "holiday.gguf is not a GGUF file (models and adapters are GGUF files)"
+    assert failed.args[1] in dialog.message.text()
+    assert "b'" not in dialog.message.text() and "\\x" not in dialog.message.text()
+    qtbot.wait(200)
+    assert not window.banner.isVisibleTo(window)
+    assert window.adapter_label.text() == "Adapter: style ×1"
 
 
 def test_compare_answers_in_all_four_modes(open_window, indexed_dir, qtbot, tmp_path, adapter):

@@ -26,18 +26,18 @@ def test_collections_are_created_renamed_and_deleted(open_window, qtbot, tmp_pat
     with qtbot.waitSignal(status, timeout=30_000):
         window.new_collection()
     qtbot.waitUntil(lambda: "Recipes" in collection_names(window), timeout=5_000)
-    assert window.windowTitle() == "Quire — Recipes"
+    assert window.windowTitle() == "Recipes"
 
     with qtbot.waitSignal(window.bridge.settings_applied, timeout=30_000):
         window.rename_collection()
-    qtbot.waitUntil(lambda: window.windowTitle() == "Quire — Cooking", timeout=5_000)
+    qtbot.waitUntil(lambda: window.windowTitle() == "Cooking", timeout=5_000)
     assert "Cooking" in collection_names(window) and "Recipes" not in collection_names(window)
 
     yes = QMessageBox.StandardButton.Yes
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: yes)
     with qtbot.waitSignal(window.bridge.settings_applied, timeout=30_000):
         window.delete_collection()
-    qtbot.waitUntil(lambda: window.windowTitle() == "Quire — default", timeout=5_000)
+    qtbot.waitUntil(lambda: window.windowTitle() == "default", timeout=5_000)
     assert "Cooking" not in collection_names(window)
 
 
@@ -74,3 +74,26 @@ def test_a_long_file_name_is_elided_in_the_reader(open_window, tmp_path):
     title = window.reader.title
     assert title.text() != path.name and "…" in title.text()
     assert path.name in title.toolTip()
+
+
+def test_menu_bar_has_file_edit_view_help_with_their_shortcuts(open_window, qtbot, tmp_path):
+    window = open_window(tmp_path / "data")
+    menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
+    assert list(menus) == ["File", "Edit", "View", "Help"]
+    keys = {
+        a.text().replace("&", ""): a.shortcut().toString()
+        for menu in menus.values()
+        for a in menu.actions()
+        if not a.isSeparator()
+    }
+    assert keys["Quit"] == "Ctrl+Q" and keys["Add documents…"] == "Ctrl+O"
+    assert keys["Settings…"] == "Ctrl+," and keys["Find in documents"] == "Ctrl+F"
+    assert "About Quire" in keys and keys["Keyboard shortcuts"] == "F1"
+    view = [a for a in menus["View"].actions() if a.shortcut().toString().startswith("Ctrl+")]
+    view[2].trigger()  # Ctrl+3: the Search page
+    assert window.tabs.currentWidget() is window.search
+    sidebar = next(a for a in menus["View"].actions() if "Conversations" in a.text())
+    sidebar.trigger()
+    assert not window.history_view.isVisible()
+    sidebar.trigger()
+    assert window.history_view.isVisible()

@@ -123,7 +123,7 @@ def test_downloaded_file_that_is_not_gguf_is_reported(tmp_path, monkeypatch):
         return str(path)
 
     monkeypatch.setattr("huggingface_hub.hf_hub_download", download)
-    with pytest.raises(UserError, match=r"model\.gguf: not a GGUF model file"):
+    with pytest.raises(UserError, match=r"model\.gguf is not a GGUF file"):
         hub.download("org/repo", "model.gguf", tmp_path)
 
 

@@ -313,10 +313,10 @@ def test_conversion_refuses_unsupported_architecture_and_missing_files(tmp_path:
 
 def test_read_adapter_refuses_non_gguf_and_base_models(tmp_path: Path) -> None:
     (tmp_path / "notes.gguf").write_text("hello")
-    with pytest.raises(UserError, match="notes.gguf: not a GGUF model file"):
+    with pytest.raises(UserError, match="notes.gguf is not a GGUF file"):
         read_adapter(tmp_path / "notes.gguf")
     base = write_base(tmp_path / "qwen.gguf", "qwen2")
-    with pytest.raises(UserError, match="qwen.gguf: not a LoRA adapter"):
+    with pytest.raises(UserError, match="qwen.gguf is a model, not a LoRA adapter"):
         read_adapter(base)
 
 

