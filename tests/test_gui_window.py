@@ -9,7 +9,7 @@ pytest.importorskip("PySide6")
 
 from PySide6.QtWidgets import QInputDialog, QMessageBox  # noqa: E402
 
-from tests.test_gui_app import app, open_window  # noqa: E402, F401
+from tests.test_gui_app import app, indexed_dir, open_window  # noqa: E402, F401
 
 pytestmark = pytest.mark.gui
 
@@ -97,3 +97,16 @@ def test_menu_bar_has_file_edit_view_help_with_their_shortcuts(open_window, qtbo
     assert not window.history_view.isVisible()
     sidebar.trigger()
     assert window.history_view.isVisible()
+
+
+def test_the_welcome_card_says_what_is_indexed(open_window, indexed_dir, qtbot, tmp_path):
+    import shutil
+
+    empty = open_window(tmp_path / "empty")
+    qtbot.waitUntil(lambda: "Nothing is indexed" in empty.chat.empty.text(), timeout=5_000)
+    assert "Gemma 3 270M" in empty.chat.empty.text()
+    data_dir = tmp_path / "data"
+    shutil.copytree(indexed_dir, data_dir)
+    full = open_window(data_dir)
+    qtbot.waitUntil(lambda: "3 documents" in full.chat.empty.text(), timeout=5_000)
+    assert "indexed in “default”" in full.chat.empty.text()

@@ -38,12 +38,18 @@ ABOUT = (
 )
 
 
+def adapter_name(adapter: str | None) -> str:
+    """An adapter file by its name, a label as it is, "" for none."""
+    if not adapter:
+        return ""
+    return Path(adapter).stem if adapter.endswith(".gguf") else adapter
+
+
 def adapter_text(adapter: str | None, scale: float) -> str:
-    """What the status bar shows: an adapter file by its name, or a label as it is."""
+    """What the status bar shows."""
     if not adapter:
         return "No adapter"
-    name = Path(adapter).stem if adapter.endswith(".gguf") else adapter
-    return f"Adapter: {name} ×{scale:g}"
+    return f"Adapter: {adapter_name(adapter)} ×{scale:g}"
 
 
 class AdapterDialog(QDialog):

@@ -40,15 +40,32 @@ BASE_MODEL_NOTE = (
     "The bundled Gemma 3 270M is a tiny base model: its answer is a demo of the pipeline. "
     "The sources above are what your documents actually say."
 )
-EMPTY_HINT = (
-    "<h2>Chat with your documents</h2>"
-    "<p>1. <b>Add documents</b>: PDFs, text, Markdown or HTML "
-    "(<b>Ctrl+O</b>, or drop files on the window).</p>"
-    "<p>2. <b>Ask a question</b> below (<b>Ctrl+Enter</b>). Every answer lists the pages "
-    "it comes from; click one to open it.</p>"
-    "<p>No documents yet? <b>Search</b> (Ctrl+F) and chat still work once some are indexed. "
-    "Nothing leaves this computer.</p>"
-)
+
+
+def welcome_text(documents: int, passages: int, collection: str, model: str, adapter: str) -> str:
+    """The empty chat's card, saying where things stand: what is indexed, what answers."""
+    answers = f"Answers come from <b>{html.escape(model)}</b>"
+    answers += f" with <b>{html.escape(adapter)}</b>." if adapter else "."
+    if documents == 0:
+        return (
+            "<h2>Chat with your documents</h2>"
+            f"<p>Nothing is indexed in “{html.escape(collection)}” yet.</p>"
+            "<p>1. <b>Add documents</b>: PDFs, text, Markdown or HTML "
+            "(<b>Ctrl+O</b>, or drop files on the window).</p>"
+            "<p>2. <b>Ask a question</b> below (<b>Ctrl+Enter</b>). Every answer lists the "
+            "pages it comes from; click one to open it.</p>"
+            f"<p>{answers} Nothing leaves this computer.</p>"
+        )
+    return (
+        "<h2>Ask your documents</h2>"
+        f"<p>✓ <b>{documents:,} document{'s' if documents != 1 else ''}</b> indexed in "
+        f"“{html.escape(collection)}” ({passages:,} passages). Ask a question below "
+        "(<b>Ctrl+Enter</b>); every answer lists the pages it comes from.</p>"
+        f"<p>{answers} <b>Search</b> (Ctrl+F) finds passages without the model; "
+        "<b>Compare</b> shows the answer modes side by side. Nothing leaves this computer.</p>"
+    )
+
+
 RENDER_MS = 40  # streamed Markdown is re-rendered at most this often
 _CITATION = re.compile(r"\[(\d{1,2})\](?!\()")
 
@@ -208,7 +225,7 @@ class ChatView(QWidget):
         self.items = QVBoxLayout(self.column)
         self.items.setContentsMargins(16, 16, 16, 16)
         self.items.setSpacing(12)
-        self.empty = QLabel(EMPTY_HINT)
+        self.empty = QLabel(welcome_text(0, 0, "default", "the bundled model", ""))
         self.empty.setObjectName("emptyHint")
         self.empty.setWordWrap(True)
         self.items.addWidget(self.empty)
@@ -342,6 +359,10 @@ class ChatView(QWidget):
         self._set_busy(False)
 
     # -- the transcript ------------------------------------------------------------
+
+    def set_welcome(self, text: str) -> None:
+        """The card shown while the conversation is empty."""
+        self.empty.setText(text)
 
     def clear(self) -> None:
         while self.items.count() > 2:  # the empty hint and the stretch stay

@@ -31,9 +31,9 @@ from engine.history import History
 from engine.paths import default_data_dir, models_dir
 from engine.settings import Settings
 from engine.types import SearchResult
-from ui.adapter_dialog import AdapterDialog, adapter_text
+from ui.adapter_dialog import AdapterDialog, adapter_name, adapter_text
 from ui.banner import Banner, human_size
-from ui.chat import BASE_MODEL_NOTE, ChatView
+from ui.chat import BASE_MODEL_NOTE, ChatView, welcome_text
 from ui.compare import CompareView
 from ui.evaluate import EvaluatePage
 from ui.finetune import FineTuneView
@@ -382,6 +382,16 @@ class MainWindow(QMainWindow):
         self.compare.set_lora_available(status.adapter is not None, status.adapter)
         self.chat.model_note = BASE_MODEL_NOTE if "bundled" in status.model else ""
         self._fill_collections(status.collections)
+        mine = next((c for c in status.collections if c.name == self.settings.collection), None)
+        self.chat.set_welcome(
+            welcome_text(
+                mine.documents if mine else 0,
+                mine.chunks if mine else 0,
+                self.settings.collection,
+                status.model,
+                adapter_name(status.adapter),
+            )
+        )
 
     def _fill_collections(self, collections: list) -> None:
         self.collections.blockSignals(True)
