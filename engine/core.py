@@ -90,6 +90,7 @@ class AskOptions:
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = 0
+    cancel: threading.Event | None = None  # the request's own stop (Engine.cancel also stops)
 
 
 class Engine:
@@ -265,7 +266,11 @@ class Engine:
         temperature = self.settings.temperature if opts.temperature is None else opts.temperature
         try:
             pieces_in = generator.stream(
-                prompt.messages, max_tokens, temperature, opts.seed, cancel=self._cancel
+                prompt.messages,
+                max_tokens,
+                temperature,
+                opts.seed,
+                cancel=opts.cancel or self._cancel,
             )
             for piece in pieces_in:
                 pieces.append(piece)

@@ -57,6 +57,10 @@ class EvalProgress:
     total: int
     label: str
     elapsed_s: float
+    fraction: float = 0.0  # of the work's time, not of the steps: an answer costs ~100 searches
+    eta_s: float | None = None
+    answers_done: int = 0
+    answers_total: int = 0
 
 
 @dataclass
@@ -163,8 +167,8 @@ class Evaluation:
         answerable = [q for q in self.questions if not q.absent and q.doc]
         modes = () if self.config.retrieval_only else self.config.modes
         todo = [(q, m) for q in self.questions for m in modes if (q.id, m) not in saved]
-        tick = _Ticker(progress, len(answerable) * len(METHODS) + len(todo))
         self._warm_up(todo)
+        tick = _Ticker(progress, len(answerable) * len(METHODS), len(todo))
         ranks, search_s = self._search_variants(answerable, tick, cancel)
         skipped: dict[str, str] = {}
         computed = 0
@@ -172,12 +176,12 @@ class Evaluation:
             if cancel.is_set():
                 break
             if mode not in skipped:
-                record = self._answer(question, mode, skipped)
+                record = self._answer(question, mode, skipped, cancel)
                 if record is not None and not record.get("cancelled"):
                     _append(self.checkpoint, record)
                     saved[(question.id, mode)] = record
                     computed += 1
-            tick(f"{mode}  {question.id}")
+            tick(f"{mode}  {question.id}", "answer")
         report = self._report(saved, ranks, search_s, skipped)
         report.complete = len(ranks["hybrid"]) == len(answerable) and all(
             (q.id, m) in saved or m in skipped for q in self.questions for m in modes
@@ -219,14 +223,15 @@ class Evaluation:
         return self.config.k or self.engine.settings.top_k
 
     def _answer(
-        self, question: Question, mode: str, skipped: dict[str, str]
+        self, question: Question, mode: str, skipped: dict[str, str], cancel: threading.Event
     ) -> dict[str, Any] | None:
-        """Generate one answer; a mode the engine refuses (no adapter) is skipped, with why."""
+        """Generate one answer (`cancel` stops it mid-answer: it is then not saved); a mode
+        the engine refuses (no adapter) is skipped, with why."""
         from engine.core import AskOptions
 
         options = AskOptions(
             k=self._k(), collection=self._collection(), temperature=0.0,
-            max_tokens=self.config.max_tokens,
+            max_tokens=self.config.max_tokens, cancel=cancel,
         )  # fmt: skip
         try:
             answer = self.engine.answer(question.question, mode, options)
@@ -273,17 +278,47 @@ class Evaluation:
 
 
 class _Ticker:
-    """Counts finished steps and reports them to a progress callback."""
+    """Counts finished steps and reports them to a progress callback, with the share of
+    the run's time done: searches and answers are timed as they go (an answer is assumed
+    to cost 100 searches until one is measured), so the bar follows the work, not steps."""
 
-    def __init__(self, progress: ProgressFn | None, total: int) -> None:
-        self.progress, self.total, self.done = progress, total, 0
-        self.start = time.perf_counter()
+    ASSUMED_ANSWER_IN_SEARCHES = 100
 
-    def __call__(self, label: str) -> None:
-        self.done += 1
-        if self.progress is not None:
-            elapsed = time.perf_counter() - self.start
-            self.progress(EvalProgress(self.done, self.total, label, elapsed))
+    def __init__(self, progress: ProgressFn | None, searches: int, answers: int) -> None:
+        self.progress = progress
+        self.total = {"search": searches, "answer": answers}
+        self.count = {"search": 0, "answer": 0}
+        self.seconds = {"search": 0.0, "answer": 0.0}
+        self.start = self.last = time.perf_counter()
+        self.shown = 0.0  # never moves back when a measured answer time corrects the guess
+
+    def __call__(self, label: str, kind: str = "search") -> None:
+        now = time.perf_counter()
+        self.count[kind] += 1
+        self.seconds[kind] += now - self.last
+        self.last = now
+        if self.progress is None:
+            return
+        elapsed = now - self.start
+        fraction = self.shown = max(self.shown, self._fraction())
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0 and elapsed >= 1 else None
+        done, total = sum(self.count.values()), sum(self.total.values())
+        self.progress(
+            EvalProgress(
+                done, total, label, elapsed, fraction, eta,
+                self.count["answer"], self.total["answer"],
+            )
+        )  # fmt: skip
+
+    def _fraction(self) -> float:
+        search = self.seconds["search"] / max(1, self.count["search"])
+        if self.count["answer"]:
+            answer = self.seconds["answer"] / self.count["answer"]
+        else:
+            answer = search * self.ASSUMED_ANSWER_IN_SEARCHES
+        done = self.count["search"] * search + self.count["answer"] * answer
+        total = self.total["search"] * search + self.total["answer"] * answer
+        return min(1.0, done / total) if total > 0 else 1.0
 
 
 # -- rendering -----------------------------------------------------------------------

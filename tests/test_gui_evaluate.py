@@ -58,6 +58,35 @@ def test_stop_ends_the_run_and_says_it_can_resume(open_window, qtbot, library, t
     assert page.run_button.isEnabled()
 
 
+def test_stop_cuts_the_answer_being_generated(open_window, qtbot, library, tmp_path) -> None:
+    """Stop does not wait for the current answer: the generator stops mid-answer."""
+    data, questions = library
+    window, page = evaluate_tab(open_window, data, tmp_path)
+    page.path.setText(str(questions))
+    page.mode_boxes["hybrid"].setChecked(False)
+    page.mode_boxes["base"].setChecked(True)
+    page.max_tokens.setValue(400)  # the base model rambles on: long answers
+    seen = []
+    page.evaluation_progressed.connect(seen.append)
+    page.start()
+
+    def generating() -> bool:
+        engine = window.bridge.worker.engine
+        generator = engine._generator if engine is not None else None
+        return generator is not None and generator.last_timings.tokens >= 5
+
+    qtbot.waitUntil(generating, timeout=180_000)
+    generator = window.bridge.worker.engine._generator
+    with qtbot.waitSignal(page.evaluation_finished, timeout=60_000) as finished:
+        qtbot.mouseClick(page.stop_button, Qt.MouseButton.LeftButton)
+    assert 5 <= generator.last_timings.tokens < 400  # cut, not run to its end
+    report = finished.args[0]
+    assert not report.complete
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[-1] < 1
+    assert "press Run to resume" in page.status.text()
+
+
 def test_a_broken_question_file_is_reported_on_the_page(open_window, qtbot, tmp_path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a"}\n', encoding="utf-8")

@@ -42,6 +42,12 @@ CHART_METRICS = COLUMNS[1:7]
 PALETTE = ("#8da0cb", "#66c2a5", "#a6d854", "#fc8d62", "#e78ac3", "#ffd92f", "#e5c494")
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    return f"{round(seconds / 60)} min"
+
+
 class EvaluatePage(QWidget):
     """Pick a question file and modes, run, see the results.
 
@@ -154,9 +160,11 @@ class EvaluatePage(QWidget):
 
     @Slot(object)
     def _on_progressed(self, p: EvalProgress) -> None:
-        self.progress.setMaximum(max(1, p.total))
-        self.progress.setValue(p.done)
-        self.status.setText(f"{p.done}/{p.total}  {p.label}  ({p.elapsed_s:.0f} s)")
+        self.progress.setMaximum(1000)  # the share of the run's time, not of its steps
+        self.progress.setValue(round(1000 * p.fraction))
+        left = f" · about {_duration(p.eta_s)} left" if p.eta_s is not None else ""
+        answers = f"answers {p.answers_done}/{p.answers_total} · " if p.answers_total else ""
+        self.status.setText(f"{answers}{p.label} · {p.elapsed_s:.0f} s{left}")
         self.evaluation_progressed.emit(p)
 
     @Slot(object)
