@@ -270,3 +270,50 @@ def saved_watched_folders(window) -> list[str]:  # noqa: N802
     from engine.settings import Settings
 
     return Settings.load(window.data_dir).watched_folders or []
+
+
+def test_an_answer_becomes_a_test_question_for_evaluate(
+    open_window, indexed_dir, qtbot, tmp_path, monkeypatch
+):
+    import json
+
+    from PySide6.QtWidgets import QInputDialog
+
+    from engine.testset import test_set_path
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(indexed_dir, data_dir)
+    window = open_window(data_dir)
+    window.chat.max_tokens = 8
+    with qtbot.waitSignal(window.bridge.answer_finished, timeout=120_000):
+        window.chat.ask("When are the tomatoes watered?", "rag")
+    card = window.chat.items.itemAt(window.chat.items.count() - 2).widget()
+    bar = card.feedback
+    assert bar is not None, "no feedback bar"
+    assert not bar.test.isHidden()  # offered: a question, sources and a data dir
+    picked = []
+
+    def pick(parent, title, label, items, current, editable):
+        picked.extend(items)
+        return next(i for i in items if "garden.md" in i), True
+
+    monkeypatch.setattr(QInputDialog, "getItem", pick)
+    qtbot.mouseClick(bar.test, Qt.MouseButton.LeftButton)
+    assert picked[0].startswith("[1] ")
+    rows = [json.loads(line) for line in test_set_path(data_dir).read_text().splitlines()]
+    assert rows == [
+        {
+            "id": "mine-001",
+            "question": "When are the tomatoes watered?",
+            "doc": "garden.md",
+            "section": rows[0]["section"],
+        }
+    ]
+    assert "mine-001" in bar.state.text()
+    # Evaluate runs it with no file picked: the test set is the default.
+    page = window.evaluate
+    window.tabs.setCurrentWidget(page)
+    page.retrieval_only.setChecked(True)
+    with qtbot.waitSignal(page.evaluation_finished, timeout=120_000) as finished:
+        page.start()
+    assert finished.args[0].retrieval["hybrid"]["hit_at_1"] == 1.0

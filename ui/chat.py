@@ -10,6 +10,7 @@ import html
 import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QResizeEvent, QStandardItemModel
@@ -171,10 +172,12 @@ class AnswerCard(QFrame):
                 "*(stopped before the first word)*" if cancelled else "*(no answer)*"
             )
 
-    def add_feedback(self, history: History, message: Message) -> None:
-        """Thumbs and "Edit answer" for a stored answer that kept its prompt."""
+    def add_feedback(
+        self, history: History, message: Message, question: str = "", data_dir: Path | None = None
+    ) -> None:
+        """Thumbs, "Edit answer" and "Add to test set" for a stored answer with its prompt."""
         if message.prompt and message.content and self.feedback is None:
-            self.feedback = FeedbackBar(history, message, self)
+            self.feedback = FeedbackBar(history, message, self, question, data_dir)
             self.layout().addWidget(self.feedback)
 
     @Slot()
@@ -344,7 +347,7 @@ class ChatView(QWidget):
             )  # fmt: skip
             message.id = self.history.add(self.conversation_id, message)
             if card is not None:
-                card.add_feedback(self.history, message)
+                card.add_feedback(self.history, message, self._question, self.history.path.parent)
             self.conversation_changed.emit(self.conversation_id)
         self._set_busy(False)
 
@@ -391,7 +394,7 @@ class ChatView(QWidget):
             card = self._add_card(message.mode or "rag")
             card.set_sources(message.sources, question)
             card.finish(message.content, message.cancelled, message.timings)
-            card.add_feedback(self.history, message)
+            card.add_feedback(self.history, message, question, self.history.path.parent)
 
     def _add_question(self, text: str) -> None:
         self.empty.hide()

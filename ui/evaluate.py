@@ -63,6 +63,7 @@ class EvaluatePage(QWidget):
         super().__init__(parent)
         self.bridge = bridge
         self.running = False
+        self.default_path: Path | None = None  # the test set built from chat answers
         self._build()
         bridge.lab.evaluation_progressed.connect(self._on_progressed)
         bridge.lab.evaluation_finished.connect(self._on_reported)
@@ -131,8 +132,14 @@ class EvaluatePage(QWidget):
         if self.running:
             return
         path = Path(self.path.text().strip()).expanduser()
+        if not path.name and self.default_path is not None and self.default_path.is_file():
+            path = self.default_path  # the questions added from chat answers
+            self.path.setText(str(path))
         if not path.name:
-            self.status.setText("Pick a question file first.")
+            self.status.setText(
+                "Pick a question file first, or add questions from chat answers "
+                "(Add to test set… under an answer)."
+            )
             return
         self._set_running(True)
         self.status.setText(f"Running {path.name}… (requests from other tabs wait for it)")

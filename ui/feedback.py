@@ -7,10 +7,14 @@ turn the approved and corrected answers into a JSONL file that `train` takes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QInputDialog, QLabel, QToolButton, QWidget
 
 from engine.history import History, Message
+from engine.prompting import source_label
+from engine.testset import add_question
 
 
 class FeedbackBar(QWidget):
@@ -18,9 +22,17 @@ class FeedbackBar(QWidget):
 
     changed = Signal(int)
 
-    def __init__(self, history: History, message: Message, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        history: History,
+        message: Message,
+        parent: QWidget | None = None,
+        question: str = "",
+        data_dir: Path | None = None,
+    ) -> None:
         super().__init__(parent)
         self.history, self.message = history, message
+        self.question, self.data_dir = question, data_dir
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 4, 0, 0)
         self.up = self._button("👍", "Good answer: use it as a training example")
@@ -33,7 +45,14 @@ class FeedbackBar(QWidget):
         self.state.setObjectName("muted")
         self.up.clicked.connect(lambda: self._on_rated(1))
         self.down.clicked.connect(lambda: self._on_rated(-1))
-        for widget in (self.up, self.down, self.edit, self.state):
+        self.test = QToolButton(self)
+        self.test.setText("Add to test set…")
+        self.test.setToolTip(
+            "Keep this question for Evaluate, with the source that answers it as the gold"
+        )
+        self.test.clicked.connect(self._on_add_to_test_set)
+        self.test.setVisible(bool(question and message.sources and data_dir))
+        for widget in (self.up, self.down, self.edit, self.test, self.state):
             row.addWidget(widget)
         row.addStretch(1)
         self._show_state()
@@ -66,6 +85,18 @@ class FeedbackBar(QWidget):
         self.message.corrected = corrected
         self._show_state()
         self.changed.emit(self.message.id)
+
+    @Slot()
+    def _on_add_to_test_set(self) -> None:
+        labels = [f"[{i}] {source_label(s)}" for i, s in enumerate(self.message.sources, 1)]
+        choice, ok = QInputDialog.getItem(
+            self, "Add to test set", "Which source answers the question?", labels, 0, False
+        )
+        if not ok or self.data_dir is None:
+            return
+        gold = self.message.sources[labels.index(choice)]
+        row = add_question(self.data_dir, self.question, gold)
+        self.state.setText(f"added to your test set as {row['id']}")
 
     def _show_state(self) -> None:
         self.up.setChecked(self.message.rating == 1)

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from engine.history import History
 from engine.paths import default_data_dir, models_dir
 from engine.settings import Settings
+from engine.testset import test_set_path
 from engine.types import SearchResult
 from ui.adapter_dialog import AdapterDialog, adapter_name, adapter_text
 from ui.banner import Banner, human_size
@@ -102,6 +103,7 @@ class MainWindow(QMainWindow):
         self.search = SearchView(self.bridge, self.tabs)
         self.compare = CompareView(self.bridge, self.tabs)
         self.evaluate = EvaluatePage(self.bridge, self.tabs)
+        self.evaluate.default_path = test_set_path(self.data_dir)
         self.finetune = FineTuneView(self.data_dir, models_dir(self.data_dir), self.tabs)
         for view, name in (
             (self.chat, "Chat"),
