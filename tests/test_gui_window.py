@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtWidgets import QInputDialog, QMessageBox  # noqa: E402
+from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox  # noqa: E402
 
 from tests.test_gui_app import app, indexed_dir, open_window  # noqa: E402, F401
 
@@ -110,3 +110,51 @@ def test_the_welcome_card_says_what_is_indexed(open_window, indexed_dir, qtbot, 
     full = open_window(data_dir)
     qtbot.waitUntil(lambda: "3 documents" in full.chat.empty.text(), timeout=5_000)
     assert "indexed in “default”" in full.chat.empty.text()
+
+
+def test_the_reader_marks_every_line_of_a_pdf_passage_and_zooms(open_window, qtbot, tmp_path):
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+
+    from engine.types import SearchResult
+    from tests.factory import write_pdf
+
+    filler = [f"Filler line {i} of the first page." for i in range(30)]
+    cited = [
+        "The pump must be primed before the first start.",
+        "Open the bleed screw until water comes out,",
+        "then close it and run the pump for two minutes.",
+    ]
+    pdf = write_pdf(tmp_path / "pump-manual.pdf", [filler, filler[:20] + cited + filler[:5]])
+    window = open_window(tmp_path / "data")
+    window.resize(1200, 800)
+    source = SearchResult(1, pdf.name, str(pdf), 2, None, 0.9, " ".join(cited), 1, "default")
+    window.open_source(source)
+    reader = window.reader
+    qtbot.waitUntil(lambda: bool(reader.pdf_view.marks.get(1)), timeout=5_000)
+    boxes = [p.boundingRect() for p in reader.pdf_view.marks[1]]
+    lines = {round(b.top()) for b in boxes}
+    assert len(lines) == 3  # all three lines of the passage, not its first words
+    assert reader.windowTitle() == "pump-manual.pdf"
+    assert reader.current_page() == 1
+    qtbot.waitUntil(lambda: reader.zoom_label.text().endswith("(fit)"), timeout=5_000)
+    fit = reader.zoom()
+    qtbot.mouseClick(reader.zoom_in_button, Qt.MouseButton.LeftButton)
+    assert reader.zoom() == pytest.approx(fit * 1.2, rel=0.02)
+    assert reader.current_page() == 1  # zooming keeps the page
+    wheel = QWheelEvent(
+        QPointF(50, 50), QPointF(50, 50), QPoint(0, 0), QPoint(0, -120),
+        Qt.MouseButton.NoButton, Qt.KeyboardModifier.ControlModifier,
+        Qt.ScrollPhase.NoScrollPhase, False,
+    )  # fmt: skip
+    QApplication.sendEvent(reader.pdf_view.viewport(), wheel)
+    assert reader.zoom() == pytest.approx(fit, rel=0.02)
+    reader.fit_width()
+    qtbot.waitUntil(lambda: reader.zoom_label.text().endswith("(fit)"), timeout=5_000)
+    image = reader.pdf_view.viewport().grab().toImage()
+    top = reader.pdf_view.mark_top(1) - reader.pdf_view.verticalScrollBar().value()
+    left = (
+        reader.pdf_view.page_rects()[1].left() + 60 - reader.pdf_view.horizontalScrollBar().value()
+    )
+    color = image.pixelColor(int(left), int(top) + 4)
+    assert color.blue() < color.red() - 30  # painted amber over the white page

@@ -325,10 +325,11 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def open_source(self, source: SearchResult) -> None:
         was_hidden = self.reader.isHidden()
-        if was_hidden:  # share the width with the reader
+        if was_hidden:  # the reader takes the larger share: a page must be readable
             sizes = self.splitter.sizes()
             total = sizes[1] + sizes[2]
-            self.splitter.setSizes([sizes[0], total // 2, total - total // 2])
+            tabs = max(total * 2 // 5, 380)
+            self.splitter.setSizes([sizes[0], tabs, max(total - tabs, 0)])
         self.reader.show()
         if not self.reader.open_source(source) and was_hidden:
             self.reader.hide()
