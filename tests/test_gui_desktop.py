@@ -52,3 +52,42 @@ def test_watched_folder_reports_changes_once_after_a_burst(qtbot, tmp_path: Path
     assert bursts == [[str(folder.resolve())]]
     with qtbot.waitSignal(watcher.folders_changed, timeout=10_000):
         (folder / "b.md").unlink()  # deleted
+
+
+def test_a_bug_is_logged_to_the_rotating_file_and_told_once(
+    qapp, tmp_path: Path, monkeypatch
+) -> None:
+    import logging
+    import sys
+    import threading
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from ui.app import install_exception_hook, setup_logging
+
+    told = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: told.append(args[2]))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        log_file = setup_logging(tmp_path / "data")
+        install_exception_hook(log_file)
+        for _ in range(3):  # the same bug three times: one message
+            try:
+                {}["missing"]
+            except KeyError as exc:
+                sys.excepthook(type(exc), exc, exc.__traceback__)
+        worker = threading.Thread(target=lambda: 1 / 0, name="probe")
+        worker.start()
+        worker.join()
+    finally:
+        for handler in root.handlers[len(before) :]:
+            handler.close()
+            root.removeHandler(handler)
+    assert len(told) == 1
+    assert "KeyError: 'missing'" in told[0] and str(log_file) in told[0]
+    text = log_file.read_text()
+    assert text.count("Traceback (most recent call last)") == 4
+    assert "unexpected error in thread probe" in text and "ZeroDivisionError" in text

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from types import TracebackType
 
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 ICON = Path(__file__).resolve().parent / "resources" / "quire.svg"
 
@@ -67,10 +70,62 @@ def create_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+LOG_BYTES = 1_000_000  # per file; 3 older ones are kept: quire.log.1 .. .3
+
+
+def setup_logging(data_dir: Path) -> Path:
+    """Log to stderr and to a rotating file in the data folder; returns the file."""
+    folder = data_dir / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "quire.log"
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in (RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=3), None):
+        handler = handler or logging.StreamHandler()
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    return path
+
+
+def install_exception_hook(log_file: Path) -> None:
+    """A bug anywhere (a slot, a thread) is logged with its traceback and told to the user
+    in one sentence that says where the details are; the app keeps running."""
+    log = logging.getLogger("quire")
+    shown: set[str] = set()
+
+    def report(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        log.error("unexpected error", exc_info=(kind, exc, tb))
+        summary = f"{kind.__name__}: {exc}"[:300]
+        app = QApplication.instance()
+        if summary in shown or not isinstance(app, QApplication):
+            return  # said once per kind of failure, not once per repeat
+        shown.add(summary)
+        QMessageBox.warning(
+            app.activeWindow(),
+            "Quire hit a bug",
+            f"Something went wrong inside Quire ({summary}). Your documents and "
+            f"conversations are safe. The details are in {log_file}.",
+        )
+
+    def thread_report(args: threading.ExceptHookArgs) -> None:
+        log.error(
+            "unexpected error in thread %s",
+            args.thread.name if args.thread else "?",
+            exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
+        )
+
+    sys.excepthook = report
+    threading.excepthook = thread_report
+
+
 def run(data_dir: Path | None = None) -> int:
     """Open the main window and run the event loop until it closes."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from engine.paths import default_data_dir
+
+    log_file = setup_logging(data_dir or default_data_dir())
     app = create_app()
+    install_exception_hook(log_file)
     from ui.main_window import MainWindow
 
     window = MainWindow(data_dir)
