@@ -97,3 +97,23 @@ def test_a_broken_question_file_is_reported_on_the_page(open_window, qtbot, tmp_
         page.start()
     assert "bad.jsonl:1: 'question' must be a non-empty string" in failed.args[0]
     assert page.run_button.isEnabled()
+
+
+@pytest.mark.parametrize("width", [380, 640, 1100])
+def test_chart_labels_never_overlap(qtbot, width: int) -> None:
+    from ui.evaluate import CHART_METRICS, BarChart
+
+    chart = BarChart()
+    qtbot.addWidget(chart)
+    names = ["search: vector", "search: keyword", "search: hybrid", "mode: hybrid", "mode: rag",
+             "mode: lora", "mode: base"]  # fmt: skip
+    values = [0.62, 0.65, 0.71, 0.19, 0.25, 0.01, 1.0]
+    rows = [(n, {key: v for _, key in CHART_METRICS}) for n, v in zip(names, values, strict=True)]
+    chart.set_rows(rows)
+    chart.resize(width, 300)
+    chart.grab()  # paints
+    boxes = chart.drawn_text
+    assert len(boxes) >= len(names) + len(CHART_METRICS)  # legend and group labels at least
+    overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.intersects(b)]
+    assert not overlaps, overlaps[:3]
+    assert all(chart.rect().toRectF().contains(b) for b in boxes)

@@ -225,10 +225,13 @@ class BarChart(QWidget):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.fillRect(self.rect(), self.palette().base())
+        self.drawn_text: list[QRectF] = []  # every label's box: none may overlap another
         if not self.rows:
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No results yet")
             return
-        plot = QRectF(self.rect()).adjusted(40, 48, -12, -28)
+        legend_bottom = self._draw_legend(painter)
+        line = painter.fontMetrics().height()
+        plot = QRectF(self.rect()).adjusted(40, legend_bottom + 22, -12, -(2 * line + 8))
         self._draw_axes(painter, plot)
         group_w = plot.width() / len(CHART_METRICS)
         bar_w = group_w * 0.8 / len(self.rows)
@@ -241,10 +244,32 @@ class BarChart(QWidget):
                     bar = QRectF(x0 + i * bar_w, plot.bottom() - h, bar_w - 2, h)
                     painter.fillRect(bar, QColor(PALETTE[i % len(PALETTE)]))
                     self._draw_value(painter, bar, float(value))
-            label = QRectF(plot.left() + g * group_w, plot.bottom() + 4, group_w, 20)
-            painter.setPen(self.palette().text().color())
-            painter.drawText(label, Qt.AlignmentFlag.AlignHCenter, name.replace("\n", " "))
-        self._draw_legend(painter)
+            self._draw_group_label(painter, name, plot, g, group_w, line)
+
+    def _draw_group_label(
+        self, painter: QPainter, name: str, plot: QRectF, g: int, group_w: float, line: int
+    ) -> None:
+        """The metric's name under its group, on up to two lines, elided to the group's
+        width so neighbours never run into each other."""
+        metrics = painter.fontMetrics()
+        width = max(8.0, group_w - 6)
+        words = name.replace("\n", " ").split()
+        lines: list[str] = []
+        for word in words:
+            if lines and metrics.horizontalAdvance(f"{lines[-1]} {word}") <= width:
+                lines[-1] = f"{lines[-1]} {word}"
+            else:
+                lines.append(word)
+        if len(lines) > 2:
+            lines = [lines[0], " ".join(lines[1:])]
+        painter.setPen(self.palette().text().color())
+        left = plot.left() + g * group_w + 3
+        for n, text in enumerate(lines):
+            shown = metrics.elidedText(text, Qt.TextElideMode.ElideRight, int(width))
+            box = QRectF(left, plot.bottom() + 4 + n * line, width, line)
+            painter.drawText(box, Qt.AlignmentFlag.AlignHCenter, shown)
+            used = metrics.horizontalAdvance(shown)
+            self.drawn_text.append(QRectF(box.center().x() - used / 2, box.top(), used, line))
 
     def _draw_axes(self, painter: QPainter, plot: QRectF) -> None:
         grid = QColor(self.palette().mid().color())
@@ -256,17 +281,28 @@ class BarChart(QWidget):
             painter.drawText(QRectF(0, y - 8, 34, 16), Qt.AlignmentFlag.AlignRight, f"{tick:g}")
 
     def _draw_value(self, painter: QPainter, bar: QRectF, value: float) -> None:
-        if bar.width() < 22:
-            return  # too narrow to label legibly
+        text = f"{value:.2f}"
+        used = painter.fontMetrics().horizontalAdvance(text)
+        if used > bar.width():
+            return  # wider than its bar: it would cover the neighbour's (the table has it)
         painter.setPen(self.palette().text().color())
-        above = QRectF(bar.left() - 4, bar.top() - 16, bar.width() + 8, 14)
-        painter.drawText(above, Qt.AlignmentFlag.AlignHCenter, f"{value:.2f}")
+        above = QRectF(bar.center().x() - used / 2, bar.top() - 16, used, 14)
+        painter.drawText(above, Qt.AlignmentFlag.AlignHCenter, text)
+        self.drawn_text.append(above)
 
-    def _draw_legend(self, painter: QPainter) -> None:
-        x = 40.0
+    def _draw_legend(self, painter: QPainter) -> float:
+        """One entry per row, wrapped onto more lines when the width runs out; returns
+        the legend's bottom edge."""
         metrics = painter.fontMetrics()
+        x, y = 40.0, 6.0
         for i, (label, _) in enumerate(self.rows):
-            painter.fillRect(QRectF(x, 10, 12, 12), QColor(PALETTE[i % len(PALETTE)]))
+            width = 16 + metrics.horizontalAdvance(label)
+            if x > 40 and x + width > self.width() - 8:
+                x, y = 40.0, y + 20
+            painter.fillRect(QRectF(x, y + 4, 12, 12), QColor(PALETTE[i % len(PALETTE)]))
             painter.setPen(self.palette().text().color())
-            painter.drawText(QRectF(x + 16, 6, 200, 20), Qt.AlignmentFlag.AlignLeft, label)
-            x += 28 + metrics.horizontalAdvance(label)
+            box = QRectF(x + 16, y, metrics.horizontalAdvance(label), 20)
+            painter.drawText(box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, label)
+            self.drawn_text.append(box)
+            x += width + 12
+        return y + 20
