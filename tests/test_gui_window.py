@@ -158,3 +158,54 @@ def test_the_reader_marks_every_line_of_a_pdf_passage_and_zooms(open_window, qtb
     )
     color = image.pixelColor(int(left), int(top) + 4)
     assert color.blue() < color.red() - 30  # painted amber over the white page
+
+
+def test_models_window_finds_ggufs_in_place_and_downloads_only_on_click(
+    open_window, qtbot, tmp_path, monkeypatch
+):
+    import threading
+
+    from PySide6.QtCore import Qt
+
+    from models import hub
+    from models.catalog import CURATED
+    from tests.test_registry import write_gguf
+    from ui.models_dialog import ModelsDialog
+
+    home = tmp_path / "home"
+    studio = home / ".lmstudio" / "models" / "someone" / "tiny"
+    studio.mkdir(parents=True)
+    write_gguf(studio / "tiny-q4.gguf")
+    write_gguf(studio / "style-lora.gguf", adapter=True)  # an adapter is not offered
+    calls: list[tuple] = []
+    release = threading.Event()
+
+    def fake_download(repo, filename, models_dir, progress=None, revision=None):
+        calls.append((repo, filename))
+        for done in range(0, 10_000_000, 1_000_000):  # until Cancel raises from progress
+            progress(done, 50_000_000)
+            release.wait(0.05)
+        raise AssertionError("never cancelled")
+
+    monkeypatch.setattr(hub, "download", fake_download)
+    window = open_window(tmp_path / "data")
+    dialog = ModelsDialog(window.data_dir / "models", None, 45.0, window, home=home)
+    qtbot.addWidget(dialog)
+    rows = [dialog.local.topLevelItem(i) for i in range(dialog.local.topLevelItemCount())]
+    assert [r.text(1) for r in rows if "tiny-q4" in r.text(0)] == ["LM Studio"]
+    assert not any("style-lora" in r.text(0) for r in rows)
+    assert dialog.offers.topLevelItemCount() == len(CURATED)
+    assert all("tokens/s" in dialog.offers.topLevelItem(i).text(2) for i in range(len(CURATED)))
+    assert calls == []  # opening the window downloads nothing
+    chosen = []
+    dialog.model_chosen.connect(chosen.append)
+    dialog.local.setCurrentItem(next(r for r in rows if "tiny-q4" in r.text(0)))
+    qtbot.mouseClick(dialog.use_button, Qt.MouseButton.LeftButton)
+    assert chosen == [str(studio / "tiny-q4.gguf")]
+    dialog.offers.setCurrentItem(dialog.offers.topLevelItem(0))
+    qtbot.mouseClick(dialog.download_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=5_000)
+    assert calls == [(CURATED[0].repo, CURATED[0].filename)]
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.status.text().startswith("Stopped."), timeout=5_000)
+    assert dialog.download_button.isEnabled()

@@ -47,6 +47,7 @@ from ui.watcher import FolderWatcher
 from ui.worker import Bridge, Status
 
 APP = "Quire"
+DEFAULT_TOKENS_PER_S = 45.0  # the bundled model on 2 quiet cores (benchmarks/threads.py)
 SHORTCUTS = (
     ("Ctrl+Enter", "Send the question"),
     ("Ctrl+Shift+Enter", "Compare the question in all modes"),
@@ -57,6 +58,7 @@ SHORTCUTS = (
     ("Ctrl+1 … Ctrl+6", "Chat, Library, Search, Compare, Evaluate, Fine-tune"),
     ("Ctrl+B", "Show or hide the conversations"),
     ("Ctrl+,", "Settings"),
+    ("Ctrl+M", "Models: use one you have, or download one"),
     ("Ctrl+Q", "Quit"),
 )
 
@@ -79,6 +81,7 @@ class MainWindow(QMainWindow):
         self.bridge = Bridge(self.data_dir, self)
         self.status: Status | None = None
         self.adapter_dialog: AdapterDialog | None = None
+        self.last_tokens_per_s = DEFAULT_TOKENS_PER_S  # updated by every answer
         self._build()
         self._menus()
         self._connect()
@@ -147,6 +150,7 @@ class MainWindow(QMainWindow):
         file = self.menuBar().addMenu("&File")
         add(file, "&Add documents…", self.add_documents, "Ctrl+O")
         add(file, "&New conversation", self.new_conversation, "Ctrl+N")
+        add(file, "&Models…", self.open_models, "Ctrl+M")
         add(file, "&Export training examples…", self.export_training)
         file.addSeparator()
         add(file, "&Quit", self.close, "Ctrl+Q")
@@ -172,6 +176,32 @@ class MainWindow(QMainWindow):
         help_menu = self.menuBar().addMenu("&Help")
         add(help_menu, "&Keyboard shortcuts", self.show_shortcuts, "F1")
         add(help_menu, "&About Quire", self.show_about)
+
+    @Slot(object)
+    def _on_answer_speed(self, answer: object) -> None:
+        """The bundled model's speed here, for the Models window's estimates."""
+        timings = getattr(answer, "timings", None)
+        speed = getattr(timings, "tokens_per_s", 0.0) or 0.0
+        if speed > 0 and "bundled" in self.model_label.text():
+            self.last_tokens_per_s = speed
+
+    @Slot()
+    def open_models(self) -> None:
+        """The Models window: use a GGUF already on this computer, or download one."""
+        from ui.models_dialog import ModelsDialog
+
+        dialog = ModelsDialog(
+            models_dir(self.data_dir), self.settings.model_path, self.last_tokens_per_s, self
+        )
+        dialog.model_chosen.connect(self._use_model)
+        self.models_dialog = dialog
+        dialog.show()
+
+    @Slot(str)
+    def _use_model(self, path: str) -> None:
+        new = copy.deepcopy(self.settings)
+        new.model_path = path
+        self.bridge.apply_settings(new, load_model=True)
 
     @Slot()
     def _toggle_sidebar(self) -> None:
@@ -244,6 +274,7 @@ class MainWindow(QMainWindow):
         worker.status_changed.connect(self._on_status_changed)
         worker.settings_applied.connect(self._on_settings_applied)
         worker.failed.connect(self._on_failed)
+        worker.answer_finished.connect(self._on_answer_speed)
         worker.ingest_finished.connect(lambda _r: self.search.run_search())
         self.chat.source_opened.connect(self.open_source)
         self.search.source_opened.connect(self.open_source)

@@ -1,0 +1,261 @@
+"""The Models window: the bundled model, GGUF files already on this computer (found where
+LM Studio, GPT4All and similar apps keep them, or in a folder you add; used in place), and
+a short list of small instruct models to download. Nothing is downloaded unless you click
+Download; Cancel keeps the partial file and the next Download resumes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, Qt, QThread, Signal, Slot
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.types import UserError
+from models.catalog import CURATED, Offer, discover
+from models.registry import GGUFInfo, list_models
+
+FOLDERS_KEY = "models/folders"
+
+
+def _details(info: GGUFInfo) -> str:
+    context = f"context {info.context_length}" if info.context_length else ""
+    return ", ".join(filter(None, [info.architecture, info.quantization, context]))
+
+
+class _Stopped(Exception):
+    """Raised from the progress callback to end a download the user cancelled."""
+
+
+class _Download(QObject):
+    """One download on its own thread. Signals: progressed(done, total), finished(path),
+    failed(message), stopped()."""
+
+    progressed = Signal(int, int)
+    finished = Signal(str)
+    failed = Signal(str)
+    stopped = Signal()
+
+    def __init__(self, offer: Offer, models_dir: Path) -> None:
+        super().__init__()
+        self.offer, self.models_dir = offer, models_dir
+        self.cancel = threading.Event()
+
+    @Slot()
+    def run(self) -> None:
+        from models import hub
+
+        def progress(done: int, total: int) -> None:
+            if self.cancel.is_set():
+                raise _Stopped()
+            self.progressed.emit(done, total)
+
+        try:
+            path = hub.download(self.offer.repo, self.offer.filename, self.models_dir, progress)
+        except _Stopped:
+            self.stopped.emit()
+        except UserError as exc:
+            if isinstance(exc.__cause__, _Stopped) or self.cancel.is_set():
+                self.stopped.emit()
+            else:
+                self.failed.emit(str(exc))
+        else:
+            self.finished.emit(str(path))
+
+
+class ModelsDialog(QDialog):
+    """Signals: model_chosen(str path to a GGUF model)."""
+
+    model_chosen = Signal(str)
+
+    def __init__(
+        self,
+        models_dir: Path,
+        current: str | None,
+        tokens_per_s: float,
+        parent: QWidget | None = None,
+        home: Path | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(820, 560)
+        self.models_dir, self.current, self.home = Path(models_dir), current, home
+        self.tokens_per_s = tokens_per_s
+        self._thread: QThread | None = None
+        self._download: _Download | None = None
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("<b>On this computer</b> (used where they are, not copied)"))
+        self.local = QTreeWidget(self)
+        self.local.setHeaderLabels(["Model", "Found in", "Size", "Details"])
+        self.local.setRootIsDecorated(False)
+        self.local.itemDoubleClicked.connect(lambda *_: self.use_selected())
+        layout.addWidget(self.local, 1)
+        row = QHBoxLayout()
+        self.use_button = QPushButton("Use this model", self)
+        self.use_button.setObjectName("primary")
+        self.use_button.clicked.connect(self.use_selected)
+        add = QPushButton("Add a folder…", self)
+        add.clicked.connect(self.add_folder)
+        row.addWidget(self.use_button)
+        row.addWidget(add)
+        row.addStretch(1)
+        layout.addLayout(row)
+        layout.addWidget(
+            QLabel(
+                "<b>Download</b> (from Hugging Face, only when you click; "
+                f"speeds estimated from the bundled model's {tokens_per_s:.0f} tokens/s here)"
+            )
+        )
+        self.offers = QTreeWidget(self)
+        self.offers.setHeaderLabels(["Model", "Size", "Expected speed", "Why"])
+        self.offers.setRootIsDecorated(False)
+        for offer in CURATED:
+            speed = offer.expected_tokens_per_s(tokens_per_s)
+            item = QTreeWidgetItem(
+                [offer.label, f"about {offer.size_bytes / 1e9:.1f} GB", f"~{speed:.0f} tokens/s",
+                 offer.note]
+            )  # fmt: skip
+            item.setData(0, Qt.ItemDataRole.UserRole, offer)
+            self.offers.addTopLevelItem(item)
+        for column, width in enumerate((300, 100, 120)):
+            self.offers.setColumnWidth(column, width)
+        layout.addWidget(self.offers, 1)
+        row = QHBoxLayout()
+        self.download_button = QPushButton("Download", self)
+        self.download_button.clicked.connect(self.start_download)
+        self.cancel_button = QPushButton("Cancel", self, enabled=False)
+        self.cancel_button.clicked.connect(self.cancel_download)
+        self.progress = QProgressBar(self, minimum=0, maximum=1000, value=0)
+        self.progress.hide()
+        self.status = QLabel("", self)
+        self.status.setObjectName("muted")
+        self.status.setWordWrap(True)
+        for widget in (self.download_button, self.cancel_button, self.progress):
+            row.addWidget(widget)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        self.refresh()
+
+    # -- on this computer ------------------------------------------------------------------
+
+    def folders(self) -> list[Path]:
+        return [Path(p) for p in (QSettings().value(FOLDERS_KEY) or []) if p]
+
+    def refresh(self) -> None:
+        self.local.clear()
+        for entry in list_models(self.models_dir):
+            if entry.kind == "llm" and not entry.error:
+                where = "bundled with Quire" if entry.bundled else "Quire's models folder"
+                info = entry.info
+                details = _details(info) if info is not None else ""
+                self._add_local(entry.path, entry.name, where, entry.size_bytes, details)
+        for found in discover(self.folders(), self.home):
+            info = found.info
+            self._add_local(found.path, found.path.name, found.app, info.size_bytes, _details(info))
+        for column, width in enumerate((300, 170, 80)):
+            self.local.setColumnWidth(column, width)
+
+    def _add_local(self, path: Path, name: str, where: str, size: int, details: str) -> None:
+        mark = "  (in use)" if self.current and Path(self.current) == path else ""
+        item = QTreeWidgetItem([name + mark, where, f"{size / 1e6:.0f} MB", details])
+        item.setData(0, Qt.ItemDataRole.UserRole, str(path))
+        item.setToolTip(0, str(path))
+        self.local.addTopLevelItem(item)
+
+    @Slot()
+    def add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A folder with GGUF models")
+        if folder:
+            folders = [str(p) for p in self.folders()]
+            QSettings().setValue(FOLDERS_KEY, sorted({*folders, folder}))
+            self.refresh()
+
+    @Slot()
+    def use_selected(self) -> None:
+        item = self.local.currentItem()
+        if item is None:
+            self.status.setText("Pick a model in the list first.")
+            return
+        path = item.data(0, Qt.ItemDataRole.UserRole)
+        self.model_chosen.emit(path)
+        self.status.setText(f"Loading {Path(path).name}… (the status bar shows it when ready)")
+
+    # -- download --------------------------------------------------------------------------
+
+    @Slot()
+    def start_download(self) -> None:
+        item = self.offers.currentItem()
+        if item is None:
+            self.status.setText("Pick a model to download first.")
+            return
+        if self._thread is not None:
+            return
+        offer: Offer = item.data(0, Qt.ItemDataRole.UserRole)
+        self._download = _Download(offer, self.models_dir)
+        self._thread = QThread(self)
+        self._download.moveToThread(self._thread)
+        self._thread.started.connect(self._download.run)
+        self._download.progressed.connect(self._on_progress)
+        self._download.finished.connect(self._on_finished)
+        self._download.failed.connect(self._on_failed)
+        self._download.stopped.connect(self._on_stopped)
+        self._set_downloading(True)
+        self.status.setText(f"Downloading {offer.filename} from {offer.repo}…")
+        self._thread.start()
+
+    @Slot()
+    def cancel_download(self) -> None:
+        if self._download is not None:
+            self._download.cancel.set()
+            self.status.setText("Stopping… (the part already downloaded is kept)")
+
+    def _set_downloading(self, busy: bool) -> None:
+        self.download_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+        self.progress.setVisible(busy)
+
+    def _end(self) -> None:
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait()
+        self._thread, self._download = None, None
+        self._set_downloading(False)
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        if total > 0:
+            self.progress.setValue(round(1000 * done / total))
+            self.progress.setFormat(f"{done / 1e6:.0f} of {total / 1e6:.0f} MB")
+
+    @Slot(str)
+    def _on_finished(self, path: str) -> None:
+        self._end()
+        self.status.setText(f"Downloaded {Path(path).name}. Select it above and click Use.")
+        self.refresh()
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._end()
+        self.status.setText(f"Download failed: {message}")
+
+    @Slot()
+    def _on_stopped(self) -> None:
+        self._end()
+        self.status.setText("Stopped. The part already downloaded is kept: Download resumes it.")
+
+    def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
+        self.cancel_download()
+        self._end()
+        super().closeEvent(event)
