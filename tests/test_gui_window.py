@@ -127,11 +127,14 @@ def test_the_reader_marks_every_line_of_a_pdf_passage_and_zooms(open_window, qtb
     ]
     pdf = write_pdf(tmp_path / "pump-manual.pdf", [filler, filler[:20] + cited + filler[:5]])
     window = open_window(tmp_path / "data")
-    window.resize(1200, 800)
+    window.resize(1700, 900)  # room for the tabs' minimum width (777 px) and the reader
     source = SearchResult(1, pdf.name, str(pdf), 2, None, 0.9, " ".join(cited), 1, "default")
+    QApplication.processEvents()
+    sidebar = window.splitter.sizes()[0]
     window.open_source(source)
     reader = window.reader
     qtbot.waitUntil(lambda: bool(reader.pdf_view.marks.get(1)), timeout=5_000)
+    assert window.splitter.sizes()[0] == sidebar  # the reader takes from the tabs only
     boxes = [p.boundingRect() for p in reader.pdf_view.marks[1]]
     lines = {round(b.top()) for b in boxes}
     assert len(lines) == 3  # all three lines of the passage, not its first words
@@ -158,6 +161,9 @@ def test_the_reader_marks_every_line_of_a_pdf_passage_and_zooms(open_window, qtb
     )
     color = image.pixelColor(int(left), int(top) + 4)
     assert color.blue() < color.red() - 30  # painted amber over the white page
+    window.close_reader()
+    QApplication.processEvents()
+    assert reader.isHidden() and abs(window.splitter.sizes()[0] - sidebar) <= 2  # a handle
 
 
 def test_models_window_finds_ggufs_in_place_and_downloads_only_on_click(

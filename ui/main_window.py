@@ -286,7 +286,7 @@ class MainWindow(QMainWindow):
         self.history_view.new_requested.connect(self.new_conversation)
         self.history_view.conversation_deleted.connect(self._on_conversation_deleted)
         self.library.watched_changed.connect(self._on_watched_list_changed)
-        self.reader.closed.connect(self.reader.hide)
+        self.reader.closed.connect(self.close_reader)
         self.reader.failed.connect(self.banner.show_message)
         self.finetune.use_adapter.connect(lambda path: self.bridge.lab.set_adapter(path, 1.0))
 
@@ -353,15 +353,23 @@ class MainWindow(QMainWindow):
             model_changed = new.model_path != self.settings.model_path
             self.bridge.apply_settings(new, load_model=model_changed)
 
+    @Slot()
+    def close_reader(self) -> None:
+        """Hide the reader and give its width to the tabs, never to the sidebar."""
+        sidebar = self.splitter.sizes()[0]
+        self.reader.hide()
+        total = sum(self.splitter.sizes())  # the reader's handle is gone with it
+        self.splitter.setSizes([sidebar, total - sidebar, 0])
+
     @Slot(object)
     def open_source(self, source: SearchResult) -> None:
         was_hidden = self.reader.isHidden()
-        if was_hidden:  # the reader takes the larger share: a page must be readable
-            sizes = self.splitter.sizes()
-            total = sizes[1] + sizes[2]
-            tabs = max(total * 2 // 5, 380)
-            self.splitter.setSizes([sizes[0], tabs, max(total - tabs, 0)])
+        sizes = self.splitter.sizes()
         self.reader.show()
+        if was_hidden:  # the reader takes the larger share of the tabs' width, not the sidebar's
+            total = sizes[1] + sizes[2]
+            tabs = min(max(total * 2 // 5, self.tabs.minimumSizeHint().width()), total)
+            self.splitter.setSizes([sizes[0], tabs, max(total - tabs, 0)])
         if not self.reader.open_source(source) and was_hidden:
             self.reader.hide()
 
