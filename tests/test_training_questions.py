@@ -300,6 +300,22 @@ def test_pdf_answers_are_on_gold_pages(gold_pages: PdfPages):
     assert not problems, report(problems)
 
 
+def test_heldout_questions_check_out_and_are_not_training_questions():
+    """training/heldout/: new questions for measuring, never in the training data."""
+    heldout = [
+        json.loads(line)
+        for path in sorted((REPO / "training" / "heldout").glob("*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    assert len(heldout) >= 100
+    problems = [html_problem(CORPUS, q, folder="") for q in heldout]
+    assert not [p for p in problems if p], [p for p in problems if p][:5]
+    trained = {fold(q["question"]) for _, q in ROWS}
+    assert not [q["id"] for q in heldout if fold(q["question"]) in trained]
+    assert len({q["id"] for q in heldout}) == len(heldout)
+
+
 def test_html_sections_are_headings_holding_the_answer():
     problems = []
     for w, q in GOLD:
