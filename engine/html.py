@@ -174,7 +174,9 @@ class _Extractor(HTMLParser):
         if tag == "title":
             self._title = None
         elif tag in HEADINGS and self._heading is not None:
-            self._section = " ".join("".join(self._heading).split()) or self._section
+            # Sphinx ends every heading with a "¶" permalink: not part of the title.
+            heading = " ".join("".join(self._heading).split()).rstrip("¶").rstrip()
+            self._section = heading or self._section
             self._heading = None
         elif tag == "pre":
             self._pre = max(0, self._pre - 1)

@@ -93,3 +93,15 @@ def test_real_manual_page(corpus: Path) -> None:
     notes = segments[sections.index("Notes for Specific App Backups")].text
     assert "Deluge | Does not include downloaded/seeding files" in notes.split("\n")
     assert "Table of Contents" not in "\n".join(s.text for s in segments)
+
+
+def test_sphinx_permalink_pilcrow_is_not_part_of_the_section(tmp_path: Path) -> None:
+    page = tmp_path / "compact.html"
+    page.write_text(
+        "<html><body><h1>borg compact<a class='headerlink' href='#c'>¶</a></h1>"
+        "<h2>Description<a class='headerlink' href='#d' title='Permalink'>¶</a></h2>"
+        "<p>This command frees repository space by compacting segments.</p></body></html>",
+        encoding="utf-8",
+    )
+    sections = [s.section for s in load(page)]
+    assert "Description" in sections and all("¶" not in (s or "") for s in sections)
