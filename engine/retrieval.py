@@ -32,14 +32,9 @@ class RetrievalTiming:
     total_s: float = 0.0
 
 
-def rrf(rankings: list[list[int]], k: int = RRF_K) -> list[int]:
-    """Reciprocal rank fusion: ids ordered by sum of 1/(k + rank) over the lists."""
-    return [item for item, _ in fused(rankings, k)]
-
-
 def fused(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:
-    """(id, relevance) best first: the reciprocal-rank-fusion score over the lists, as a
-    share of the most it can be (first in every list), so 1.0 is the best possible."""
+    """Reciprocal rank fusion: (id, relevance) ordered by the sum of 1/(k + rank) over the
+    lists, as a share of the most it can be (first in every list), so 1.0 is the best."""
     scores: dict[int, float] = {}
     for ranking in rankings:
         for rank, item in enumerate(ranking, start=1):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.retrieval import Retriever, fused, rrf
+from engine.retrieval import Retriever, fused
 from engine.store import Store
 from engine.types import Chunk
 
@@ -118,8 +118,8 @@ def test_collection_filter_and_empty_query(
 
 
 def test_rrf_rewards_agreement() -> None:
-    assert rrf([[1, 2, 3], [3, 4]])[0] == 3
-    assert rrf([[1, 2], []]) == [1, 2]
+    assert fused([[1, 2, 3], [3, 4]])[0][0] == 3
+    assert [item for item, _ in fused([[1, 2], []])] == [1, 2]
 
 
 def test_fused_relevance_is_a_share_of_the_best_possible() -> None:

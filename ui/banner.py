@@ -1,8 +1,18 @@
-"""Small window furniture: the error banner and human-readable sizes."""
+"""Small window furniture: the error banner, human-readable sizes and durations."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+
+
+def human_duration(seconds: float) -> str:
+    """ "45 s", "3 min", "1 h 05 min": a time left people read at a glance."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def human_size(n: int) -> str:

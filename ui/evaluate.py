@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from engine.core import MODES
 from engine.evaluation import EvalConfig, EvalProgress, EvalReport, format_metric, table_rows
+from ui.banner import human_duration
 from ui.worker import Bridge
 
 COLUMNS = (
@@ -40,12 +41,6 @@ COLUMNS = (
 )  # fmt: skip
 CHART_METRICS = COLUMNS[1:7]
 PALETTE = ("#8da0cb", "#66c2a5", "#a6d854", "#fc8d62", "#e78ac3", "#ffd92f", "#e5c494")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{max(1, round(seconds))} s"
-    return f"{round(seconds / 60)} min"
 
 
 class EvaluatePage(QWidget):
@@ -169,7 +164,7 @@ class EvaluatePage(QWidget):
     def _on_progressed(self, p: EvalProgress) -> None:
         self.progress.setMaximum(1000)  # the share of the run's time, not of its steps
         self.progress.setValue(round(1000 * p.fraction))
-        left = f" · about {_duration(p.eta_s)} left" if p.eta_s is not None else ""
+        left = f" · about {human_duration(p.eta_s)} left" if p.eta_s is not None else ""
         answers = f"answers {p.answers_done}/{p.answers_total} · " if p.answers_total else ""
         self.status.setText(f"{answers}{p.label} · {p.elapsed_s:.0f} s{left}")
         self.evaluation_progressed.emit(p)

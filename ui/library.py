@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.types import IngestProgress, IngestReport
+from ui.banner import human_duration
 from ui.worker import Bridge
 
 FILE_FILTER = "Documents (*.pdf *.txt *.md *.markdown *.html *.htm);;All files (*)"
@@ -37,16 +38,6 @@ def dropped_paths(event: QDropEvent | QDragEnterEvent) -> list[str]:
     """Local files and folders carried by a drag."""
     urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
     return [url.toLocalFile() for url in urls if url.isLocalFile()]
-
-
-def _duration(seconds: float) -> str:
-    """ "45 s", "3 min", "1 h 05 min": an ETA people read at a glance."""
-    if seconds < 60:
-        return f"{max(1, round(seconds))} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def report_text(report: IngestReport) -> str:
@@ -242,7 +233,7 @@ class LibraryView(QWidget):
             f"{snap.files_done} / {snap.files_total} files · {snap.chunks_done} passages"
         )
         eta = snap.eta_s
-        left = f" · about {_duration(eta)} left" if eta is not None else ""
+        left = f" · about {human_duration(eta)} left" if eta is not None else ""
         self.progress_label.setText(
             f"{snap.files_done} of {snap.files_total} files · {snap.pages_done} pages · "
             f"{snap.chunks_done} passages · {snap.chunks_per_s:.0f} passages/s{left} · "

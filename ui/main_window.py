@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core import Answer
 from engine.history import History
 from engine.paths import default_data_dir, models_dir
 from engine.settings import Settings
@@ -178,10 +179,9 @@ class MainWindow(QMainWindow):
         add(help_menu, "&About Quire", self.show_about)
 
     @Slot(object)
-    def _on_answer_speed(self, answer: object) -> None:
+    def _on_answer_speed(self, answer: Answer) -> None:
         """The bundled model's speed here, for the Models window's estimates."""
-        timings = getattr(answer, "timings", None)
-        speed = getattr(timings, "tokens_per_s", 0.0) or 0.0
+        speed = answer.timings.tokens_per_s
         if speed > 0 and "bundled" in self.model_label.text():
             self.last_tokens_per_s = speed
 

@@ -25,6 +25,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
 from engine.settings import Settings
 from engine.types import IngestProgress, UserError
+from ui.banner import human_duration
 from ui.lab import Lab
 
 log = logging.getLogger(__name__)
@@ -373,8 +374,7 @@ class Bridge(QObject):
         where = ""
         if snap is not None:
             eta = snap.eta_s
-            left = f", about {round(eta / 60)} min left" if eta and eta >= 90 else ""
-            left = left or (f", about {round(eta)} s left" if eta else "")
+            left = f", about {human_duration(eta)} left" if eta is not None else ""
             where = f" ({snap.files_done} of {snap.files_total} files{left})"
         return f"Waiting for indexing to finish{where}; this runs right after."
 
