@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.prompting import source_label
+from engine.sqlite import migrate
 from engine.types import SearchResult
 
 HISTORY_FILE = "history.sqlite3"
@@ -48,7 +49,7 @@ ALTER TABLE messages ADD COLUMN prompt TEXT;
 ALTER TABLE messages ADD COLUMN rating INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN corrected TEXT
 """
-MIGRATIONS = (_M001, _M002)  # append-only; user_version counts the ones applied
+MIGRATIONS = (_M001, _M002)  # append-only; engine.sqlite.migrate runs them
 
 
 @dataclass(frozen=True)
@@ -86,16 +87,11 @@ class History:
         self.conn = sqlite3.connect(self.path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
-
-    def _migrate(self) -> None:
-        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.conn:
-                self.conn.execute("BEGIN")
-                for statement in filter(str.strip, script.split(";")):
-                    self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {number}")
+        try:
+            migrate(self.conn, MIGRATIONS)
+        except BaseException:
+            self.conn.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()

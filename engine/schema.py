@@ -1,31 +1,19 @@
-"""The index schema: numbered, append-only migrations, row records, FTS5 query building."""
+"""The index schema: numbered, append-only migrations of a bare connection, and row records.
+
+A step never calls `Store`: once released it must read the same forever, whatever
+`Store` becomes. Change the schema by appending a step (`engine.sqlite.migrate` runs them).
+"""
 
 from __future__ import annotations
 
-import re
+import functools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from engine.store import Store
+from engine.sqlite import Step, execute_script
 
 DEFAULT_COLLECTION = "default"
-MAX_TERMS = 32
-
-STOPWORDS = frozenset(
-    re.findall(
-        r"\w+",
-        "a about above after again against all am an and any are as at be because been before "
-        "being below between both but by can could did do does doing down during each few for "
-        "from further had has have having he her here hers him his how i if in into is it its "
-        "itself just me more most my no nor not now of off on once only or other our ours out "
-        "over own same she should so some such than that the their theirs them then there "
-        "these they this those through to too under until up very was we were what when where "
-        "which while who whom why will with would you your yours near ",
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -76,57 +64,23 @@ class StoreStats:
     bytes: int
 
 
-def fts_terms(text: str) -> list[str]:
-    """Searchable terms of free user text: lower-cased, deduplicated, stopwords dropped."""
-    terms: list[str] = []
-    for piece in text.split():
-        word = re.sub(r"^\W+|\W+$", "", piece.replace('"', ""))
-        key = word.lower()
-        if not re.search(r"\w", word) or key in STOPWORDS or key in terms:
-            continue
-        terms.append(key)
-    return terms[:MAX_TERMS]
+def migrations(model: str, dim: int, quantization: str) -> list[Step]:
+    """The index's steps, oldest first. A new index records the embedding model, dimension
+    and vec0 quantization it is given; later steps must take the connection alone."""
+    return [functools.partial(m001_initial, model=model, dim=dim, quantization=quantization)]
 
 
-def fts_query(text: str, terms: list[str] | None = None) -> str:
-    """A safe FTS5 query from free user text (or from `terms`): quoted terms, OR-ed.
-
-    Returns "" when nothing searchable is left. Quoting makes every term a string
-    (FTS5 tokenizes it itself), so operators, parentheses and column filters in the
-    user's text are inert.
-    """
-    return " OR ".join(f'"{t}"' for t in (fts_terms(text) if terms is None else terms))
-
-
-def rare_terms(conn: Any, terms: list[str], cap: int, counts: dict[str, int]) -> list[str]:
-    """The rarest terms whose matches add up to at most `cap` rows (at least one term).
-
-    BM25 scoring reads every matching row's column sizes, so an OR with a common term
-    costs ~5 us per match (42 ms for 8,400 matches at 100k chunks), while counting a
-    term's rows is ~20x cheaper. A common term has a low IDF and moves the ranking
-    little; dropping it bounds the cost. `counts` caches row counts per term.
-    """
-    for term in terms:
-        if term not in counts:
-            row = conn.execute(
-                "SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{term}"',)
-            ).fetchone()
-            counts[term] = int(row[0])
-    kept: list[str] = []
-    total = 0
-    for term in sorted(terms, key=lambda t: counts[t]):
-        if kept and total + counts[term] > cap:
-            break
-        kept.append(term)
-        total += counts[term]
-    return kept
+def take_legacy_version(conn: Any) -> int:
+    """The version of an index from before `PRAGMA user_version` counted steps: meta's
+    `schema_version` row, removed here since user_version replaces it."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    conn.execute("DELETE FROM meta WHERE key = 'schema_version'")
+    return int(row[0]) if row else 0
 
 
-def _m001_initial(store: Store) -> None:
-    # Statement by statement: executescript() would COMMIT the migration's transaction.
-    _execute_script(
-        store.conn,
-        """
+_M001_TABLES = """
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE collections (
             id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
@@ -146,21 +100,26 @@ def _m001_initial(store: Store) -> None:
             vector BLOB NOT NULL);
         CREATE VIRTUAL TABLE chunks_fts USING fts5(
             text, section, title, content='', tokenize='porter unicode61');
-        """,
+        """
+
+
+def m001_initial(conn: Any, model: str, dim: int, quantization: str) -> None:
+    """Collections, documents, chunks, their float vectors, FTS5, and vec0 partitioned by
+    collection (measured faster than a metadata column)."""
+    execute_script(conn, _M001_TABLES)
+    vector = (
+        f"embedding bit[{dim}]"
+        if quantization == "binary"
+        else f"embedding float[{dim}] distance_metric=cosine"
     )
-    store.conn.execute(
+    conn.execute(
+        "CREATE VIRTUAL TABLE vec_chunks USING vec0(chunk_id INTEGER PRIMARY KEY, "
+        f"collection_id INTEGER PARTITION KEY, {vector})"
+    )
+    conn.execute(
         "INSERT INTO collections(name, created_at) VALUES (?, ?)", (DEFAULT_COLLECTION, time.time())
     )
-    store.set_meta("embedding_model", store.model)
-    store.set_meta("embedding_dim", str(store.dim))
-    store.set_meta("quantization", store.quantization)
-    store.create_vec_table()
-
-
-def _execute_script(conn: Any, script: str) -> None:
-    for statement in script.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-MIGRATIONS: list[Callable[[Store], None]] = [_m001_initial]
+    conn.executemany(
+        "INSERT INTO meta(key, value) VALUES (?, ?)",
+        [("embedding_model", model), ("embedding_dim", str(dim)), ("quantization", quantization)],
+    )

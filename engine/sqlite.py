@@ -1,4 +1,4 @@
-"""Open SQLite connections with sqlite-vec loaded.
+"""Open SQLite connections with sqlite-vec loaded, and migrate their schema.
 
 The stdlib ``sqlite3`` is used when its connections can load extensions; many Python
 builds (including this project's machines) ship without that, so ``sqlean`` (a drop-in
@@ -12,9 +12,10 @@ import functools
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeAlias
 
 import sqlite_vec
 
@@ -22,6 +23,9 @@ from engine.types import UserError
 
 BUSY_TIMEOUT_MS = 5000
 _ENV = "QUIRE_SQLITE"
+
+Step: TypeAlias = Callable[[Any], None] | str
+"""One migration: a function of a bare connection, or SQL statements separated by ';'."""
 
 
 def _load_sqlean() -> ModuleType:
@@ -105,3 +109,59 @@ def connect(path: Path, readonly: bool = False) -> Any:
         conn.close()
         raise
     return conn
+
+
+def user_version(conn: Any) -> int:
+    """The number of migration steps applied to this database."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: Any, steps: Sequence[Step], legacy: Callable[[Any], int] | None = None) -> None:
+    """Apply the steps this database lacks, in order and in one transaction, and count
+    them in ``PRAGMA user_version``. ``steps`` is append-only: step n never changes.
+
+    The version that decides is read under the write lock (BEGIN IMMEDIATE): two processes
+    opening a new data dir at once both read 0 otherwise, and the second fails with "table
+    already exists". ``legacy`` gives the version of a database from before user_version
+    counted steps (asked only when it reads 0). A database a newer Quire wrote is refused.
+    """
+    if _known(conn, user_version(conn), len(steps)) == len(steps):
+        return  # up to date: no write lock, so opening never waits on another's write
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = user_version(conn)
+        if version == 0 and legacy is not None:
+            version = legacy(conn)
+        for step in steps[_known(conn, version, len(steps)) :]:
+            _apply(conn, step)
+        conn.execute(f"PRAGMA user_version = {len(steps)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _known(conn: Any, version: int, latest: int) -> int:
+    if version > latest:
+        path = conn.execute("PRAGMA database_list").fetchone()[2] or "the database"
+        raise UserError(
+            f"{path} was written by a newer Quire (schema version {version}, this one knows "
+            f"{latest}); update Quire to open it"
+        )
+    return version
+
+
+def _apply(conn: Any, step: Step) -> None:
+    if callable(step):
+        step(conn)
+    else:
+        execute_script(conn, step)
+
+
+def execute_script(conn: Any, script: str) -> None:
+    """Run SQL statements separated by ';' (none may contain one) inside the caller's
+    transaction: executescript() would COMMIT it first."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)

@@ -15,18 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from engine.fts import fts_query, fts_terms, rare_terms
 from engine.schema import (
     DEFAULT_COLLECTION,
-    MIGRATIONS,
     ChunkRow,
     CollectionInfo,
     DocumentRecord,
     StoreStats,
-    fts_query,
-    fts_terms,
-    rare_terms,
+    migrations,
+    take_legacy_version,
 )
-from engine.sqlite import connect
+from engine.sqlite import connect, migrate, user_version
 from engine.types import Chunk, UserError
 from engine.vectors import VectorIndex
 
@@ -86,24 +85,21 @@ class Store:
         return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
 
     def _migrate(self) -> None:
-        """Apply the missing migrations, each in its own transaction. The version is read
-        under the write lock (BEGIN IMMEDIATE): two processes opening a new data dir at
-        once both read 0 otherwise, and the second fails with "table meta already exists"."""
-        while self.schema_version < len(MIGRATIONS):
-            with self._transaction():
-                version = self.schema_version
-                if version < len(MIGRATIONS):
-                    MIGRATIONS[version](self)
-                    self.set_meta("schema_version", str(version + 1))
+        steps = migrations(self.model, self.dim, self.quantization)
+        try:
+            migrate(self.conn, steps, legacy=take_legacy_version)
+        except BaseException:
+            self.conn.close()
+            raise
 
     @property
     def schema_version(self) -> int:
-        return int(self._read_meta().get("schema_version", 0))
+        return user_version(self.conn)
 
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
-    def create_vec_table(self) -> None:
+    def _create_vec_table(self) -> None:
         """The vec0 table, partitioned by collection (measured: faster than a metadata column)."""
         column = (
             f"embedding bit[{self.dim}]"
@@ -122,7 +118,7 @@ class Store:
         with self._transaction():
             self.conn.execute("DROP TABLE vec_chunks")
             self.quantization = quantization
-            self.create_vec_table()
+            self._create_vec_table()
             self.set_meta("quantization", quantization)
             rows = self.conn.execute(
                 "SELECT e.chunk_id, d.collection_id, e.vector FROM embeddings e "

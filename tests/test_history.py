@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from engine.history import UNTITLED, History, Message
-from engine.types import SearchResult
+import pytest
+
+from engine.history import HISTORY_FILE, MIGRATIONS, UNTITLED, History, Message
+from engine.sqlite import migrate
+from engine.types import SearchResult, UserError
 
 SOURCE = SearchResult(
     rank=1,
@@ -110,10 +114,6 @@ def test_rated_and_corrected_answers_export_as_training_examples(data_dir: Path)
 
 
 def test_history_from_before_feedback_is_migrated(data_dir: Path) -> None:
-    import sqlite3
-
-    from engine.history import HISTORY_FILE, MIGRATIONS
-
     conn = sqlite3.connect(data_dir / HISTORY_FILE)
     conn.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
     conn.execute("INSERT INTO conversations VALUES (1, 't', 0, 0)")
@@ -127,6 +127,38 @@ def test_history_from_before_feedback_is_migrated(data_dir: Path) -> None:
     [message] = history.messages(1)
     assert message.content == "a" and message.rating == 0 and message.prompt is None
     history.close()
+
+
+def _schema(path: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    schema = conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+    conn.close()
+    return schema
+
+
+@pytest.mark.parametrize("version", range(len(MIGRATIONS)))
+def test_history_at_every_old_version_upgrades_to_a_fresh_ones_schema(
+    tmp_path: Path, version: int
+) -> None:
+    History(tmp_path / "fresh").close()
+    old = tmp_path / "old"
+    old.mkdir()
+    conn = sqlite3.connect(old / HISTORY_FILE, isolation_level=None)
+    migrate(conn, MIGRATIONS[:version])
+    conn.close()
+    history = History(old)  # re-running a step: "table conversations already exists"
+    assert history.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    history.close()
+    assert _schema(old / HISTORY_FILE) == _schema(tmp_path / "fresh" / HISTORY_FILE)
+
+
+def test_history_from_a_newer_quire_is_refused(data_dir: Path) -> None:
+    History(data_dir).close()
+    conn = sqlite3.connect(data_dir / HISTORY_FILE)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(UserError, match="history.sqlite3 was written by a newer Quire"):
+        History(data_dir)
 
 
 def test_export_training_command(data_dir: Path) -> None:

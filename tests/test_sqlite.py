@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import sqlean
@@ -92,3 +95,81 @@ def test_readonly_connection_cannot_write(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="readonly"):
         conn.execute("INSERT INTO t VALUES (1)")
     conn.close()
+
+
+# -- migrate: the one runner for the index and the history ---------------------------------
+
+STEPS = (
+    "CREATE TABLE a (x INTEGER)",
+    "CREATE TABLE b (y INTEGER); INSERT INTO b VALUES (1)",
+    "ALTER TABLE a ADD COLUMN z TEXT",
+)
+
+
+def _schema(conn: Any) -> list[tuple[str, str]]:
+    return list(conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall())
+
+
+def test_migrate_applies_only_the_missing_steps(tmp_path: Path) -> None:
+    conn = quire_sqlite.connect(tmp_path / "db.sqlite3")
+    quire_sqlite.migrate(conn, STEPS[:1])
+    assert quire_sqlite.user_version(conn) == 1
+    quire_sqlite.migrate(conn, STEPS)  # re-running step 1 would fail: "table a already exists"
+    quire_sqlite.migrate(conn, STEPS)
+    assert quire_sqlite.user_version(conn) == 3
+    assert conn.execute("SELECT x, z, (SELECT COUNT(*) FROM b) FROM a").fetchall() == []
+    assert conn.execute("SELECT y FROM b").fetchall() == [(1,)]
+    conn.close()
+
+
+def test_a_failing_step_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    conn = quire_sqlite.connect(tmp_path / "db.sqlite3")
+    quire_sqlite.migrate(conn, STEPS[:1])
+    before = _schema(conn)
+
+    def broken(c: object) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        quire_sqlite.migrate(conn, [*STEPS, broken])
+    assert _schema(conn) == before and quire_sqlite.user_version(conn) == 1
+    assert not conn.in_transaction
+    conn.close()
+
+
+def test_a_database_from_a_newer_quire_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    conn = quire_sqlite.connect(path)
+    quire_sqlite.migrate(conn, STEPS)
+    with pytest.raises(UserError, match=f"{path.name} was written by a newer Quire.*version 3"):
+        quire_sqlite.migrate(conn, STEPS[:2])
+    conn.close()
+
+
+def test_migrate_reads_the_version_under_the_write_lock(tmp_path: Path) -> None:
+    """One connection migrates while another opens: the second waits for the write lock,
+    then reads the version again and finds the steps applied. Reading it before the lock,
+    it ran step 1 a second time and failed with "table a already exists"."""
+    path = tmp_path / "db.sqlite3"
+    first = quire_sqlite.connect(path)
+    first.execute("BEGIN IMMEDIATE")
+    errors: list[BaseException] = []
+
+    def open_second() -> None:
+        conn = quire_sqlite.connect(path)
+        try:
+            quire_sqlite.migrate(conn, STEPS)  # reads 0, then waits on the lock
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=open_second)
+    thread.start()
+    time.sleep(0.3)
+    quire_sqlite.execute_script(first, ";".join(STEPS) + "; PRAGMA user_version = 3")
+    first.execute("COMMIT")
+    thread.join(timeout=30)
+    assert errors == []
+    assert quire_sqlite.user_version(first) == 3
+    first.close()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.store import Store, fts_query
+from engine.fts import fts_query
+from engine.schema import m001_initial, migrations
+from engine.sqlite import connect, migrate, user_version
+from engine.store import Store
 from engine.types import Chunk, UserError
+from tests.conftest import REPO
 
 DIM = 16
 
@@ -64,6 +70,82 @@ def test_migrations_are_idempotent_on_reopen(tmp_path: Path) -> None:
         assert again.schema_version == version >= 1
         assert [d.name for d in again.documents()] == ["a.txt"]
         assert [c.name for c in again.collections()] == ["default"]
+
+
+def _schema(path: Path) -> list[tuple[str, str, str, str]]:
+    conn = connect(path, readonly=True)
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name")
+    schema = rows.fetchall()
+    conn.close()
+    return schema
+
+
+def _meta(store: Store) -> dict[str, str]:
+    return dict(store.conn.execute("SELECT key, value FROM meta").fetchall())
+
+
+LATEST = len(migrations("m", DIM, "float"))
+
+
+def _build(path: Path, version: int | str) -> None:
+    """An index at an old version: the first `version` steps, or "meta-1", the only version
+    Quire wrote before PRAGMA user_version counted steps (m001, then meta's schema_version)."""
+    conn = connect(path)
+    if version == "meta-1":
+        conn.execute("BEGIN IMMEDIATE")
+        m001_initial(conn, model="m", dim=DIM, quantization="float")
+        conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+        conn.execute("COMMIT")
+    else:
+        migrate(conn, migrations("m", DIM, "float")[: int(version)])
+    conn.close()
+
+
+@pytest.mark.parametrize("version", ["meta-1", *range(LATEST)])
+def test_an_index_at_every_old_version_upgrades_to_a_fresh_ones_schema(
+    tmp_path: Path, version: int | str
+) -> None:
+    Store(tmp_path / "fresh.sqlite3", model="m", dim=DIM).close()
+    old = tmp_path / "old.sqlite3"
+    _build(old, version)
+    with Store(old, model="m", dim=DIM) as store:  # re-running m001: "table meta already exists"
+        _put(store, tmp_path / "a.txt", ["alpha"], _unit(np.random.default_rng(0), 1))
+        assert store.schema_version == LATEST
+        assert _meta(store) == {
+            "embedding_model": "m",
+            "embedding_dim": str(DIM),
+            "quantization": "float",
+        }
+        assert store.keyword_search("alpha", 1) and store.vector_search(np.ones(DIM), 1)
+    assert _schema(old) == _schema(tmp_path / "fresh.sqlite3")
+
+
+def test_index_migrations_need_only_a_bare_connection(tmp_path: Path) -> None:
+    """The steps never call Store, so an old step reads the same whatever Store becomes."""
+    path = tmp_path / "index.sqlite3"
+    conn = connect(path)
+    migrate(conn, migrations("bare-model", DIM, "binary"))
+    assert user_version(conn) == len(migrations("bare-model", DIM, "binary"))
+    conn.close()
+    with Store(path) as store:  # takes the model, dimension and quantization m001 recorded
+        assert (store.model, store.dim, store.quantization) == ("bare-model", DIM, "binary")
+        _put(store, tmp_path / "a.txt", ["alpha"], _unit(np.random.default_rng(0), 1))
+        assert [d.name for d in store.documents()] == ["a.txt"]
+
+
+def test_index_schema_does_not_import_store() -> None:
+    code = "import sys, engine.schema; sys.exit('engine.store' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_an_index_from_a_newer_quire_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    Store(path, model="m", dim=DIM).close()
+    conn = connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(UserError, match="index.sqlite3 was written by a newer Quire"):
+        Store(path, model="m", dim=DIM)
 
 
 def test_dimension_mismatch_names_the_model(tmp_path: Path) -> None:
