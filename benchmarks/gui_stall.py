@@ -73,7 +73,7 @@ def measure(folder: Path, work: Path) -> dict[str, dict[str, float]]:
     events = Recorder(
         status=bridge.status_changed,
         ingested=bridge.ingest_finished,
-        answered=bridge.answer_finished,
+        answered=window.chat.answer_finished,
     )
     events.wait("status", 30_000)
     probe = StallProbe()

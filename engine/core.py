@@ -6,6 +6,7 @@ used from one thread only; `cancel()` is the one method safe to call from anothe
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import modes
 from engine.embedding import Embedder
 from engine.generation import Cancelled, Generator
 from engine.ingest import Ingestor, ProgressFn
@@ -28,7 +30,6 @@ from models.lora import AdapterInfo, check_compatible
 if TYPE_CHECKING:
     from engine.finetune import TrainJob
 
-MODES = ("base", "rag", "lora", "hybrid")
 # A source this far (in cosine) behind the best one is left out of the prompt: on the
 # development set the gold passage was never more than 0.10 behind the best one.
 SOURCE_MARGIN = 0.15
@@ -90,7 +91,21 @@ class AskOptions:
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = 0
-    cancel: threading.Event | None = None  # the request's own stop (Engine.cancel also stops)
+    cancel: threading.Event | None = None  # this request's stop: set it, from any thread
+
+
+@dataclass(frozen=True)
+class Status:
+    """What a status bar shows: the model, the adapter, the index and its collections."""
+
+    model: str
+    adapter: str | None
+    adapter_scale: float
+    documents: int
+    failed: int
+    chunks: int
+    bytes: int
+    collections: list[Any]
 
 
 class Engine:
@@ -106,7 +121,6 @@ class Engine:
         self._generator: Generator | None = None
         # What the model was loaded with, as asked: llama.cpp may round the context size.
         self._generator_key: tuple[Path, int, int | None] | None = None
-        self._cancel = threading.Event()
 
     # -- the heavy things, loaded on first use ---------------------------------------
 
@@ -150,6 +164,47 @@ class Engine:
             self._generator, self._generator_key = current, wanted
         return current
 
+    def preload(self) -> None:
+        """Load the embedder, the vector index and the model, so the first answer is quick."""
+        self.embedder  # noqa: B018 - loads it
+        load_index = getattr(self.store, "load_index", None)
+        if load_index is not None:
+            load_index()
+        self.generator  # noqa: B018 - loads the GGUF
+
+    # -- settings and status ---------------------------------------------------------
+
+    def apply_settings(self, settings: Settings, load_model: bool = False) -> None:
+        """Use and save new settings. With `load_model`, the model loads now, and a file
+        that will not load keeps the previous model (saved so) and raises."""
+        previous = self.settings
+        self.settings = copy.deepcopy(settings)
+        if load_model:
+            try:
+                self.generator  # noqa: B018 - loads (or reloads) the GGUF, may raise
+            except Exception:
+                self.settings.model_path = previous.model_path
+                self.save_settings()
+                raise
+        self.save_settings()
+
+    def save_settings(self) -> None:
+        self.settings.save(self.data_dir)
+
+    def status(self) -> Status:
+        stats = self.store.stats()
+        model = Path(self.settings.model_path).name if self.settings.model_path else ""
+        return Status(
+            model=model or "Gemma 3 270M (bundled)",
+            adapter=self.adapter_label(),
+            adapter_scale=self.adapter_scale(),
+            documents=stats.documents,
+            failed=stats.failed,
+            chunks=stats.chunks,
+            bytes=stats.bytes,
+            collections=self.collections(),
+        )
+
     # -- documents ---------------------------------------------------------------
 
     def ingest(
@@ -162,6 +217,24 @@ class Engine:
         """Index files and folders into a collection (the settings' one by default)."""
         ingestor = Ingestor(self.store, self.embedder)
         return ingestor.run(paths, collection or self.settings.collection, progress, cancel)
+
+    def reindex(
+        self,
+        folders: Sequence[Path],
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[IngestReport]:
+        """Bring watched folders up to date, each into the collections that hold its
+        documents (the current one when none does)."""
+        docs = self.documents()
+        reports: list[IngestReport] = []
+        for folder in map(Path, folders):
+            owners = {d.collection for d in docs if Path(d.path).is_relative_to(folder)}
+            for collection in sorted(owners) or [self.settings.collection]:
+                if cancel is not None and cancel.is_set():
+                    return reports
+                reports.append(self.ingest([folder], collection, progress, cancel))
+        return reports
 
     def collections(self) -> list[Any]:
         """Collections with their document and chunk counts."""
@@ -229,23 +302,16 @@ class Engine:
         best = max((s.score for s in found), default=0.0)
         return [s for s in found if s.score >= best - SOURCE_MARGIN]
 
-    def cancel(self) -> None:
-        """Stop the answer being generated (safe from any thread)."""
-        self._cancel.set()
-        if self._generator is not None:
-            self._generator.cancel()
-
     def ask(
         self, question: str, mode: str = "rag", options: AskOptions | None = None
     ) -> Iterator[AnswerEvent]:
         """Answer `question` in a mode, streaming events: sources, tokens, the answer."""
         opts = options or AskOptions()
-        if mode not in MODES:
-            raise UserError(f"unknown mode '{mode}'; choose one of {', '.join(MODES)}")
-        self._cancel.clear()
+        wanted = modes.mode(mode)
+        cancel = opts.cancel or threading.Event()
         start = time.perf_counter()
         sources: list[SearchResult] = []
-        if mode in ("rag", "hybrid"):
+        if wanted.retrieves:
             sources = self.sources(question, opts.k, opts.collection)
             if not sources:  # nothing relevant: say so rather than let the model guess
                 yield from _nothing_relevant(question, mode, start)
@@ -270,7 +336,7 @@ class Engine:
                 max_tokens,
                 temperature,
                 opts.seed,
-                cancel=opts.cancel or self._cancel,
+                cancel=cancel,
             )
             for piece in pieces_in:
                 pieces.append(piece)
@@ -292,8 +358,9 @@ class Engine:
 
     def _generator_for(self, mode: str) -> Generator:
         """The model, with the adapter switched on for lora/hybrid and off for base/rag."""
-        adapter = self.adapter_path() if mode in ("lora", "hybrid") else None
-        if mode in ("lora", "hybrid") and adapter is None:
+        needs_adapter = modes.mode(mode).adapter
+        adapter = self.adapter_path() if needs_adapter else None
+        if needs_adapter and adapter is None:
             raise UserError(
                 f"mode '{mode}' needs a LoRA adapter: pass --lora FILE or load one in Settings"
             )
@@ -341,14 +408,29 @@ class Engine:
         if path is None:
             self.settings.lora_path = None
             return None
-        info = check_compatible(Path(path).expanduser(), self.model_path())
+        return self._use_adapter(Path(path), scale)
+
+    def _use_adapter(self, path: Path, scale: float) -> AdapterInfo:
+        info = check_compatible(path.expanduser(), self.model_path())
         self.settings.lora_path, self.settings.lora_scale = str(info.path), float(scale)
         return info
+
+    def import_adapter(self, folder: Path, scale: float = 1.0) -> AdapterInfo:
+        """Convert a PEFT adapter folder for the model in use into the models folder's
+        adapters (`<name>.gguf`) and switch to it."""
+        from models.lora import convert_peft
+        from models.registry import adapters_dir
+
+        source = Path(folder).expanduser()
+        out = adapters_dir(self.models_dir) / f"{source.name}.gguf"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        convert_peft(source, out, self.model_path())
+        return self._use_adapter(out, scale)
 
     def available_modes(self) -> dict[str, str | None]:
         """Each mode, with the reason it cannot run now (None when it can)."""
         hint = None if self.adapter_path() else "load a LoRA adapter first (Settings or --lora)"
-        return {"base": None, "rag": None, "lora": hint, "hybrid": hint}
+        return {m.name: hint if m.adapter else None for m in modes.MODES.values()}
 
     def train_job(
         self,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.modes import MODES, parse_modes
 from engine.scoring import (
     METRICS,
-    RETRIEVING_MODES,
     Question,
     answer_detail,
     first_hit_rank,
@@ -137,11 +137,7 @@ class Evaluation:
         self.file = Path(questions_file)
         self.config = config
         self.questions = load_questions(self.file)
-        from engine.core import MODES
-
-        bad = [m for m in config.modes if m not in MODES]
-        if bad or not config.modes:
-            raise UserError(f"unknown mode(s) {', '.join(bad) or '(none)'}; use {', '.join(MODES)}")
+        parse_modes(config.modes)
         runs = engine.data_dir / RUNS_DIR
         runs.mkdir(parents=True, exist_ok=True)
         self.checkpoint = runs / f"{self.file.stem}-{run_key(self.file, self._settings())}.jsonl"
@@ -265,7 +261,7 @@ class Evaluation:
                 continue
             rows = [(by_id[qid], r) for (qid, m), r in saved.items() if m == mode and qid in by_id]
             modes[mode] = score_mode(rows, mode)
-            if self.config.retrieval_only and mode in RETRIEVING_MODES:
+            if self.config.retrieval_only and MODES[mode].retrieves:
                 modes[mode].update({k: retrieval["hybrid"][k] for k in (*METRICS[:3], "n")})
             details += [answer_detail(q, r) for q, r in rows]
         counts = {

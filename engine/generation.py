@@ -49,8 +49,7 @@ class Generator:
         self.llm = _load(self.model_path, context_size, self.threads, seed)
         self.chat = ChatFormat(self.llm)
         self.last_timings = Timings()
-        self._cancel = threading.Event()
-        self._caller_cancel: threading.Event | None = None  # the caller's own stop flag
+        self._request_stop: threading.Event | None = None  # the running request's own stop
         # Keep a reference: ctypes callbacks are freed when garbage-collected.
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._stopping())
         llama_cpp.llama_set_abort_callback(self.llm.ctx, self._abort_cb, None)
@@ -75,13 +74,9 @@ class Generator:
     def count_tokens(self, text: str) -> int:
         return self.chat.count_tokens(text)
 
-    def cancel(self) -> None:
-        """Stop the current generation, including a long prompt evaluation (thread-safe)."""
-        self._cancel.set()
-
     def _stopping(self) -> bool:
-        caller = self._caller_cancel
-        return self._cancel.is_set() or (caller is not None and caller.is_set())
+        stop = self._request_stop
+        return stop is not None and stop.is_set()
 
     def format(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
         return self.chat.format(messages)
@@ -96,8 +91,9 @@ class Generator:
     ) -> Iterator[str]:
         """Yield the answer piece by piece; `self.last_timings` is filled as it goes.
 
-        Raises `Cancelled` when `cancel()` was called or the caller's `cancel` event is set
-        (even before generation started); breaking out of the loop also stops.
+        Raises `Cancelled` once `cancel` (the request's own event) is set, from any thread,
+        even before generation started or during a long prompt evaluation; breaking out of
+        the loop also stops.
         """
         prompt, stop = self.chat.format(messages)
         tokens = self.chat.tokenize_prompt(prompt)
@@ -107,8 +103,7 @@ class Generator:
                 f"The prompt ({len(tokens)} tokens) does not fit the context window "
                 f"({self.context_size}); raise the context size or use fewer sources."
             )
-        self._cancel.clear()
-        self._caller_cancel = cancel
+        self._request_stop = cancel or threading.Event()
         self._fit_threads()
         if seed is not None:
             self.llm.set_seed(seed)
@@ -117,7 +112,7 @@ class Generator:
                 raise Cancelled()
             yield from self._run(tokens, stop, min(max_tokens, budget), temperature)
         finally:
-            self._caller_cancel = None
+            self._request_stop = None
 
     def _fit_threads(self) -> None:
         """Use the cores free right now (engine/threads.py says why), or the user's count."""

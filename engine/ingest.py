@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,16 @@ EMBED_BATCH = 256
 # Below this many bytes of files, parse in this process: starting two spawn workers costs
 # ~0.9 CPU-s and ~1-2 s of wall time, more than parsing a few pages (docs/benchmarks.md).
 INLINE_BYTES = 2 << 20
+# A file still being read after this long is reported and skipped, and its worker killed,
+# so that one document that sends a parser into a loop cannot stall the others: a minute,
+# plus six seconds per MB (the largest manuals here parse at well over 1 MB/s).
+PARSE_SECONDS = 60.0
+PARSE_SECONDS_PER_MB = 6.0
+
+
+def parse_deadline(size: int) -> float:
+    """Seconds a file of `size` bytes may take to parse in a worker."""
+    return PARSE_SECONDS + PARSE_SECONDS_PER_MB * size / 1e6
 
 
 @dataclass
@@ -67,12 +77,16 @@ class Ingestor:
         chunk_tokens: int = 200,
         overlap: int = 40,
         workers: int | None = None,
+        deadline: Callable[[int], float] = parse_deadline,
+        parser: Callable[[Path, int, int], Parsed] | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunk_tokens = chunk_tokens
         self.overlap = overlap
         self.workers = workers or os.cpu_count() or 1
+        self.deadline = deadline  # seconds allowed to parse a file of n bytes in a worker
+        self.parser = parser or parse_file  # a module-level function: workers import it
 
     def run(
         self,
@@ -176,23 +190,44 @@ class Ingestor:
         if len(jobs) <= 1 or self.workers <= 1 or small:
             _init_worker(args[0])
             for job in jobs:
-                yield parse_file(job.path, *args[1:]), job
+                yield self.parser(job.path, *args[1:]), job
             return
+        left = jobs
+        while left and not cancel.is_set():
+            left = yield from self._parse_pooled(left, args, cancel)
+
+    def _parse_pooled(
+        self, jobs: list[_Job], args: tuple[str, int, int], cancel: threading.Event
+    ) -> Generator[tuple[Parsed, _Job], None, list[_Job]]:
+        """Parse in worker processes, yielding in order. A file past its deadline is
+        yielded as failed and its workers are killed; returns the jobs still to parse
+        (empty when all were)."""
         context = multiprocessing.get_context("spawn")  # fork is unsafe beside ORT threads
         workers = min(self.workers, len(jobs))
-        init = (args[0], os.getpid())
-        with ProcessPoolExecutor(workers, context, _init_worker, init) as pool:
-            futures: list[Future[Parsed]] = [
-                pool.submit(parse_file, job.path, *args[1:]) for job in jobs
-            ]
-            try:
-                for job, future in zip(jobs, futures, strict=True):
-                    yield future.result(), job
-                    if cancel.is_set():
-                        break
-            finally:
-                for future in futures:
-                    future.cancel()
+        pool = ProcessPoolExecutor(workers, context, _init_worker, (args[0], os.getpid()))
+        futures: list[Future[Parsed]] = [
+            pool.submit(self.parser, job.path, *args[1:]) for job in jobs
+        ]
+        stuck = False
+        try:
+            for i, (job, future) in enumerate(zip(jobs, futures, strict=True)):
+                limit = self.deadline(job.size)
+                try:
+                    parsed = future.result(timeout=limit)  # it is running: earlier ones are done
+                except TimeoutError:  # concurrent.futures raises the builtin one
+                    stuck = True
+                    _kill_workers(pool)
+                    reason = f"{job.path.name}: still being read after {limit:.0f} s; skipped"
+                    yield Parsed(job.path, [], 0, reason), job
+                    return jobs[i + 1 :]
+                yield parsed, job
+                if cancel.is_set():
+                    break
+            return []
+        finally:
+            for future in futures:
+                future.cancel()
+            pool.shutdown(wait=not stuck, cancel_futures=True)
 
     def _record_failure(
         self, parsed: Parsed, job: _Job, collection: str, report: IngestReport, tick: _Ticker
@@ -351,6 +386,16 @@ def _end_with_parent(parent: int) -> None:
         return
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """End a pool's worker processes now (a parse that never returns holds one)."""
+    kill = getattr(pool, "kill_workers", None)  # Python 3.14
+    if kill is not None:
+        kill()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
 
 
 def _count_tokens(text: str) -> int:

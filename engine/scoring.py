@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.modes import MODES
 from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, RAG_SYSTEM_PROMPT, says_dont_know
 from engine.types import UserError
 
 log = logging.getLogger(__name__)
-RETRIEVING_MODES = ("rag", "hybrid")
 FIELDS = {"id", "question", "doc", "pages", "section", "answer", "kind"}
 METRICS = (
     "hit_at_1", "hit_at_5", "mrr", "answer_containment", "citation_precision",
@@ -240,7 +240,7 @@ def rank_metrics(ranks: list[int | None], seconds: list[float]) -> dict[str, Any
 def score_mode(rows: list[tuple[Question, dict[str, Any]]], mode: str) -> dict[str, Any]:
     """Aggregate saved answers of one mode into the report's metrics."""
     answerable = [(q, r) for q, r in rows if not q.absent and q.doc]
-    retrieves = mode in RETRIEVING_MODES
+    retrieves = MODES[mode].retrieves
     ranks = [first_hit_rank(_sources(r), q) for q, r in answerable] if retrieves else []
     clean = {id(r): strip_echo(r["answer"], q.question) for q, r in rows}
     gold, cited = 0, 0

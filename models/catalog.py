@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.types import UserError
+from models.errors import UserError
 from models.registry import GGUFInfo, read_gguf_info
 
 BUNDLED_BYTES = 253_113_024  # gemma-3-270m-q4_k_m.gguf, the speed reference

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.types import UserError
+from models.errors import UserError
 
 MAGIC = b"GGUF"
 KEEP_ARRAY = 64  # arrays longer than this (token lists) are skipped, not decoded

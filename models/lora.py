@@ -23,7 +23,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from engine.types import UserError
+from models.errors import UserError
 from models.gguf_header import GGUFHeader, read_header
 
 # Architectures (GGUF names) whose converted q/k rows differ from Hugging Face's order:

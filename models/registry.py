@@ -12,13 +12,13 @@ from typing import Any
 
 from gguf import LlamaFileType
 
-from engine.types import UserError
 from models.bundled import (
     EMBEDDER_DIRNAME,
     EMBEDDER_MAX_TOKENS,
     LLM_FILENAME,
     LLM_STAMP_SUFFIX,
 )
+from models.errors import UserError
 from models.gguf_header import read_header
 
 ADAPTERS_DIR = "adapters"  # adapters that `train` and PEFT imports write, under the models dir

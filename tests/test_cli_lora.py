@@ -87,3 +87,17 @@ def test_all_modes_side_by_side(setup: tuple[Path, Path]) -> None:
     assert modes["lora"]["answer"] != modes["base"]["answer"]  # the adapter changes behaviour
     for entry in modes.values():
         assert entry["timings"]["tokens"] > 0 and entry["timings"]["first_token_s"] > 0
+
+
+def test_lora_import_keeps_the_adapter_and_uses_it(tmp_path: Path, llm_path: Path) -> None:
+    from engine.settings import Settings
+
+    data = tmp_path / "data"
+    peft = write_gemma_peft(tmp_path / "my-style", llm_path)
+    result = quire(data, "lora", "import", str(peft), "--scale", "0.6")
+    assert result.returncode == 0, result.stderr
+    saved = Settings.load(data)
+    assert saved.lora_path is not None and Path(saved.lora_path).name == "my-style.gguf"
+    assert Path(saved.lora_path).is_file() and saved.lora_scale == 0.6
+    listed = quire(data, "models", "--json")
+    assert "my-style" in listed.stdout

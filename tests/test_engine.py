@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -25,10 +26,12 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 
 def test_stop_pressed_during_retrieval_is_not_lost(engine: Engine) -> None:
     events = []
-    for event in engine.ask("How do I descale the kettle?", "rag", AskOptions(max_tokens=32)):
+    stop = threading.Event()
+    options = AskOptions(max_tokens=32, cancel=stop)
+    for event in engine.ask("How do I descale the kettle?", "rag", options):
         events.append(event)
         if isinstance(event, SourcesFound):
-            engine.cancel()  # before the first token: the stream must not start
+            stop.set()  # before the first token: the stream must not start
     finished = events[-1]
     assert isinstance(finished, AnswerFinished) and finished.answer.cancelled
     assert not any(isinstance(e, TokenReceived) for e in events)
@@ -37,9 +40,12 @@ def test_stop_pressed_during_retrieval_is_not_lost(engine: Engine) -> None:
 
 def test_a_stop_ends_the_whole_comparison(engine: Engine) -> None:
     modes = []
-    for mode, event in engine.compare("What is the kettle?", AskOptions(max_tokens=32)):
+    stop = threading.Event()
+    for mode, event in engine.compare(
+        "What is the kettle?", AskOptions(max_tokens=32, cancel=stop)
+    ):
         if isinstance(event, TokenReceived):
-            engine.cancel()
+            stop.set()
         if isinstance(event, AnswerFinished):
             modes.append((mode, event.answer.cancelled))
     assert modes == [("base", True)]

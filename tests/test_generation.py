@@ -54,10 +54,11 @@ def test_greedy_stream_is_repeatable_and_timed(gemma: Generator) -> None:
 
 def test_cancel_stops_a_long_prompt_evaluation(gemma: Generator) -> None:
     long = [{"role": "user", "content": "word " * 900}]
-    timer = threading.Timer(0.2, gemma.cancel)
+    stop = threading.Event()
+    timer = threading.Timer(0.2, stop.set)
     timer.start()
     with pytest.raises(Cancelled):
-        for _ in gemma.stream(long, max_tokens=200):
+        for _ in gemma.stream(long, max_tokens=200, cancel=stop):
             pass
     timer.join()
     after = "".join(gemma.stream(MESSAGES, max_tokens=12, temperature=0))

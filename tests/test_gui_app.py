@@ -80,16 +80,15 @@ def test_ask_streams_keeps_gui_live_and_survives_restart(open_window, indexed_di
     shutil.copytree(indexed_dir, data_dir)
     window = open_window(data_dir)
     assert window.windowTitle() == "default"
-    worker = window.bridge
     tokens: list[str] = []
-    worker.token_received.connect(tokens.append)
+    window.chat.token_shown.connect(tokens.append)
     ticks = []
     probe = QTimer(interval=10)
     probe.timeout.connect(lambda: ticks.append(1))
     probe.start()
     window.chat.max_tokens = 16
     window.chat.input.setPlainText("When are the tomatoes watered?")
-    with qtbot.waitSignal(worker.answer_finished, timeout=120_000) as finished:
+    with qtbot.waitSignal(window.chat.answer_finished, timeout=120_000) as finished:
         qtbot.keyClick(window.chat.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     probe.stop()
     answer = finished.args[0]
@@ -124,12 +123,11 @@ def test_escape_stops_an_answer(open_window, indexed_dir, qtbot, tmp_path):
     data_dir = tmp_path / "data"
     shutil.copytree(indexed_dir, data_dir)
     window = open_window(data_dir)
-    worker = window.bridge
     window.chat.max_tokens = 400
-    with qtbot.waitSignal(worker.token_received, timeout=120_000):
+    with qtbot.waitSignal(window.chat.token_shown, timeout=120_000):
         window.chat.ask("Tell me everything about boats.", "base")
     assert window.chat.stop_button.isVisibleTo(window)
-    with qtbot.waitSignal(worker.answer_finished, timeout=30_000) as finished:
+    with qtbot.waitSignal(window.chat.answer_finished, timeout=30_000) as finished:
         qtbot.keyClick(window.chat.input, Qt.Key.Key_Escape)
     answer = finished.args[0]
     assert answer.cancelled
@@ -186,11 +184,11 @@ def test_search_without_the_model(open_window, indexed_dir, qtbot, tmp_path):
     window = open_window(data_dir)
     qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
     assert window.tabs.currentWidget() is window.search
-    with qtbot.waitSignal(window.bridge.search_finished, timeout=30_000):
+    with qtbot.waitSignal(window.search.searched, timeout=30_000):
         window.search.query.setText("bicycle brakes")
     cards = window.search.results.cards
     assert cards and cards[0].source.document == "bikes.txt"
-    assert window.bridge.worker.engine._generator is None  # no model was loaded
+    assert window.bridge.runner.engine._generator is None  # no model was loaded
 
 
 def test_a_model_that_will_not_load_is_reported(open_window, qtbot, tmp_path):
@@ -199,12 +197,11 @@ def test_a_model_that_will_not_load_is_reported(open_window, qtbot, tmp_path):
     bogus.write_bytes(b"this is not a model")
     settings = window.settings
     settings.model_path = str(bogus)
-    with qtbot.waitSignal(window.bridge.failed, timeout=30_000) as failed:
-        window.bridge.apply_settings(settings, load_model=True)
-    assert failed.args[0] == "settings"
-    assert "not-a-model.gguf is not a GGUF file" in failed.args[1]
-    qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=5_000)
-    assert "not-a-model.gguf" in window.banner.label.text()
+    window.bridge.apply_settings(settings, load_model=True)
+    qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=30_000)
+    text = window.banner.label.text()
+    assert "Could not apply the settings" in text, text
+    assert "not-a-model.gguf is not a GGUF file" in text, text
     qtbot.waitUntil(lambda: window.settings.model_path is None, timeout=10_000)
 
 
@@ -285,7 +282,7 @@ def test_an_answer_becomes_a_test_question_for_evaluate(
     shutil.copytree(indexed_dir, data_dir)
     window = open_window(data_dir)
     window.chat.max_tokens = 8
-    with qtbot.waitSignal(window.bridge.answer_finished, timeout=120_000):
+    with qtbot.waitSignal(window.chat.answer_finished, timeout=120_000):
         window.chat.ask("When are the tomatoes watered?", "rag")
     card = window.chat.items.itemAt(window.chat.items.count() - 2).widget()
     bar = card.feedback

@@ -53,6 +53,8 @@ def test_check_train_stop_resume_and_use(
     assert view.use_button.isVisible(), view.status.text()
     assert "before:" in view.result.toPlainText() and (adapters / "gui-zebra.gguf").is_file()
     window.grab().save(str(tmp_path / "finetune.png"))
-    with qtbot.waitSignal(window.bridge.lab.adapter_changed, timeout=60_000) as changed:
-        qtbot.mouseClick(view.use_button, Qt.MouseButton.LeftButton)
-    assert changed.args[0].endswith("gui-zebra.gguf")
+    qtbot.mouseClick(view.use_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "gui-zebra" in window.adapter_label.text(), timeout=60_000)
+    from engine.settings import Settings
+
+    assert (Settings.load(window.data_dir).lora_path or "").endswith("gui-zebra.gguf")

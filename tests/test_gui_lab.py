@@ -49,7 +49,7 @@ def load_adapter(window, qtbot, path: Path, scale: float = 0.5):
     dialog.path.setText(str(path))
     dialog.scale.setValue(scale)
     status = qtbot.waitSignal(window.bridge.status_changed, timeout=30_000)
-    with status, qtbot.waitSignal(window.bridge.lab.adapter_changed, timeout=30_000) as changed:
+    with status, qtbot.waitSignal(dialog.applied, timeout=30_000) as changed:
         qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
     return dialog, changed.args
 
@@ -81,7 +81,7 @@ def test_adapter_loads_enables_lora_modes_and_persists(
     saved = Settings.load(window.data_dir)
     assert (saved.lora_path, saved.lora_scale) == (str(adapter), 0.5)
 
-    with qtbot.waitSignal(window.bridge.lab.adapter_changed, timeout=30_000) as off:
+    with qtbot.waitSignal(dialog.applied, timeout=30_000) as off:
         qtbot.mouseClick(dialog.off_button, Qt.MouseButton.LeftButton)
     assert off.args[0] is None
     qtbot.waitUntil(lambda: window.adapter_label.text() == "No adapter", timeout=5_000)
@@ -94,17 +94,16 @@ def test_mismatched_adapter_is_refused_and_nothing_changes(
     window = open_window(tmp_path / "data")
     dialog, _ = load_adapter(window, qtbot, adapter, 1.0)
     dialog.path.setText(str(llama_adapter))
-    with qtbot.waitSignal(window.bridge.failed, timeout=30_000) as failed:
+    with qtbot.waitSignal(dialog.failed, timeout=30_000) as failed:
         qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
-    task, message = failed.args
-    assert task == "adapter"
+    [message] = failed.args
     assert "llama-lora.gguf does not fit model gemma-3-270m" in message
     assert "llama-lora.gguf" in dialog.message.text()
     qtbot.wait(200)
     assert not window.banner.isVisibleTo(window)  # said once, in the dialog the user is in
     assert "llama-lora" not in window.statusBar().currentMessage()
     assert window.adapter_label.text() == "Adapter: style ×1"
-    assert window.bridge.worker.engine.adapter_path() == adapter
+    assert window.bridge.runner.engine.adapter_path() == adapter
     assert window.chat.mode.model().item(2).isEnabled()
     assert dialog.apply_button.isEnabled()
 
@@ -115,10 +114,10 @@ def test_a_file_that_is_no_adapter_gets_one_plain_sentence(open_window, qtbot, t
     junk = tmp_path / "holiday.gguf"
     junk.write_bytes(bytes(range(256)) * 8)
     dialog.path.setText(str(junk))
-    with qtbot.waitSignal(window.bridge.failed, timeout=30_000) as failed:
+    with qtbot.waitSignal(dialog.failed, timeout=30_000) as failed:
         qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
-    assert failed.args[1] == "holiday.gguf is not a GGUF file (models and adapters are GGUF files)"
-    assert failed.args[1] in dialog.message.text()
+    assert failed.args[0] == "holiday.gguf is not a GGUF file (models and adapters are GGUF files)"
+    assert failed.args[0] in dialog.message.text()
     assert "b'" not in dialog.message.text() and "\\x" not in dialog.message.text()
     qtbot.wait(200)
     assert not window.banner.isVisibleTo(window)
@@ -172,7 +171,7 @@ def test_compare_without_adapter_greys_two_modes_and_stops(
     assert not lora.isEnabled() and "load a LoRA adapter" in lora.hint.text()
 
     view.max_tokens = 400
-    with qtbot.waitSignal(window.bridge.lab.compare_token, timeout=60_000):
+    with qtbot.waitSignal(view.token_shown, timeout=60_000):
         view.compare()
     with qtbot.waitSignal(view.comparison_finished, timeout=60_000) as stopped:
         qtbot.keyClick(view.question, Qt.Key.Key_Escape)

@@ -100,3 +100,27 @@ def test_unchanged_files_are_skipped_without_hashing(
     monkeypatch.setattr(ingest, "_hash", no_hash)
     again = Ingestor(store, embedder, workers=1).run([folder])
     assert len(again.skipped) == len(TOPICS) and again.indexed == []
+
+
+def test_a_file_that_never_finishes_parsing_is_skipped_and_the_rest_indexed(
+    tmp_path: Path, store: Store, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    from tests.slow_parser import parse_or_hang
+
+    monkeypatch.setattr(ingest, "INLINE_BYTES", 0)  # parse in worker processes
+    docs = tmp_path / "stall"
+    docs.mkdir()
+    for name in ("a.md", "b-hang.md", "c.md", "d.md"):
+        (docs / name).write_text(f"# {name}\n\nThe {name} notes say the pump runs at noon.\n")
+    ingestor = Ingestor(
+        store, embedder, workers=2, deadline=lambda _size: 3.0, parser=parse_or_hang
+    )
+    report = ingestor.run([docs])
+    assert sorted(Path(p).name for p in report.indexed) == ["a.md", "c.md", "d.md"]
+    [(path, reason)] = report.failed
+    assert Path(path).name == "b-hang.md"
+    assert reason == "b-hang.md: still being read after 3 s; skipped"
+    assert [d.error for d in store.documents("default") if d.name == "b-hang.md"] == [reason]
+    assert multiprocessing.active_children() == []  # the stuck worker was killed, not left

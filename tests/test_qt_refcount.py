@@ -36,7 +36,7 @@ app = create_app()
 from ui.main_window import MainWindow
 window = MainWindow(Path(sys.argv[1]))
 window.show()
-window.bridge.answer_finished.connect(lambda answer: QTimer.singleShot(0, window.close))
+window.chat.answer_finished.connect(lambda answer: QTimer.singleShot(0, window.close))
 QTimer.singleShot(300, lambda: window.chat.ask("When are the tomatoes watered?", "rag"))
 QTimer.singleShot(60_000, window.close)  # never hang the test
 sys.exit(app.exec())

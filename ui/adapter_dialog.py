@@ -7,9 +7,10 @@ leaves the current adapter as it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from engine.paths import default_data_dir, models_dir
 from models.registry import adapters_dir
-from ui.worker import Bridge
+from ui.bridge import Bridge
 
 ABOUT = (
     "A LoRA adapter changes how the model behaves (style, format, vocabulary) without "
@@ -53,7 +54,13 @@ def adapter_text(adapter: str | None, scale: float) -> str:
 
 
 class AdapterDialog(QDialog):
-    """Pick, apply, rescale or switch off the adapter; import a PEFT folder."""
+    """Pick, apply, rescale or switch off the adapter; import a PEFT folder.
+
+    Signals: applied(path or None, scale), failed(message).
+    """
+
+    applied = Signal(object, float)
+    failed = Signal(str)
 
     def __init__(
         self, bridge: Bridge, path: str | None, scale: float, parent: QWidget | None = None
@@ -92,8 +99,6 @@ class AdapterDialog(QDialog):
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         close.rejected.connect(self.reject)
         layout.addWidget(close)
-        bridge.lab.adapter_changed.connect(self._on_adapter_changed)
-        bridge.failed.connect(self._on_failed)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         self.refresh_saved()
@@ -101,7 +106,7 @@ class AdapterDialog(QDialog):
 
     def refresh_saved(self) -> None:
         """List the adapters in the models folder (what `train` and imports write)."""
-        folder = adapters_dir(models_dir(self.bridge.worker.data_dir or default_data_dir()))
+        folder = adapters_dir(models_dir(self.bridge.data_dir or default_data_dir()))
         self.saved.clear()
         self.saved.addItem("Choose one…", "")
         for path in sorted(folder.glob("*.gguf")):
@@ -151,18 +156,27 @@ class AdapterDialog(QDialog):
             self.message.setText("Choose an adapter file first.")
             return
         self._set_busy(True, "Checking the adapter against the model…")
-        self.bridge.lab.set_adapter(path, self.scale.value())
+        self._submit(self.bridge.set_adapter, path)
 
     @Slot()
     def switch_off(self) -> None:
         self._set_busy(True, "")
-        self.bridge.lab.set_adapter(None, self.scale.value())
+        self._submit(self.bridge.set_adapter, None)
 
     def import_folder(self, folder: str) -> None:
         """Convert a PEFT folder for the loaded model, then load the result."""
         self._set_busy(True, f"Converting {Path(folder).name}…")
         self.busy.show()
-        self.bridge.lab.import_peft(folder, self.scale.value())
+        self._submit(self.bridge.import_adapter, folder)
+
+    def _submit(self, operation: Callable[..., object], path: str | None) -> None:
+        scale = self.scale.value()
+        operation(
+            path,
+            scale,
+            done=lambda used: self._on_adapter_changed(used, scale),
+            failed=self._on_failed,
+        )
 
     def _set_busy(self, busy: bool, message: str) -> None:
         for button in (self.apply_button, self.off_button, self.import_button):
@@ -186,16 +200,16 @@ class AdapterDialog(QDialog):
         if folder:
             self.import_folder(folder)
 
-    @Slot(object, float)
     def _on_adapter_changed(self, path: str | None, scale: float) -> None:
         self._set_busy(False, "Applied." if path else "Back to the default adapter.")
         self.current.setText(adapter_text(path, scale))
         if path:
             self.path.setText(path)
+        self.applied.emit(path, scale)
 
-    @Slot(str, str)
-    def _on_failed(self, task: str, message: str) -> None:
-        if task != "adapter":
-            return
+    def _on_failed(self, message: str) -> None:
+        if not self.isVisible():
+            self.bridge.on_failure(f"Could not load the adapter: {message}")
         self._set_busy(False, message)
         self.message.setStyleSheet("color: #b91c1c;")
+        self.failed.emit(message)

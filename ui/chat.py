@@ -30,12 +30,13 @@ from PySide6.QtWidgets import (
 
 from engine.core import Answer, AskOptions
 from engine.history import History, Message
+from engine.modes import MODES
 from engine.types import SearchResult
+from ui.bridge import Bridge
 from ui.feedback import FeedbackBar
+from ui.runner import Request
 from ui.sources import SourceList, WrapLabel
-from ui.worker import Bridge
 
-MODES = (("Base", "base"), ("RAG", "rag"), ("LoRA", "lora"), ("Hybrid", "hybrid"))
 LORA_HINT = "Load a LoRA adapter (Adapter… in the toolbar) to use this mode"
 BASE_MODEL_NOTE = (
     "The bundled Gemma 3 270M is a tiny base model: its answer is a demo of the pipeline. "
@@ -193,12 +194,15 @@ class AnswerCard(QFrame):
 class ChatView(QWidget):
     """Question box, mode selector and the transcript of the open conversation.
 
-    Signals: conversation_changed(int), busy_changed(bool), source_opened(SearchResult).
+    Signals: conversation_changed(int), busy_changed(bool), source_opened(SearchResult),
+    token_shown(str), answer_finished(Answer).
     """
 
     conversation_changed = Signal(int)
     busy_changed = Signal(bool)
     source_opened = Signal(object)
+    token_shown = Signal(str)
+    answer_finished = Signal(object)
 
     def __init__(self, bridge: Bridge, history: History, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -211,11 +215,8 @@ class ChatView(QWidget):
         self.busy = False
         self._card: AnswerCard | None = None
         self._question = ""
+        self._request: Request | None = None
         self._build()
-        bridge.sources_found.connect(self._on_sources_found)
-        bridge.token_received.connect(self._on_token_received)
-        bridge.answer_finished.connect(self._on_answer_finished)
-        bridge.failed.connect(self._on_failed)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -243,9 +244,9 @@ class ChatView(QWidget):
         bar.setObjectName("inputBar")
         row = QHBoxLayout(bar)
         self.mode = QComboBox(bar)
-        for label, mode in MODES:
-            self.mode.addItem(label, mode)
-        self.mode.setCurrentIndex(1)
+        for mode in MODES.values():
+            self.mode.addItem(mode.label, mode.name)
+        self.mode.setCurrentIndex(self.mode.findData("rag"))
         self.mode.setToolTip(
             "Base: the model alone. RAG: answers from your documents. LoRA: the model with "
             "its adapter. Hybrid: both (the default when an adapter is there)."
@@ -276,17 +277,19 @@ class ChatView(QWidget):
         """
         model = self.mode.model()
         assert isinstance(model, QStandardItemModel)
-        for row in (2, 3):
+        for row, mode in enumerate(MODES.values()):
+            if not mode.adapter:
+                continue
             item = model.item(row)
             item.setEnabled(available)
             item.setToolTip("" if available else LORA_HINT)
-            base = MODES[row][0]
-            self.mode.setItemText(row, f"{base} · {label}" if available and label else base)
-        if not available and self.mode.currentIndex() in (2, 3):
-            self.mode.setCurrentIndex(1)
+            text = f"{mode.label} · {label}" if available and label else mode.label
+            self.mode.setItemText(row, text)
+        if not available and MODES[self.mode.currentData()].adapter:
+            self.mode.setCurrentIndex(self.mode.findData("rag"))
         elif available and not self._hybrid_chosen:
             self._hybrid_chosen = True
-            self.mode.setCurrentIndex(3)
+            self.mode.setCurrentIndex(self.mode.findData("hybrid"))
 
     # -- asking ----------------------------------------------------------------------
 
@@ -311,12 +314,20 @@ class ChatView(QWidget):
             self._card.body.set_markdown(f"*{waiting}*")
         self._set_busy(True)
         options = AskOptions(collection=self.collection, max_tokens=self.max_tokens)
-        self.bridge.ask(question, mode, options)
+        self._request = self.bridge.ask(
+            question,
+            mode,
+            options,
+            sources=self._on_sources_found,
+            token=self._on_token_received,
+            done=self._on_answer_finished,
+            failed=self._on_failed,
+        )
 
     @Slot()
     def stop(self) -> None:
-        if self.busy:
-            self.bridge.stop_answer()
+        if self.busy and self._request is not None:
+            self._request.stop()
 
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy
@@ -333,6 +344,7 @@ class ChatView(QWidget):
     def _on_token_received(self, piece: str) -> None:
         if self._card is not None:
             self._card.append(piece)
+        self.token_shown.emit(piece)
 
     @Slot(object)
     def _on_answer_finished(self, answer: Answer) -> None:
@@ -349,11 +361,14 @@ class ChatView(QWidget):
             if card is not None:
                 card.add_feedback(self.history, message, self._question, self.history.path.parent)
             self.conversation_changed.emit(self.conversation_id)
+        self._request = None
         self._set_busy(False)
+        self.answer_finished.emit(answer)
 
-    @Slot(str, str)
-    def _on_failed(self, task: str, message: str) -> None:
-        if task != "ask" or self._card is None:
+    def _on_failed(self, message: str) -> None:
+        self._request = None
+        if self._card is None:
+            self._set_busy(False)
             return
         card, self._card = self._card, None
         card.finish("", False, {})

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.core import MODES, AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.modes import MODES
 from engine.prompting import source_label
 from engine.types import IngestProgress, IngestReport, SearchResult
 from ui import cli_eval, cli_train
+from ui.interrupts import on_first_ctrl_c
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -85,6 +85,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("out", type=Path, metavar="OUT.gguf")
     p.add_argument("--base", type=Path, help="base model GGUF (default: the current model)")
     p.set_defaults(handler=cmd_lora_convert)
+    p = lora_sub.add_parser(
+        "import", parents=[common], help="PEFT folder -> the models folder's adapters, and use it"
+    )
+    p.add_argument("peft_dir", type=Path, metavar="PEFT_DIR")
+    p.add_argument("--scale", type=float, default=1.0, help="adapter strength (default 1)")
+    p.set_defaults(handler=cmd_lora_import)
     p = lora_sub.add_parser("info", parents=[common], help="what a GGUF adapter holds")
     p.add_argument("adapter", type=Path, metavar="ADAPTER.gguf")
     p.add_argument("--json", action="store_true")
@@ -178,16 +184,18 @@ def cmd_ask(args: argparse.Namespace) -> int:
         engine.set_adapter(args.lora, args.lora_scale or engine.settings.lora_scale)
     elif args.lora_scale is not None:
         engine.settings.lora_scale = args.lora_scale
+    stop = threading.Event()  # the first Ctrl+C sets it
     options = AskOptions(
         k=args.k,
         collection=args.collection,
         temperature=args.temperature,
         max_tokens=args.max_tokens,
+        cancel=stop,
     )
     if args.mode == "all":
-        return _ask_all(engine, args, options)
+        return _ask_all(engine, args, options, stop)
     mode = args.mode or engine.default_mode()
-    with on_first_ctrl_c(engine.cancel):
+    with on_first_ctrl_c(stop.set):
         for event in engine.ask(args.question, mode, options):
             if isinstance(event, TokenReceived) and not args.json:
                 sys.stdout.write(event.text)
@@ -202,14 +210,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask_all(engine: Engine, args: argparse.Namespace, options: AskOptions) -> int:
+def _ask_all(
+    engine: Engine, args: argparse.Namespace, options: AskOptions, stop: threading.Event
+) -> int:
     """Every mode in turn: streamed under a heading each, or one JSON object at the end."""
     modes: dict[str, Any] = {}
     for mode, reason in engine.available_modes().items():
         if reason:
             modes[mode] = {"mode": mode, "skipped": reason}
     cancelled = False
-    with on_first_ctrl_c(engine.cancel):
+    with on_first_ctrl_c(stop.set):
         for mode, event in engine.compare(args.question, options):
             if isinstance(event, SourcesFound) and not args.json:
                 print(f"\n== {mode} ==")
@@ -248,21 +258,6 @@ def _print_answer_end(payload: dict[str, Any], as_json: bool, sources: list[Sear
         f"{t['tokens_per_s']:.1f} tokens/s, retrieval {t['retrieval_s'] * 1000:.0f} ms",
         file=sys.stderr,
     )
-
-
-@contextmanager
-def on_first_ctrl_c(stop: Callable[[], None]) -> Iterator[None]:
-    """The first Ctrl+C calls `stop` (a clean stop); a second one aborts as usual."""
-
-    def on_interrupt(_signum: int, _frame: Any) -> None:
-        signal.signal(signal.SIGINT, previous)
-        stop()
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # -- library ---------------------------------------------------------------------------
@@ -325,6 +320,19 @@ def cmd_lora_convert(args: argparse.Namespace) -> int:
         f"Wrote {info.path}: LoRA for {info.architecture}, rank {info.rank}, alpha {info.alpha:g}, "
         f"{len(info.tensors)} tensors. Use it with: python main.py ask ... --mode lora "
         f"--lora {info.path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_lora_import(args: argparse.Namespace) -> int:
+    """What the app's Adapter dialog does with a PEFT folder: convert, keep, switch to."""
+    engine = open_engine(args)
+    info = engine.import_adapter(args.peft_dir, args.scale)
+    engine.save_settings()
+    print(
+        f"Wrote {info.path} and made it the adapter for modes lora and hybrid "
+        f"(×{args.scale:g}).",
         file=sys.stderr,
     )
     return 0

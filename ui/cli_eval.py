@@ -15,9 +15,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from engine.core import MODES, Engine
+from engine.core import Engine
 from engine.evaluation import EvalConfig, EvalProgress, Evaluation, render_markdown
+from engine.modes import MODES
+from engine.modes import parse_modes as check_modes
 from engine.types import UserError
+from ui.interrupts import on_first_ctrl_c
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -39,13 +42,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def parse_modes(text: str) -> tuple[str, ...]:
     """`base,rag` -> ("base", "rag"); unknown names are an argparse error."""
-    modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise argparse.ArgumentTypeError(
-            f"unknown mode(s) {', '.join(bad) or '(none)'}; choose from {', '.join(MODES)}"
-        )
-    return modes
+    try:
+        return check_modes(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -59,7 +59,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     evaluation = Evaluation(engine, args.questions, config)
     cancel = threading.Event()
     bar = ProgressBar()
-    from ui.cli import on_first_ctrl_c  # ui.cli imports this module at load
 
     with on_first_ctrl_c(lambda: _stop_after_current(cancel)):
         report = evaluation.run(bar, cancel)

@@ -21,10 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core import Answer, AskOptions
+from engine.core import Answer, AnswerFinished, AskOptions, SourcesFound, TokenReceived
+from engine.modes import MODES
 from engine.types import SearchResult
-from ui.chat import MODES, RENDER_MS, MarkdownView, link_citations
-from ui.worker import Bridge
+from ui.bridge import Bridge
+from ui.chat import RENDER_MS, MarkdownView, link_citations
+from ui.runner import Request
 
 LEVERS = (
     "<b>RAG</b> adds knowledge from your documents (with page citations); "
@@ -48,7 +50,7 @@ def metrics_text(answer: Answer) -> str:
     parts = [
         f"first token {t.first_token_s:.2f} s",
         f"{t.tokens_per_s:.1f} tokens/s",
-        f"retrieval {t.retrieval_s * 1000:.0f} ms" if answer.mode in ("rag", "hybrid") else "",
+        f"retrieval {t.retrieval_s * 1000:.0f} ms" if MODES[answer.mode].retrieves else "",
         "stopped" if answer.cancelled else "",
     ]
     return " · ".join(p for p in parts if p)
@@ -99,7 +101,7 @@ class ModeColumn(QFrame):
     def set_sources(self, sources: list[SearchResult]) -> None:
         self.sources = list(sources)
         self.hint.setText("Answering…")
-        if self.mode in ("rag", "hybrid"):
+        if MODES[self.mode].retrieves:
             self.source_links.setText(sources_html(sources) or "No passage matched.")
 
     def append(self, piece: str) -> None:
@@ -132,12 +134,13 @@ class CompareView(QWidget):
     """A question box and four mode columns.
 
     Signals: busy_changed(bool), comparison_finished(dict mode -> Answer),
-    source_opened(SearchResult).
+    source_opened(SearchResult), token_shown(mode, text).
     """
 
     busy_changed = Signal(bool)
     comparison_finished = Signal(object)
     source_opened = Signal(object)
+    token_shown = Signal(str, str)
 
     def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -145,13 +148,8 @@ class CompareView(QWidget):
         self.collection = "default"
         self.max_tokens: int | None = None  # None: the settings' value
         self.busy = False
+        self._request: Request | None = None
         self._build()
-        lab = bridge.lab
-        lab.compare_started.connect(self._on_compare_started)
-        lab.compare_sources.connect(self._on_compare_sources)
-        lab.compare_token.connect(self._on_compare_token)
-        lab.compare_answer.connect(self._on_compare_answer)
-        lab.compare_finished.connect(self._on_compare_finished)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -166,7 +164,7 @@ class CompareView(QWidget):
         grid = QWidget(scroll)
         grid.setObjectName("transcript")
         row = QHBoxLayout(grid)
-        self.columns = {mode: ModeColumn(label, mode, grid) for label, mode in MODES}
+        self.columns = {m.name: ModeColumn(m.label, m.name, grid) for m in MODES.values()}
         for column in self.columns.values():
             column.source_opened.connect(self.source_opened)
             column.reset(None)
@@ -196,11 +194,11 @@ class CompareView(QWidget):
         name the adapter in their titles."""
         if self.busy:
             return
-        for mode in ("lora", "hybrid"):
+        for mode in (m for m in MODES.values() if m.adapter):
             reason = None if available else "load a LoRA adapter first (Adapter… in the toolbar)"
-            self.columns[mode].reset(reason)
-            base = dict((m, text) for text, m in MODES)[mode]
-            self.columns[mode].title.setText(f"{base} · {label}" if available and label else base)
+            column = self.columns[mode.name]
+            column.reset(reason)
+            column.title.setText(f"{mode.label} · {label}" if available and label else mode.label)
 
     @Slot()
     def compare(self) -> None:
@@ -209,12 +207,19 @@ class CompareView(QWidget):
             return
         self._set_busy(True)
         options = AskOptions(collection=self.collection, max_tokens=self.max_tokens)
-        self.bridge.lab.compare(question, options)
+        self._request = self.bridge.compare(
+            question,
+            options,
+            started=self._on_compare_started,
+            event=self._on_compare_event,
+            done=self._on_compare_finished,
+            failed=self._on_compare_failed,
+        )
 
     @Slot()
     def stop(self) -> None:
-        if self.busy:
-            self.bridge.stop_answer()
+        if self.busy and self._request is not None:
+            self._request.stop()
 
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy
@@ -227,20 +232,22 @@ class CompareView(QWidget):
         for mode, column in self.columns.items():
             column.reset(reasons.get(mode))
 
-    @Slot(str, list)
-    def _on_compare_sources(self, mode: str, sources: list) -> None:
-        self.columns[mode].set_sources(sources)
+    def _on_compare_event(self, mode: str, event: object) -> None:
+        column = self.columns[mode]
+        if isinstance(event, TokenReceived):
+            column.append(event.text)
+            self.token_shown.emit(mode, event.text)
+        elif isinstance(event, SourcesFound):
+            column.set_sources(event.sources)
+        elif isinstance(event, AnswerFinished):
+            column.finish(event.answer)
 
-    @Slot(str, str)
-    def _on_compare_token(self, mode: str, piece: str) -> None:
-        self.columns[mode].append(piece)
+    def _on_compare_failed(self, message: str) -> None:
+        self.bridge.on_failure(f"Could not compare: {message}")
+        self._on_compare_finished()
 
-    @Slot(str, object)
-    def _on_compare_answer(self, mode: str, answer: Answer) -> None:
-        self.columns[mode].finish(answer)
-
-    @Slot()
-    def _on_compare_finished(self) -> None:
+    def _on_compare_finished(self, _result: object = None) -> None:
+        self._request = None
         self._set_busy(False)
         for column in self.columns.values():
             if column.isEnabled() and column.answer is None:

@@ -27,10 +27,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core import MODES
 from engine.evaluation import EvalConfig, EvalProgress, EvalReport, format_metric, table_rows
+from engine.modes import MODES
 from ui.banner import human_duration
-from ui.worker import Bridge
+from ui.bridge import Bridge
+from ui.runner import Request
 
 COLUMNS = (
     ("n", "n"), ("hit@1", "hit_at_1"), ("hit@5", "hit_at_5"), ("MRR", "mrr"),
@@ -59,10 +60,8 @@ class EvaluatePage(QWidget):
         self.bridge = bridge
         self.running = False
         self.default_path: Path | None = None  # the test set built from chat answers
+        self._request: Request | None = None
         self._build()
-        bridge.lab.evaluation_progressed.connect(self._on_progressed)
-        bridge.lab.evaluation_finished.connect(self._on_reported)
-        bridge.failed.connect(self._on_failed)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -138,17 +137,25 @@ class EvaluatePage(QWidget):
             return
         self._set_running(True)
         self.status.setText(f"Running {path.name}… (requests from other tabs wait for it)")
-        self.bridge.lab.evaluate(str(path), self.config())
+        self._request = self.bridge.evaluate(
+            str(path),
+            self.config(),
+            progress=self._on_progressed,
+            done=self._on_reported,
+            failed=self._on_failed,
+        )
 
     @Slot()
     def stop(self) -> None:
         """Stop after the current answer; what is done is kept and the next Run resumes."""
-        if self.running:
-            self.bridge.lab.stop_evaluation()
+        if self.running and self._request is not None:
+            self._request.stop()
             self.status.setText("Stopping after the current answer…")
 
     def _set_running(self, running: bool) -> None:
         self.running = running
+        if not running:
+            self._request = None
         self.run_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
 
@@ -160,7 +167,6 @@ class EvaluatePage(QWidget):
         if path:
             self.path.setText(path)
 
-    @Slot(object)
     def _on_progressed(self, p: EvalProgress) -> None:
         self.progress.setMaximum(1000)  # the share of the run's time, not of its steps
         self.progress.setValue(round(1000 * p.fraction))
@@ -169,18 +175,16 @@ class EvaluatePage(QWidget):
         self.status.setText(f"{answers}{p.label} · {p.elapsed_s:.0f} s{left}")
         self.evaluation_progressed.emit(p)
 
-    @Slot(object)
     def _on_reported(self, report: EvalReport) -> None:
         self._set_running(False)
         self.show_report(report)
         self.evaluation_finished.emit(report)
 
-    @Slot(str, str)
-    def _on_failed(self, task: str, message: str) -> None:
-        if task != "evaluate":
-            return
+    def _on_failed(self, message: str) -> None:
         self._set_running(False)
         self.status.setText(message)
+        if not self.isVisible():
+            self.bridge.on_failure(f"Could not evaluate: {message}")
         self.evaluation_failed.emit(message)
 
     def show_report(self, report: EvalReport) -> None:

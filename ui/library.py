@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -25,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from engine.types import IngestProgress, IngestReport
 from ui.banner import human_duration
-from ui.worker import Bridge
+from ui.bridge import Bridge
 
 FILE_FILTER = "Documents (*.pdf *.txt *.md *.markdown *.html *.htm);;All files (*)"
 PROGRESS_MS = 100  # progress shown at most this often
@@ -70,11 +71,9 @@ class LibraryView(QWidget):
         self._documents_timer.timeout.connect(self._on_documents_due)
         self.setAcceptDrops(True)
         self._build()
-        worker = bridge
-        worker.ingest_progressed.connect(self._on_ingest_progressed)
-        worker.ingest_finished.connect(self._on_ingest_finished)
-        worker.documents_listed.connect(self._on_documents_listed)
-        worker.failed.connect(self._on_failed)
+        bridge.ingest_progressed.connect(self._on_ingest_progressed)
+        bridge.ingest_finished.connect(self._on_ingest_finished)
+        bridge.documents_listed.connect(self._on_documents_listed)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -167,7 +166,7 @@ class LibraryView(QWidget):
         self.progress.setRange(0, 0)  # busy until the first count arrives
         self._file_start = (0, 0)
         self.progress_label.setText(f"Looking at {len(paths)} item(s)…")
-        self.bridge.ingest(paths, self.collection)
+        self.bridge.ingest(paths, self.collection, self.ingest_failed)
 
     @Slot()
     def cancel(self) -> None:
@@ -178,7 +177,7 @@ class LibraryView(QWidget):
     def remove_selected(self) -> None:
         paths = [item.data(0, Qt.ItemDataRole.UserRole) for item in self.tree.selectedItems()]
         if paths:
-            self.bridge.remove(paths, self.collection)
+            self.bridge.remove(paths, self.collection, self._failed_to("remove"))
 
     @Slot()
     def watch_folder(self) -> None:
@@ -202,7 +201,7 @@ class LibraryView(QWidget):
         return [self.watched.item(i).text() for i in range(self.watched.count())]
 
     def refresh(self) -> None:
-        self.bridge.list_documents(self.collection)
+        self.bridge.list_documents(self.collection, self._failed_to("list documents"))
 
     def _set_indexing(self, indexing: bool) -> None:
         self.indexing = indexing
@@ -294,12 +293,22 @@ class LibraryView(QWidget):
         item.setForeground(1, QBrush(QColor(STATUS_COLORS.get(status, "#374151"))))
         return item
 
-    @Slot(str, str)
-    def _on_failed(self, task: str, message: str) -> None:
-        if task in ("ingest", "remove", "documents"):
-            self._set_indexing(False)
-            action = "list documents" if task == "documents" else task
-            self.summary.setText(f"Could not {action}: {message}")
+    def ingest_failed(self, message: str) -> None:
+        self._failed_to("index")(message)
+
+    def _failed_to(self, action: str) -> Callable[[str], None]:
+        """A failure callback: said here, and in the window's banner when this tab is not
+        the one in front."""
+
+        def failed(message: str) -> None:
+            if action == "index":
+                self._set_indexing(False)
+            text = f"Could not {action}: {message}"
+            self.summary.setText(text)
+            if not self.isVisible():
+                self.bridge.on_failure(text)
+
+        return failed
 
     # -- drag and drop ---------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core import Answer
+from engine.core import Answer, Status
 from engine.history import History
 from engine.paths import default_data_dir, models_dir
 from engine.settings import Settings
@@ -35,6 +35,7 @@ from engine.testset import test_set_path
 from engine.types import SearchResult
 from ui.adapter_dialog import AdapterDialog, adapter_name, adapter_text
 from ui.banner import Banner, human_size
+from ui.bridge import Bridge
 from ui.chat import BASE_MODEL_NOTE, ChatView, welcome_text
 from ui.compare import CompareView
 from ui.evaluate import EvaluatePage
@@ -45,7 +46,6 @@ from ui.pdf_view import ReaderPanel
 from ui.search import SearchView
 from ui.settings_dialog import SettingsDialog
 from ui.watcher import FolderWatcher
-from ui.worker import Bridge, Status
 
 APP = "Quire"
 DEFAULT_TOKENS_PER_S = 45.0  # the bundled model on 2 quiet cores (benchmarks/threads.py)
@@ -72,7 +72,7 @@ def version() -> str:
 
 
 class MainWindow(QMainWindow):
-    """Wires the views to one `Bridge` (the worker thread) and one `History`."""
+    """Wires the views to one `Bridge` (the engine thread) and one `History`."""
 
     def __init__(self, data_dir: Path | None = None, preload: bool = True) -> None:
         super().__init__()
@@ -270,12 +270,12 @@ class MainWindow(QMainWindow):
         return bar
 
     def _connect(self) -> None:
-        worker = self.bridge
-        worker.status_changed.connect(self._on_status_changed)
-        worker.settings_applied.connect(self._on_settings_applied)
-        worker.failed.connect(self._on_failed)
-        worker.answer_finished.connect(self._on_answer_speed)
-        worker.ingest_finished.connect(lambda _r: self.search.run_search())
+        bridge = self.bridge
+        bridge.on_failure = self.banner.show_message  # what no view shows itself
+        bridge.status_changed.connect(self._on_status_changed)
+        bridge.settings_applied.connect(self._on_settings_applied)
+        bridge.ingest_finished.connect(lambda _r: self.search.run_search())
+        self.chat.answer_finished.connect(self._on_answer_speed)
         self.chat.source_opened.connect(self.open_source)
         self.search.source_opened.connect(self.open_source)
         self.compare.source_opened.connect(self.open_source)
@@ -288,7 +288,7 @@ class MainWindow(QMainWindow):
         self.library.watched_changed.connect(self._on_watched_list_changed)
         self.reader.closed.connect(self.close_reader)
         self.reader.failed.connect(self.banner.show_message)
-        self.finetune.use_adapter.connect(lambda path: self.bridge.lab.set_adapter(path, 1.0))
+        self.finetune.use_adapter.connect(lambda path: self.bridge.set_adapter(path, 1.0))
 
     def _shortcuts(self) -> None:
         for keys, slot in (
@@ -402,7 +402,7 @@ class MainWindow(QMainWindow):
         if save:
             self.bridge.apply_settings(self.settings)
 
-    # -- worker results --------------------------------------------------------------------
+    # -- engine results --------------------------------------------------------------------
 
     @Slot(int)
     def _on_collection_activated(self, index: int) -> None:
@@ -456,32 +456,6 @@ class MainWindow(QMainWindow):
             if self.status is not None:  # the list showed the old name as the current one
                 self._fill_collections(self.status.collections)
 
-    @Slot(str, str)
-    def _on_failed(self, task: str, message: str) -> None:
-        prefix = {
-            "ask": "Could not answer",
-            "compare": "Could not compare",
-            "settings": "Could not apply the settings",
-            "adapter": "Could not load the adapter",
-            "evaluate": "Could not evaluate",
-            "preload": "Could not load the models",
-        }
-        if self._shown_where_it_happened(task):
-            return  # one message, where the user is looking: not again in the banner
-        self.banner.show_message(f"{prefix.get(task, 'Problem')}: {message}")
-
-    def _shown_where_it_happened(self, task: str) -> bool:
-        """Whether the view that made the request shows this failure itself right now."""
-        if task == "ask":
-            return True  # the answer card says "Could not answer: …"
-        if task == "adapter":
-            return self.adapter_dialog is not None and self.adapter_dialog.isVisible()
-        if task in ("ingest", "remove", "documents"):
-            return self.tabs.currentWidget() is self.library
-        if task == "evaluate":
-            return self.tabs.currentWidget() is self.evaluate
-        return False
-
     @Slot(bool)
     def _on_busy_changed(self, busy: bool) -> None:
         self.statusBar().showMessage("Generating… (Esc stops)" if busy else "", 0 if busy else 1)
@@ -506,7 +480,7 @@ class MainWindow(QMainWindow):
     def _on_watched_changed_on_disk(self, folders: list) -> None:
         self.statusBar().showMessage(f"Re-indexing {len(folders)} watched folder(s)…", 5000)
         self.library._set_indexing(True)
-        self.bridge.reindex(folders)
+        self.bridge.reindex(folders, self.library.ingest_failed)
 
     # -- window state ----------------------------------------------------------------------
 

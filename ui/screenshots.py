@@ -148,8 +148,8 @@ def render_all(out: Path, work: Path) -> None:
         progress=bridge.ingest_progressed,
         ingested=bridge.ingest_finished,
         listed=bridge.documents_listed,
-        searched=bridge.search_finished,
-        answered=bridge.answer_finished,
+        searched=window.search.searched,
+        answered=window.chat.answer_finished,
     )
     window.show()
     events.wait("status", 30_000)
@@ -201,6 +201,7 @@ def render_results(window: MainWindow, events: Recorder, out: Path, work: Path) 
 def render_lab(window: MainWindow, out: Path, work: Path) -> None:
     """The four modes side by side (with the bundled grounding adapter), the adapter
     dialog, an evaluation run, and a fine-tuning run."""
+    from engine.paths import models_dir
     from models.bundled import ensure_llm
     from tests.factory import write_gemma_peft
 
@@ -211,12 +212,9 @@ def render_lab(window: MainWindow, out: Path, work: Path) -> None:
     wait_for(window.compare.comparison_finished, 600_000)
     save(window, out, "07-compare.png")
 
-    bridge = window.bridge
-    events = Recorder(adapter=bridge.lab.adapter_changed, failed=bridge.failed)
-    peft = write_gemma_peft(
-        work / "style-adapter", ensure_llm(window.bridge.worker.engine.models_dir)
-    )
     dialog = window.open_adapter()
+    events = Recorder(adapter=dialog.applied, failed=dialog.failed)
+    peft = write_gemma_peft(work / "style-adapter", ensure_llm(models_dir(work / "data")))
     dialog.scale.setValue(0.8)
     dialog.import_folder(str(peft))
     events.wait("adapter", 120_000)

@@ -15,17 +15,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.bridge import Bridge
 from ui.sources import SourceList
-from ui.worker import Bridge
 
 DEBOUNCE_MS = 300
 METHODS = (("Hybrid", "hybrid"), ("Meaning", "vector"), ("Keywords", "keyword"))
 
 
 class SearchView(QWidget):
-    """Type a query, see ranked passages. Signals: source_opened(SearchResult)."""
+    """Type a query, see ranked passages.
+
+    Signals: source_opened(SearchResult), searched(query, results shown).
+    """
 
     source_opened = Signal(object)
+    searched = Signal(str, list)
 
     def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -35,8 +39,6 @@ class SearchView(QWidget):
         self._build()
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self.run_search)
-        bridge.search_finished.connect(self._on_search_finished)
-        bridge.failed.connect(self._on_failed)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -87,9 +89,15 @@ class SearchView(QWidget):
             return
         self._pending = text
         self.summary.setText(self.bridge.waiting_note() or "Searching…")
-        self.bridge.search(text, self.k.value(), self.collection, self.method.currentData())
+        self.bridge.search(
+            text,
+            self.k.value(),
+            self.collection,
+            self.method.currentData(),
+            done=lambda results: self._on_search_finished(text, results),
+            failed=self._on_failed,
+        )
 
-    @Slot(str, list)
     def _on_search_finished(self, query: str, results: list) -> None:
         if query != self._pending:
             return  # an older query answered late
@@ -100,8 +108,7 @@ class SearchView(QWidget):
             if count
             else f"Nothing in “{self.collection}” matches “{query}”."
         )
+        self.searched.emit(query, results)
 
-    @Slot(str, str)
-    def _on_failed(self, task: str, message: str) -> None:
-        if task == "search":
-            self.summary.setText(f"Search failed: {message}")
+    def _on_failed(self, message: str) -> None:
+        self.summary.setText(f"Search failed: {message}")

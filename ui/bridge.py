@@ -1,0 +1,347 @@
+"""What the window asks of the engine, as operations on the one engine thread (`Runner`).
+
+Each method submits one operation and returns its `Request` (whose `stop()` stops it);
+results come back to the callbacks the caller passed, in the GUI thread, and a failure
+goes to the caller's own `failed` (or, when it passed none, to `on_failure`: the window's
+banner). Five signals remain, for the state several views show whoever asked for it: the
+status, the settings, a collection's documents, and indexing's progress and end.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.evaluation import EvalConfig, EvalReport, Evaluation
+from engine.settings import Settings
+from engine.types import IngestProgress, IngestReport
+from ui.banner import human_duration
+from ui.runner import Request, Runner
+
+Failed = Callable[[str], None]
+
+
+class Bridge(QObject):
+    """The window's handle on the engine.
+
+    Signals: status_changed(Status), settings_applied(Settings),
+    documents_listed(collection, list), ingest_progressed(IngestProgress),
+    ingest_finished(IngestReport).
+    """
+
+    status_changed = Signal(object)
+    settings_applied = Signal(object)
+    documents_listed = Signal(str, list)
+    ingest_progressed = Signal(object)
+    ingest_finished = Signal(object)
+
+    def __init__(self, data_dir: Path | None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.data_dir = data_dir
+        self.runner = Runner(data_dir, self)
+        self.on_failure: Callable[[str], None] = lambda _text: None  # the window sets it
+        self._live: set[Request] = set()  # submitted and not ended: stopped on close
+        self._indexing: list[Request] = []  # ingest requests queued or running
+        self._index_progress: IngestProgress | None = None
+
+    def submit(
+        self,
+        work: Callable[[Engine, Request], Any],
+        done: Callable[[Any], None] | None = None,
+        failed: Failed | None = None,
+    ) -> Request:
+        """Run `work(engine, request)` on the engine thread (see `Runner.submit`)."""
+        request: Request | None = None
+
+        def ended(callback: Callable[[Any], None] | None, value: Any) -> None:
+            self._live.discard(request)  # type: ignore[arg-type]
+            if request in self._indexing:
+                self._indexing.remove(request)
+            if callback is not None:
+                callback(value)
+
+        request = self.runner.submit(work, lambda r: ended(done, r), lambda m: ended(failed, m))
+        self._live.add(request)
+        return request
+
+    def failure(self, prefix: str) -> Failed:
+        """A `failed` callback that shows "prefix: message" where the window shows problems."""
+        return lambda message: self.on_failure(f"{prefix}: {message}")
+
+    def start(self, preload: bool = False) -> None:
+        """Start the engine thread and report the status; with `preload`, load the models
+        right after (requests queue behind)."""
+        self.runner.start()
+        self.submit(lambda e, r: e.status(), self.status_changed.emit, self.failure("Problem"))
+        if preload:
+            self.preload()
+
+    def preload(self, done: Callable[[float], None] | None = None) -> Request:
+        """Load the embedder, the vector index and the model; `done(seconds)`."""
+
+        def work(engine: Engine, _request: Request) -> float:
+            start = time.perf_counter()
+            engine.preload()
+            return time.perf_counter() - start
+
+        return self.submit(work, done, self.failure("Could not load the models"))
+
+    # -- answers ---------------------------------------------------------------------
+
+    def ask(
+        self,
+        question: str,
+        mode: str,
+        options: AskOptions,
+        sources: Callable[[list], None],
+        token: Callable[[str], None],
+        done: Callable[[Any], None],
+        failed: Failed,
+    ) -> Request:
+        """Answer in one mode: `sources(list)`, `token(text)`..., then `done(Answer)`."""
+
+        def work(engine: Engine, request: Request) -> Any:
+            opts = dataclasses.replace(options, cancel=request.cancel)
+            for event in engine.ask(question, mode, opts):
+                if isinstance(event, TokenReceived):
+                    request.post(token, event.text)
+                elif isinstance(event, SourcesFound):
+                    request.post(sources, event.sources)
+                elif isinstance(event, AnswerFinished):
+                    return event.answer
+            return None
+
+        return self.submit(work, done, failed)
+
+    def compare(
+        self,
+        question: str,
+        options: AskOptions,
+        started: Callable[[dict], None],
+        event: Callable[[str, object], None],
+        done: Callable[[Any], None],
+        failed: Failed,
+    ) -> Request:
+        """Every mode that can run, in turn: `started(reasons)`, `event(mode, AnswerEvent)`
+        for each sources/token/answer, then `done(None)`. A stop ends the whole run."""
+
+        def work(engine: Engine, request: Request) -> None:
+            request.post(started, engine.available_modes())
+            opts = dataclasses.replace(options, cancel=request.cancel)
+            for mode, answer_event in engine.compare(question, opts):
+                request.post(event, mode, answer_event)
+
+        return self.submit(work, done, failed)
+
+    def evaluate(
+        self,
+        path: str,
+        config: EvalConfig,
+        progress: Callable[[Any], None],
+        done: Callable[[EvalReport], None],
+        failed: Failed,
+    ) -> Request:
+        """Score the modes on a question file; a stop keeps the answers given so far."""
+
+        def work(engine: Engine, request: Request) -> EvalReport:
+            evaluation = Evaluation(engine, Path(path), config)
+            return evaluation.run(lambda p: request.post(progress, p), request.cancel)
+
+        return self.submit(work, done, failed)
+
+    def search(
+        self,
+        query: str,
+        k: int,
+        collection: str,
+        method: str,
+        done: Callable[[list], None],
+        failed: Failed,
+    ) -> Request:
+        return self.submit(
+            lambda engine, _r: engine.search(query, k or None, collection or None, method),
+            done,
+            failed,
+        )
+
+    # -- documents -------------------------------------------------------------------
+
+    def ingest(self, paths: list[str], collection: str, failed: Failed | None = None) -> Request:
+        """Index files and folders; progress and the report arrive as signals."""
+        request = self.submit(
+            lambda engine, r: self._ingest(engine, r, [Path(p) for p in paths], collection),
+            self.ingest_finished.emit,
+            failed or self.failure("Could not index"),
+        )
+        self._indexing.append(request)
+        return request
+
+    def reindex(self, folders: list[str], failed: Failed | None = None) -> Request:
+        """Re-index watched folders into the collections that hold their documents."""
+
+        def work(engine: Engine, request: Request) -> None:
+            try:
+                progress = self._progress_for(engine, request, engine.settings.collection)
+                reports = engine.reindex([Path(f) for f in folders], progress, request.cancel)
+            finally:
+                request.post(self.status_changed.emit, engine.status())
+            for report in reports:
+                request.post(self.ingest_finished.emit, report)
+
+        request = self.submit(work, None, failed or self.failure("Could not re-index"))
+        self._indexing.append(request)
+        return request
+
+    def _ingest(
+        self, engine: Engine, request: Request, paths: list[Path], collection: str
+    ) -> IngestReport:
+        try:
+            progress = self._progress_for(engine, request, collection)
+            report = engine.ingest(paths, collection, progress, request.cancel)
+        finally:
+            request.post(self.status_changed.emit, engine.status())
+        request.post(self.documents_listed.emit, collection, engine.documents(collection))
+        return report
+
+    def _progress_for(
+        self, engine: Engine, request: Request, collection: str
+    ) -> Callable[[IngestProgress], None]:
+        """Ingest progress to the window, with the document list whenever a file is in."""
+        listed = [0]
+
+        def progress(snapshot: IngestProgress) -> None:
+            request.post(self._progressed, snapshot)
+            if snapshot.files_done != listed[0]:  # a document was written: show it
+                listed[0] = snapshot.files_done
+                docs = engine.documents(collection)
+                request.post(self.documents_listed.emit, collection, docs)
+
+        return progress
+
+    def _progressed(self, snapshot: IngestProgress) -> None:
+        self._index_progress = snapshot
+        self.ingest_progressed.emit(snapshot)
+
+    def cancel_ingest(self) -> None:
+        """Stop every queued or running ingest; finished files stay indexed."""
+        for request in self._indexing:
+            request.stop()
+
+    def waiting_note(self) -> str:
+        """Why a search or a question sent now waits ("" when nothing holds the engine):
+        indexing owns the engine until it ends, and requests queue behind it."""
+        if not self._indexing:
+            self._index_progress = None
+            return ""
+        snap = self._index_progress
+        where = ""
+        if snap is not None:
+            eta = snap.eta_s
+            left = f", about {human_duration(eta)} left" if eta is not None else ""
+            where = f" ({snap.files_done} of {snap.files_total} files{left})"
+        return f"Waiting for indexing to finish{where}; this runs right after."
+
+    def list_documents(self, collection: str, failed: Failed | None = None) -> Request:
+        return self.submit(
+            lambda engine, r: r.post(
+                self.documents_listed.emit, collection, engine.documents(collection)
+            ),
+            None,
+            failed or self.failure("Could not list the documents"),
+        )
+
+    def remove(self, paths: list[str], collection: str, failed: Failed | None = None) -> Request:
+        def work(engine: Engine, request: Request) -> None:
+            engine.remove([Path(p) for p in paths], collection)
+            request.post(self.documents_listed.emit, collection, engine.documents(collection))
+            request.post(self.status_changed.emit, engine.status())
+
+        return self.submit(work, None, failed or self.failure("Could not remove"))
+
+    # -- settings, collections, adapters -----------------------------------------------
+
+    def _settled(self, engine: Engine, request: Request) -> None:
+        """Post the engine's settings and status, as they are now, to the window."""
+        request.post(self.settings_applied.emit, copy.deepcopy(engine.settings))
+        request.post(self.status_changed.emit, engine.status())
+
+    def apply_settings(
+        self, settings: Settings, load_model: bool = False, failed: Failed | None = None
+    ) -> Request:
+        """Save new settings; with `load_model`, load the model now to report a bad file
+        (the previous model stays when it will not load)."""
+        wanted = copy.deepcopy(settings)
+
+        def work(engine: Engine, request: Request) -> None:
+            try:
+                engine.apply_settings(wanted, load_model)
+            finally:
+                self._settled(engine, request)
+
+        return self.submit(work, None, failed or self.failure("Could not apply the settings"))
+
+    def manage_collection(
+        self, action: str, name: str, new_name: str = "", failed: Failed | None = None
+    ) -> Request:
+        """create / rename / delete a collection, then report the new status."""
+
+        def work(engine: Engine, request: Request) -> None:
+            if action == "create":
+                engine.create_collection(name)
+            elif action == "rename":
+                engine.rename_collection(name, new_name)
+            elif action == "delete":
+                engine.delete_collection(name)
+            engine.save_settings()
+            self._settled(engine, request)
+
+        return self.submit(work, None, failed or self.failure(f"Could not {action} {name}"))
+
+    def set_adapter(
+        self,
+        path: str | None,
+        scale: float = 1.0,
+        done: Callable[[str | None], None] | None = None,
+        failed: Failed | None = None,
+    ) -> Request:
+        """Check and switch to an adapter (None switches it off); a mismatch changes
+        nothing. `done(path or None)`."""
+
+        def work(engine: Engine, request: Request) -> str | None:
+            info = engine.set_adapter(Path(path) if path else None, scale)
+            engine.settings.lora_scale = float(scale)
+            engine.save_settings()
+            self._settled(engine, request)
+            return str(info.path) if info else None
+
+        return self.submit(work, done, failed or self.failure("Could not load the adapter"))
+
+    def import_adapter(
+        self,
+        folder: str,
+        scale: float = 1.0,
+        done: Callable[[str | None], None] | None = None,
+        failed: Failed | None = None,
+    ) -> Request:
+        """Convert a PEFT folder into the models folder's adapters, then switch to it."""
+
+        def work(engine: Engine, request: Request) -> str | None:
+            info = engine.import_adapter(Path(folder), scale)
+            engine.save_settings()
+            self._settled(engine, request)
+            return str(info.path)
+
+        return self.submit(work, done, failed or self.failure("Could not load the adapter"))
+
+    def close(self) -> None:
+        """Stop whatever runs or waits, close the engine in its own thread, end the thread."""
+        for request in list(self._live):
+            request.stop()
+        self.runner.close()
