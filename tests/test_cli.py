@@ -240,5 +240,3 @@ def _assert_consistent(db: Path) -> None:
         assert chunks == vectors == vec0
     finally:
         store.close()
-
-

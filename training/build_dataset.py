@@ -4,13 +4,13 @@ For every question in `training/questions/*.jsonl` (about `../shared/training-co
 never the evaluation corpus), the prompt is exactly what Quire gives the model at answer
 time: the engine's search over an index of the training corpus (same defaults, relevance
 cutoff and de-duplication), numbered by `build_prompt` with the app's system prompt and
-context budget. The target states the fact in the question's ideal answer and cites the
-source that holds it as [n]. Each answerable question gives one example with the gold
-passage at a random position (SECOND_SHARE of them a second one arranged afresh, none by
-default: an hour of CPU is the budget), and one in twenty an example with the gold
-passage removed; those, like the absent questions, are
-answered with the exact "don't know" sentence. About a fifth of the targets are refusals:
-the first adapter, trained with 28%, refused 63% of the answerable development questions.
+context budget. The target names the source that holds the answer first ("Source [n]: ")
+and then states the fact in the question's ideal answer. Each answerable question gives
+one example with the gold passage at a random position (SECOND_SHARE of them a second one
+arranged afresh, none by default: an hour of CPU is the budget), and one in twenty an
+example with the gold passage removed; those, like the absent questions, are answered
+with the exact "don't know" sentence. About a fifth of the targets are refusals: the
+first adapter, trained with 28%, refused 63% of the answerable development questions.
 
     python training/build_dataset.py [--data-dir DIR] [--out FILE] [--seed N]
 
@@ -78,11 +78,15 @@ def find_gold(engine: Engine, question: dict, top: list[SearchResult]) -> Search
 
 
 def cite(ideal: str, number: int) -> str:
-    """The ideal answer with its citation before the final full stop: "... is 10 [2]."."""
-    text = ideal.strip()
-    if text.endswith("."):
-        return f"{text[:-1]} [{number}]."
-    return f"{text} [{number}]"
+    """The ideal answer led by its citation: "Source [2]: The default is 10."
+
+    Every answer starts with the same word, as every refusal does. Greedy decoding takes
+    the likeliest token at each step: when answers begin in a hundred ways and the refusal
+    in one, the refusal's first tokens win whenever the model is unsure, and the first
+    adapters refused two answerable questions in three. Naming the source first also makes
+    the model choose the passage before it writes from it.
+    """
+    return f"Source [{number}]: {ideal.strip()}"
 
 
 def arrange(

@@ -331,8 +331,7 @@ def cmd_lora_import(args: argparse.Namespace) -> int:
     info = engine.import_adapter(args.peft_dir, args.scale)
     engine.save_settings()
     print(
-        f"Wrote {info.path} and made it the adapter for modes lora and hybrid "
-        f"(×{args.scale:g}).",
+        f"Wrote {info.path} and made it the adapter for modes lora and hybrid (×{args.scale:g}).",
         file=sys.stderr,
     )
     return 0
