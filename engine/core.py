@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import modes
 from engine.embedding import Embedder
-from engine.generation import Cancelled, Generator
+from engine.generation import Cancelled, Generator, RefusalGate
 from engine.ingest import Ingestor, ProgressFn
 from engine.paths import default_data_dir, models_dir
 from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, build_prompt
@@ -337,6 +337,7 @@ class Engine:
                 temperature,
                 opts.seed,
                 cancel=cancel,
+                gate=self._refusal_gate(mode),
             )
             for piece in pieces_in:
                 pieces.append(piece)
@@ -378,6 +379,15 @@ class Engine:
         from models.bundled import grounding_adapter
 
         return grounding_adapter(self.model_path())
+
+    def _refusal_gate(self, mode: str) -> RefusalGate | None:
+        """Quire's grounding adapter decides answer-or-refuse at its first token, at its
+        own threshold; a user's adapter, and the modes without one, decide nothing."""
+        from models.bundled import GROUNDING_ADAPTER, GROUNDING_REFUSAL
+
+        if not modes.mode(mode).adapter or self.adapter_path() != GROUNDING_ADAPTER:
+            return None
+        return RefusalGate(DONT_KNOW, GROUNDING_REFUSAL)
 
     def adapter_scale(self) -> float:
         """The user's scale for their own adapter; the grounding adapter's is its own."""

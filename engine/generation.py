@@ -10,11 +10,13 @@ import ctypes
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from engine.adapters import AdapterSet
@@ -31,6 +33,22 @@ _GEMMA_STOP = ["<end_of_turn>", "<start_of_turn>"]
 
 class Cancelled(Exception):
     """Generation was stopped by the user."""
+
+
+@dataclass(frozen=True)
+class RefusalGate:
+    """Answer or refuse, decided once, at the first token, on the model's own odds.
+
+    An adapter trained to start every answer one way ("Source [n]: ...") and every
+    refusal another ("The documents do not say.") makes that choice with its first
+    token. Greedy decoding takes whichever is likelier, so the share of refusals in
+    training, not the question, decides: `threshold` moves the line. When the first
+    refusal token's probability reaches it, the whole refusal `sentence` is written;
+    below it, that token is barred and the model answers.
+    """
+
+    sentence: str
+    threshold: float
 
 
 class Generator:
@@ -88,6 +106,7 @@ class Generator:
         temperature: float = 0.2,
         seed: int | None = None,
         cancel: threading.Event | None = None,
+        gate: RefusalGate | None = None,
     ) -> Iterator[str]:
         """Yield the answer piece by piece; `self.last_timings` is filled as it goes.
 
@@ -110,7 +129,8 @@ class Generator:
         try:
             if self._stopping():
                 raise Cancelled()
-            yield from self._run(tokens, stop, min(max_tokens, budget), temperature)
+            processor = self._gate(gate, len(tokens)) if gate is not None else None
+            yield from self._run(tokens, stop, min(max_tokens, budget), temperature, processor)
         finally:
             self._request_stop = None
 
@@ -121,13 +141,46 @@ class Generator:
             llama_cpp.llama_set_n_threads(self.llm.ctx, wanted, wanted)
             self.threads = wanted
 
+    def _gate(self, gate: RefusalGate, prompt_tokens: int) -> Callable[[Any, Any], Any]:
+        """A logits processor that applies `gate` (see RefusalGate)."""
+        sentence = self.llm.tokenize(gate.sentence.encode(), add_bos=False, special=False)
+        forced = [*sentence, self.llm.token_eos()]
+        refusing = False
+
+        def process(input_ids: Any, scores: Any) -> Any:
+            nonlocal refusing
+            step = len(input_ids) - prompt_tokens
+            if step == 0:
+                logits = scores.astype(np.float64)
+                odds = np.exp(logits - logits.max())
+                refusing = odds[forced[0]] / odds.sum() >= gate.threshold
+                if not refusing:
+                    scores[forced[0]] = -np.inf
+            if refusing and step < len(forced):
+                keep = scores[forced[step]]
+                scores[:] = -np.inf
+                scores[forced[step]] = keep
+            return scores
+
+        return process
+
     def _run(
-        self, tokens: list[int], stop: list[str], max_tokens: int, temperature: float
+        self,
+        tokens: list[int],
+        stop: list[str],
+        max_tokens: int,
+        temperature: float,
+        processor: Callable[[Any, Any], Any] | None = None,
     ) -> Iterator[str]:
         timings = self.last_timings = Timings()
         start = time.perf_counter()
         pieces = self.llm.create_completion(
-            tokens, max_tokens=max_tokens, temperature=temperature, stop=stop, stream=True
+            tokens,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            stream=True,
+            logits_processor=llama_cpp.LogitsProcessorList([processor]) if processor else None,
         )
         try:
             for chunk in pieces:

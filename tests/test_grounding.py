@@ -78,11 +78,33 @@ def test_grounded_answer_is_short_and_never_echoes_the_prompt(engine: Engine) ->
     assert not echoed and "Sources:" not in text and len(text.split()) < 60, text
 
 
-@pytest.mark.xfail(
-    reason="issue 9 open: the shipped adapter refuses 0.65 of answerable dev questions and "
-    "cites the gold source in 0.62 of its citations; here it answers without [1]"
-)
 def test_grounded_answer_cites_its_source(engine: Engine) -> None:
     answer = engine.answer("How often should I descale the kettle?", "hybrid")
     assert "month" in answer.answer.lower() and "[1]" in answer.answer, answer.answer
     assert DONT_KNOW not in answer.answer, answer.answer
+
+
+def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
+    """Threshold 0 refuses whatever the question, above 1 never: the gate, not chance."""
+    from engine.generation import RefusalGate
+    from engine.prompting import build_prompt
+
+    generator = engine._generator_for("hybrid")
+    sources = engine.sources("How often should I descale the kettle?")
+    prompt = build_prompt(
+        "How often should I descale the kettle?", sources, generator.count_tokens, 2000
+    )
+    always = RefusalGate(DONT_KNOW, 0.0)
+    never = RefusalGate(DONT_KNOW, 1.01)
+    refused = "".join(generator.stream(prompt.messages, 48, 0.0, gate=always))
+    answered = "".join(generator.stream(prompt.messages, 48, 0.0, gate=never))
+    assert refused.strip() == DONT_KNOW
+    assert answered.strip() and not answered.lstrip().startswith("The documents"), answered
+
+
+def test_only_the_grounding_adapter_brings_its_gate(engine: Engine, tmp_path: Path) -> None:
+    from models.bundled import GROUNDING_REFUSAL
+
+    gate = engine._refusal_gate("hybrid")
+    assert gate is not None and (gate.sentence, gate.threshold) == (DONT_KNOW, GROUNDING_REFUSAL)
+    assert engine._refusal_gate("rag") is None and engine._refusal_gate("base") is None
