@@ -129,6 +129,11 @@ class Generator:
         try:
             if self._stopping():
                 raise Cancelled()
+            # Evaluate the whole prompt every time: reusing the previous prompt's cache
+            # re-evaluates only its last token, and those logits differ enough (the same
+            # kettle question: p("The") 0.18, then 0.21) to flip a gated answer or a
+            # greedy word. RAG prompts share only a few dozen leading tokens anyway.
+            self.llm.reset()
             processor = self._gate(gate, len(tokens)) if gate is not None else None
             yield from self._run(tokens, stop, min(max_tokens, budget), temperature, processor)
         finally:

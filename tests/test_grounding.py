@@ -108,3 +108,13 @@ def test_only_the_grounding_adapter_brings_its_gate(engine: Engine, tmp_path: Pa
     gate = engine._refusal_gate("hybrid")
     assert gate is not None and (gate.sentence, gate.threshold) == (DONT_KNOW, GROUNDING_REFUSAL)
     assert engine._refusal_gate("rag") is None and engine._refusal_gate("base") is None
+
+
+def test_the_same_question_twice_gets_the_same_answer(engine: Engine) -> None:
+    """A reused prompt cache re-evaluated only the last token, and the kettle question's
+    p("The") went from 0.18 (a fresh evaluation, as after the rag answer's adapter
+    switch) to 0.21: the second answer flipped to a refusal."""
+    engine.answer("How often should I descale the kettle?", "rag", AskOptions(max_tokens=4))
+    first = engine.answer("How often should I descale the kettle?", "hybrid").answer
+    second = engine.answer("How often should I descale the kettle?", "hybrid").answer
+    assert first == second, (first, second)
