@@ -244,6 +244,8 @@ class ChatView(QWidget):
         bar.setObjectName("inputBar")
         row = QHBoxLayout(bar)
         self.mode = QComboBox(bar)
+        # "Hybrid · grounded answers" arrives with the status: grow to show it whole.
+        self.mode.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         for mode in MODES.values():
             self.mode.addItem(mode.label, mode.name)
         self.mode.setCurrentIndex(self.mode.findData("rag"))

@@ -180,7 +180,7 @@ def render_results(window: MainWindow, events: Recorder, out: Path, work: Path) 
 
     window.tabs.setCurrentWidget(window.chat)
     window.chat.max_tokens = 60
-    window.chat.ask(QUESTION, "rag")
+    window.chat.ask(QUESTION, window.chat.mode.currentData())  # the default: Hybrid
     answer = events.wait("answered", 300_000)[0]
     save(window, out, "04-answer-with-sources.png")
 
