@@ -1,7 +1,8 @@
-"""The engine facade: one object the CLI and the GUI worker drive with plain calls.
+"""The engine facade: one object the CLI and the GUI's engine thread drive with plain calls.
 
 An `Engine` owns the heavy things (SQLite connection, embedder, `Llama`), so it must be
-used from one thread only; `cancel()` is the one method safe to call from another.
+used from one thread only; an answer is stopped from another thread by setting the
+request's own event (`AskOptions.cancel`).
 """
 
 from __future__ import annotations

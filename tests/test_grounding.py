@@ -108,6 +108,12 @@ def test_only_the_grounding_adapter_brings_its_gate(engine: Engine, tmp_path: Pa
     gate = engine._refusal_gate("hybrid")
     assert gate is not None and (gate.sentence, gate.threshold) == (DONT_KNOW, GROUNDING_REFUSAL)
     assert engine._refusal_gate("rag") is None and engine._refusal_gate("base") is None
+    mine = tmp_path / "my-style.gguf"  # a user's adapter: no threshold of Quire's applies
+    engine.settings.lora_path = str(mine)
+    try:
+        assert engine._refusal_gate("hybrid") is None and engine._refusal_gate("lora") is None
+    finally:
+        engine.settings.lora_path = None
 
 
 def test_the_same_question_twice_gets_the_same_answer(engine: Engine) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,15 +82,11 @@ class Bridge(QObject):
         if preload:
             self.preload()
 
-    def preload(self, done: Callable[[float], None] | None = None) -> Request:
-        """Load the embedder, the vector index and the model; `done(seconds)`."""
-
-        def work(engine: Engine, _request: Request) -> float:
-            start = time.perf_counter()
-            engine.preload()
-            return time.perf_counter() - start
-
-        return self.submit(work, done, self.failure("Could not load the models"))
+    def preload(self) -> Request:
+        """Load the embedder, the vector index and the model."""
+        return self.submit(
+            lambda engine, _r: engine.preload(), None, self.failure("Could not load the models")
+        )
 
     # -- answers ---------------------------------------------------------------------
 
