@@ -384,11 +384,11 @@ class Engine:
     def _refusal_gate(self, mode: str) -> RefusalGate | None:
         """Quire's grounding adapter decides answer-or-refuse at its first token, at its
         own threshold; a user's adapter, and the modes without one, decide nothing."""
-        from models.bundled import GROUNDING_ADAPTER, GROUNDING_REFUSAL
+        from models.bundled import GROUNDING_ADAPTER, GROUNDING_REFUSAL, GROUNDING_RESTART
 
         if not modes.mode(mode).adapter or self.adapter_path() != GROUNDING_ADAPTER:
             return None
-        return RefusalGate(DONT_KNOW, GROUNDING_REFUSAL)
+        return RefusalGate(DONT_KNOW, GROUNDING_REFUSAL, GROUNDING_RESTART)
 
     def adapter_scale(self) -> float:
         """The user's scale for their own adapter; the grounding adapter's is its own."""

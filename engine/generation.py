@@ -44,11 +44,14 @@ class RefusalGate:
     token. Greedy decoding takes whichever is likelier, so the share of refusals in
     training, not the question, decides: `threshold` moves the line. When the first
     refusal token's probability reaches it, the whole refusal `sentence` is written;
-    below it, that token is barred and the model answers.
+    below it, that token is barred and the model answers. `restart` is how an answer
+    starts ("\nSource ["): one answer starts once, so meeting it again means the model is
+    writing its answer a second time, and generation stops there.
     """
 
     sentence: str
     threshold: float
+    restart: str | None = None
 
 
 class Generator:
@@ -115,6 +118,8 @@ class Generator:
         the loop also stops.
         """
         prompt, stop = self.chat.format(messages)
+        if gate is not None and gate.restart:
+            stop = [*stop, gate.restart]
         tokens = self.chat.tokenize_prompt(prompt)
         budget = self.context_size - len(tokens)
         if budget < 16:

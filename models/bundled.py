@@ -55,6 +55,9 @@ GROUNDING_SCALE = 0.7
 # Chosen on the training run's own held-out examples (never the development set): there
 # it refused 11 of 24 unanswerable prompts and 10 of 70 answerable ones (0.14).
 GROUNDING_REFUSAL = 0.2
+# Its answers start "Source [n]: " once; that line starting again is the answer repeated
+# (seen on the development set: the same sentence until the token limit).
+GROUNDING_RESTART = "\nSource ["
 
 #: Called with (bytes done, bytes total) while the LLM is assembled.
 Progress = Callable[[int, int], None]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.core import AskOptions, Engine
+from engine.generation import RefusalGate
 from engine.prompting import DONT_KNOW
 from engine.scoring import strip_echo
 from engine.settings import Settings
@@ -86,7 +87,6 @@ def test_grounded_answer_cites_its_source(engine: Engine) -> None:
 
 def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
     """Threshold 0 refuses whatever the question, above 1 never: the gate, not chance."""
-    from engine.generation import RefusalGate
     from engine.prompting import build_prompt
 
     generator = engine._generator_for("hybrid")
@@ -100,13 +100,16 @@ def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
     answered = "".join(generator.stream(prompt.messages, 48, 0.0, gate=never))
     assert refused.strip() == DONT_KNOW
     assert answered.strip() and not answered.lstrip().startswith("The documents"), answered
+    # The answer's own start seen again ends it: here ":" right after "Source [1]".
+    cut = RefusalGate(DONT_KNOW, 1.01, restart=":")
+    assert "".join(generator.stream(prompt.messages, 48, 0.0, gate=cut)) == "Source [1]"
 
 
 def test_only_the_grounding_adapter_brings_its_gate(engine: Engine, tmp_path: Path) -> None:
-    from models.bundled import GROUNDING_REFUSAL
+    from models.bundled import GROUNDING_REFUSAL, GROUNDING_RESTART
 
     gate = engine._refusal_gate("hybrid")
-    assert gate is not None and (gate.sentence, gate.threshold) == (DONT_KNOW, GROUNDING_REFUSAL)
+    assert gate == RefusalGate(DONT_KNOW, GROUNDING_REFUSAL, GROUNDING_RESTART)
     assert engine._refusal_gate("rag") is None and engine._refusal_gate("base") is None
     mine = tmp_path / "my-style.gguf"  # a user's adapter: no threshold of Quire's applies
     engine.settings.lora_path = str(mine)
