@@ -28,14 +28,15 @@ def test_collections_are_created_renamed_and_deleted(open_window, qtbot, tmp_pat
     qtbot.waitUntil(lambda: "Recipes" in collection_names(window), timeout=5_000)
     assert window.windowTitle() == "Recipes"
 
-    with qtbot.waitSignal(window.bridge.settings_applied, timeout=30_000):
+    # the list is refilled from the status, which follows the settings
+    with qtbot.waitSignals([window.bridge.settings_applied, status], timeout=30_000):
         window.rename_collection()
     qtbot.waitUntil(lambda: window.windowTitle() == "Cooking", timeout=5_000)
     assert "Cooking" in collection_names(window) and "Recipes" not in collection_names(window)
 
     yes = QMessageBox.StandardButton.Yes
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: yes)
-    with qtbot.waitSignal(window.bridge.settings_applied, timeout=30_000):
+    with qtbot.waitSignals([window.bridge.settings_applied, status], timeout=30_000):
         window.delete_collection()
     qtbot.waitUntil(lambda: window.windowTitle() == "default", timeout=5_000)
     assert "Cooking" not in collection_names(window)
