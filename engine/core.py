@@ -326,6 +326,7 @@ class Engine:
             generator.count_tokens,
             generator.context_size - max_tokens,
             self.settings.system_prompt,
+            best_last=self._grounding(mode),  # the adapter reads the nearest source best
         )
         yield SourcesFound(prompt.sources)
         pieces: list[str] = []
@@ -381,12 +382,18 @@ class Engine:
 
         return grounding_adapter(self.model_path())
 
+    def _grounding(self, mode: str) -> bool:
+        """Whether `mode` answers with Quire's own grounding adapter."""
+        from models.bundled import GROUNDING_ADAPTER
+
+        return modes.mode(mode).adapter and self.adapter_path() == GROUNDING_ADAPTER
+
     def _refusal_gate(self, mode: str) -> RefusalGate | None:
         """Quire's grounding adapter decides answer-or-refuse at its first token, at its
         own threshold; a user's adapter, and the modes without one, decide nothing."""
-        from models.bundled import GROUNDING_ADAPTER, GROUNDING_REFUSAL, GROUNDING_RESTART
+        from models.bundled import GROUNDING_REFUSAL, GROUNDING_RESTART
 
-        if not modes.mode(mode).adapter or self.adapter_path() != GROUNDING_ADAPTER:
+        if not self._grounding(mode):
             return None
         return RefusalGate(DONT_KNOW, GROUNDING_REFUSAL, GROUNDING_RESTART)
 

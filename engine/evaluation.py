@@ -123,7 +123,7 @@ def _append(path: Path, record: dict[str, Any]) -> None:
 
 def _source_json(source: SearchResult) -> dict[str, Any]:
     return {"document": source.document, "path": source.path, "page": source.page,
-            "section": source.section}  # fmt: skip
+            "section": source.section, "rank": source.rank}  # fmt: skip
 
 
 # -- the runner ------------------------------------------------------------------------

@@ -54,31 +54,41 @@ def build_prompt(
     count_tokens: Callable[[str], int],
     budget_tokens: int,
     system_prompt: str | None = None,
+    best_last: bool = False,
 ) -> Prompt:
-    """Number the sources in rank order and keep as many as fit in `budget_tokens`.
+    """Number the sources and keep as many as fit in `budget_tokens`, best first.
 
-    The system prompt comes first and never changes between questions, so the model's
-    KV cache reuses it. A source that only partly fits is cut at a word boundary.
+    With `best_last` the kept sources are listed in reverse rank order, so the best one
+    sits next to the question (a small model leans on the source nearest the question:
+    the grounding adapter cited the last of three 41 times in 59). The system prompt
+    comes first and never changes between questions, so the model's KV cache reuses it.
+    A source that only partly fits is cut at a word boundary.
     """
     with_sources = bool(sources)
     system = system_prompt or (RAG_SYSTEM_PROMPT if with_sources else BASE_SYSTEM_PROMPT)
     tail = f"Question: {question}" if with_sources else question
     remaining = budget_tokens - count_tokens(system) - count_tokens(tail) - 16
-    blocks: list[str] = []
-    kept: list[SearchResult] = []
+    fitted: list[tuple[SearchResult, str]] = []
     for source in sources:
-        header = f"[{len(kept) + 1}] {source_label(source)}\n"
+        header = _header(len(fitted) + 1, source)
         text = _fit(header + source.text, count_tokens, remaining)
-        if text is None:
+        if text is None or not text.startswith(header):
             break
         remaining -= count_tokens(text) + 2
-        blocks.append(text)
-        kept.append(source)
+        fitted.append((source, text[len(header) :]))
+    if best_last:
+        fitted.reverse()
+    kept = [source for source, _ in fitted]
+    blocks = [_header(n, source) + body for n, (source, body) in enumerate(fitted, 1)]
     user = ("Sources:\n\n" + "\n\n".join(blocks) + "\n\n" + tail) if kept else tail
     if with_sources and not kept:
         user = f"Sources: (none fit)\n\n{tail}"
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     return Prompt(messages=messages, sources=kept)
+
+
+def _header(number: int, source: SearchResult) -> str:
+    return f"[{number}] {source_label(source)}\n"
 
 
 def _fit(text: str, count_tokens: Callable[[str], int], budget: int) -> str | None:

@@ -212,6 +212,7 @@ class _Source:
     path: str
     page: int | None
     section: str | None
+    rank: int | None = None  # the search's rank; the prompt may list sources in another order
 
 
 # -- aggregation and rendering -----------------------------------------------------------
@@ -241,7 +242,7 @@ def score_mode(rows: list[tuple[Question, dict[str, Any]]], mode: str) -> dict[s
     """Aggregate saved answers of one mode into the report's metrics."""
     answerable = [(q, r) for q, r in rows if not q.absent and q.doc]
     retrieves = MODES[mode].retrieves
-    ranks = [first_hit_rank(_sources(r), q) for q, r in answerable] if retrieves else []
+    ranks = [first_hit_rank(_ranked(r), q) for q, r in answerable] if retrieves else []
     clean = {id(r): strip_echo(r["answer"], q.question) for q, r in rows}
     gold, cited = 0, 0
     for question, record in answerable:
@@ -272,11 +273,21 @@ def score_mode(rows: list[tuple[Question, dict[str, Any]]], mode: str) -> dict[s
 
 
 def _sources(record: dict[str, Any]) -> list[_Source]:
+    """A record's sources as numbered in the prompt (what citations point at)."""
     return [_Source(**s) for s in record["sources"]]
 
 
+def _ranked(record: dict[str, Any]) -> list[_Source]:
+    """A record's sources in the search's order (hit@k, MRR): the grounding adapter's
+    prompt lists them best last; records saved before ranks were kept are in rank order."""
+    sources = _sources(record)
+    if all(s.rank is not None for s in sources):
+        sources.sort(key=lambda s: s.rank or 0)
+    return sources
+
+
 def answer_detail(question: Question, record: dict[str, Any]) -> dict[str, Any]:
-    rank = first_hit_rank(_sources(record), question) if record["sources"] else None
+    rank = first_hit_rank(_ranked(record), question) if record["sources"] else None
     text, echoed = strip_echo(record["answer"], question.question)
     contained = bool(question.answer) and contains_answer(text, question.answer or "")
     return {

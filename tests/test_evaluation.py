@@ -98,6 +98,18 @@ def test_score_mode_aggregates_containment_citations_and_dont_know() -> None:
     assert base["absent_dont_know"] == 0.0 and base["hit_at_1"] is None
 
 
+def test_sources_listed_best_last_are_ranked_by_the_search_and_cited_as_numbered() -> None:
+    """The grounding adapter's prompt lists the best source last: hit@1 follows the
+    search's rank, a citation the number the prompt gave."""
+    best, other = source("manual.pdf", 2), source("manual.pdf", 5)
+    saved = record("Ten minutes [2].", [other, best], "hybrid")
+    saved["sources"][0]["rank"], saved["sources"][1]["rank"] = 2, 1
+    metrics = score_mode([(PDF_Q, saved)], "hybrid")
+    assert metrics["hit_at_1"] == 1.0 and metrics["citation_precision"] == 1.0
+    unranked = record("Ten minutes [2].", [other, best], "hybrid")  # saved before ranks
+    assert score_mode([(PDF_Q, unranked)], "hybrid")["hit_at_1"] == 0.0
+
+
 def test_an_echoed_prompt_is_neither_a_citation_nor_a_dont_know() -> None:
     from engine.prompting import RAG_SYSTEM_PROMPT
 

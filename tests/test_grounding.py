@@ -4,6 +4,7 @@ sources and no model call, and near-copies of a passage take one place."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,19 @@ def test_the_same_question_twice_gets_the_same_answer(engine: Engine) -> None:
     first = engine.answer("How often should I descale the kettle?", "hybrid").answer
     second = engine.answer("How often should I descale the kettle?", "hybrid").answer
     assert first == second, (first, second)
+
+
+def test_the_grounding_adapter_is_given_its_best_source_last(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It reads the source nearest the question best (engine.prompting.build_prompt)."""
+    kettle = engine.search("How often should I descale the kettle?", 5)[0]
+    garden = replace(kettle, rank=2, document="garden.md", text="Water the tomatoes at dawn.")
+    two = [kettle, garden]
+    monkeypatch.setattr(engine, "sources", lambda *a, **k: two)
+    one_token = AskOptions(max_tokens=1)
+    grounded = engine.answer("How often should I descale the kettle?", "hybrid", one_token)
+    plain = engine.answer("How often should I descale the kettle?", "rag", one_token)
+    assert [s.rank for s in grounded.sources] == [two[1].rank, two[0].rank]
+    assert [s.rank for s in plain.sources] == [two[0].rank, two[1].rank]
+    assert grounded.prompt[-1]["content"].index("[2] " + two[0].document) > 0
