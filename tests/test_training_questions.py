@@ -6,6 +6,8 @@ development set and with its helpers: an answerable question's gold phrase occur
 pypdfium2 text of one of its gold PDF pages, or its section is a real h1-h6 heading of its
 HTML page and the phrase occurs under that heading; the ideal answer contains the phrase.
 Absent questions' key terms occur in no document (the slow test: it extracts everything).
+training/heldout/*.jsonl (questions written after training, for measuring) is checked the
+same way, and must not repeat a training question.
 Only gold pages are extracted otherwise, so the module runs in a few seconds.
 
 The whole module is skipped when ../shared/training-corpus is not there.
@@ -31,6 +33,7 @@ from tests.test_questions import (
 
 REPO = Path(__file__).resolve().parent.parent
 FOLDER = REPO / "training" / "questions"
+HELDOUT_FOLDER = REPO / "training" / "heldout"
 CORPUS = REPO.parent / "shared" / "training-corpus"
 
 if not CORPUS.is_dir():
@@ -59,10 +62,10 @@ GOLD_FIELDS = ("doc", "pages", "section", "answer", "ideal")
 KNOWN_FIELDS = {*ANSWERABLE_FIELDS, *ABSENT_FIELDS, "pages", "section"}
 
 
-def load() -> tuple[list[tuple[str, dict]], list[str]]:
+def load(folder: Path = FOLDER) -> tuple[list[tuple[str, dict]], list[str]]:
     """(where, row) for every JSON object line, and what is wrong with the other lines."""
     rows, errors = [], []
-    for path in sorted(FOLDER.glob("*.jsonl")):
+    for path in sorted(folder.glob("*.jsonl")):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
@@ -82,6 +85,8 @@ def load() -> tuple[list[tuple[str, dict]], list[str]]:
 ROWS, LINE_ERRORS = load()
 ABSENT = [(w, q) for w, q in ROWS if q.get("kind") == "absent"]
 ANSWERABLE = [(w, q) for w, q in ROWS if q.get("kind") != "absent"]
+HELDOUT, HELDOUT_ERRORS = load(HELDOUT_FOLDER)
+HELDOUT_ABSENT = [(w, q) for w, q in HELDOUT if q.get("kind") == "absent"]
 
 
 def label(where: str, q: dict) -> str:
@@ -301,19 +306,25 @@ def test_pdf_answers_are_on_gold_pages(gold_pages: PdfPages):
 
 
 def test_heldout_questions_check_out_and_are_not_training_questions():
-    """training/heldout/: new questions for measuring, never in the training data."""
-    heldout = [
-        json.loads(line)
-        for path in sorted((REPO / "training" / "heldout").glob("*.jsonl"))
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    """training/heldout/: new questions for measuring, never in the training data.
+
+    Answerable ones are checked like HTML training questions; absent ones by their shape here
+    and by their terms in the slow test below.
+    """
+    assert not HELDOUT_ERRORS, report(HELDOUT_ERRORS)
+    heldout = [q for _, q in HELDOUT]
     assert len(heldout) >= 100
-    problems = [html_problem(CORPUS, q, folder="") for q in heldout]
+    answerable = [q for q in heldout if q.get("kind") != "absent"]
+    problems = [html_problem(CORPUS, q, folder="") for q in answerable]
     assert not [p for p in problems if p], [p for p in problems if p][:5]
+    shapes = [f"{label(w, q)}: {p}" for w, q in HELDOUT_ABSENT for p in shape_problems(q)]
+    assert not shapes, report(shapes)
+    topics = Counter(q.get("topic") for _, q in HELDOUT_ABSENT)
+    assert not [t for t in DOC_SETS if not topics[t]], f"held-out absent per topic: {topics}"
     trained = {fold(q["question"]) for _, q in ROWS}
     assert not [q["id"] for q in heldout if fold(q["question"]) in trained]
     assert len({q["id"] for q in heldout}) == len(heldout)
+    assert not {q["id"] for q in heldout} & {q.get("id") for _, q in ROWS}
 
 
 def test_html_sections_are_headings_holding_the_answer():
@@ -384,17 +395,32 @@ def documents_with(everything: dict[str, list[str]], term: str) -> list[str]:
     return [doc for doc, variants in everything.items() if any(wanted in v for v in variants)]
 
 
-@pytest.mark.slow
-def test_absent_terms_are_in_no_document(everything: dict[str, list[str]]):
-    """Extracts every page of the corpus (a few seconds) and greps for each key term."""
-    assert len(everything) > len(PDF_DOCS) + len(HTML_FOLDERS)
+def terms_found(everything: dict[str, list[str]], rows: list[tuple[str, dict]]) -> list[str]:
+    """Each absent question's key term that some document does contain, and where."""
     found = []
-    for w, q in ABSENT:
+    for w, q in rows:
         for term in q.get("terms") or []:
             if isinstance(term, str) and term.strip():
                 docs = documents_with(everything, term)
                 if docs:
                     found.append(f"{label(w, q)}: {term!r} in {docs[:3]}")
+    return found
+
+
+@pytest.mark.slow
+def test_absent_terms_are_in_no_document(everything: dict[str, list[str]]):
+    """Extracts every page of the corpus (a few seconds) and greps for each key term."""
+    assert len(everything) > len(PDF_DOCS) + len(HTML_FOLDERS)
+    found = terms_found(everything, ABSENT)
+    assert not found, report(found)
+
+
+@pytest.mark.slow
+def test_heldout_absent_terms_are_in_no_document(everything: dict[str, list[str]]):
+    """The same for training/heldout/'s absent questions."""
+    assert len(everything) > len(PDF_DOCS) + len(HTML_FOLDERS)
+    assert HELDOUT_ABSENT, f"no absent questions in {HELDOUT_FOLDER}"
+    found = terms_found(everything, HELDOUT_ABSENT)
     assert not found, report(found)
 
 
@@ -420,6 +446,16 @@ def test_checker_rejects_a_wrong_html_section():
     assert html_problem(CORPUS, {**right, "section": "2. Background"}, folder="") is not None
     assert html_problem(CORPUS, {**right, "section": "No Such Heading"}, folder="") is not None
     assert html_problem(CORPUS, {**right, "answer": "always needed"}, folder="") is not None
+
+
+def test_checker_finds_an_absent_term_in_a_document():
+    texts = ["see the git lfs chapter", "see the git lfs chapter", "see the git lfs chapter"]
+    everything = {"git-user-manual.html": texts}
+    rows = [("probe.jsonl:1", {"id": "probe", "terms": ["rerere", "Git LFS"]})]
+    assert terms_found(everything, rows) == [
+        "probe.jsonl:1 probe: 'Git LFS' in ['git-user-manual.html']"
+    ]
+    assert terms_found(everything, [("probe.jsonl:1", {"terms": ["rerere"]})]) == []
 
 
 def test_sphinx_pilcrows_are_not_part_of_headings():
