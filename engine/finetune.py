@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,8 @@ class TrainJob:
             )
         name = adapter_name(self.name or self.data_path.stem)
         folder = adapters_dir(self.models_dir)
+        if self.config.start_from:
+            self.config = continued(self.config, folder)
         checkpoint = folder / CHECKPOINTS_DIR / f"{name}.pt"
         stat = self.base.stat()
         cache = (
@@ -169,6 +171,9 @@ class TrainJob:
         config = asdict(self.config)
         config.pop("threads")  # the thread count changes speed, not the result
         parts = [checked.data.sha256, str(self.base.stat().st_size), self.base.name, name]
+        if self.config.start_from:  # the same folder trained again is another start
+            weights = Path(self.config.start_from) / "adapter_model.safetensors"
+            parts.append(str(weights.stat().st_mtime_ns))
         parts += [json.dumps(config, sort_keys=True), self.system_prompt, str(self.val_path)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
@@ -211,6 +216,27 @@ class TrainJob:
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
         return card
+
+
+def continued(config: TrainConfig, folder: Path) -> TrainConfig:
+    """`config` continuing the PEFT LoRA adapter `config.start_from`: a PEFT folder, or the
+    name of an adapter trained here (its `NAME.peft` folder); its rank and alpha win."""
+    given = Path(str(config.start_from)).expanduser()
+    candidates = [given, folder / f"{given.name}.peft", folder / f"{given.stem}.peft"]
+    found = next((c for c in candidates if (c / "adapter_config.json").is_file()), None)
+    if found is None:
+        raise UserError(
+            f"{given}: no PEFT LoRA adapter to continue (a folder with adapter_config.json, "
+            f"or the name of an adapter trained here; a GGUF alone cannot be trained further)"
+        )
+    try:
+        raw = json.loads((found / "adapter_config.json").read_text(encoding="utf-8"))
+        rank, alpha = int(raw["r"]), float(raw["lora_alpha"])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{found}: unreadable adapter_config.json ({exc})") from exc
+    if not (found / "adapter_model.safetensors").is_file():
+        raise UserError(f"{found}: adapter_model.safetensors is missing")
+    return replace(config, start_from=str(found.resolve()), rank=rank, alpha=alpha)
 
 
 def before_after(

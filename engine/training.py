@@ -49,6 +49,9 @@ def _installed(module: str) -> bool:
         return False
 
 
+CHECKPOINT_EVERY_S = 600.0  # of step time: a kill or a crash loses at most this much
+
+
 @dataclass
 class TrainConfig:
     """Settings of one run; the defaults work on the bundled model without tuning."""
@@ -63,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     threads: int | None = None  # None: every core
+    start_from: str | None = None  # a PEFT LoRA folder to continue training (its rank, alpha)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "rank", "batch_size"):
@@ -147,6 +151,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=0.0)
         step = self._resume(torch, model, optimizer)
         epoch_of_last_val = -1
+        saved_at = self.log.seconds
         while step < self.total_steps:
             if cancel is not None and cancel.is_set():
                 self._save_checkpoint(torch, model, optimizer, step)
@@ -157,6 +162,9 @@ class Trainer:
             self.log.tokens += tokens
             self.log.train_losses.append(loss)
             step += 1
+            if self.log.seconds - saved_at >= CHECKPOINT_EVERY_S and step < self.total_steps:
+                self._save_checkpoint(torch, model, optimizer, step)  # a kill loses little
+                saved_at = self.log.seconds
             if step % self.steps_per_epoch == 0 or step == self.total_steps:
                 epoch_of_last_val = step
                 self.log.val_loss = self.validate(torch, model)
@@ -187,6 +195,12 @@ class Trainer:
         else:
             torch.set_num_threads(self.config.threads or os.cpu_count() or 1)
         model = self._base_weights(torch)
+        if self.config.start_from:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.config.start_from, is_trainable=True)
+            model.peft_config["default"].base_model_name_or_path = self.base.name
+            return model.to(torch.float32).to(self.device)
         lora = LoraConfig(
             r=self.config.rank,
             lora_alpha=self.config.alpha,  # type: ignore[arg-type]  # PEFT takes a float too

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.finetune import CACHE_DIR, TrainJob
+from engine import training
+from engine.finetune import CACHE_DIR, TrainJob, continued
 from engine.generation import Generator
 from engine.prompting import BASE_SYSTEM_PROMPT
 from engine.training import TrainConfig, TrainProgress
 from engine.trainset import read_examples
+from engine.types import UserError
 from tests.test_cli import REPO
 
 MARK = "ZEBRA-7"
@@ -170,6 +172,46 @@ def test_stopped_run_resumes_where_an_uninterrupted_one_ends(
     assert rest.train_loss == pytest.approx(whole.train_loss, rel=1e-4)
     assert rest.val_loss == pytest.approx(whole.val_loss, rel=1e-4)
     assert not (tmp_path / "b" / "adapters" / ".checkpoints" / "d.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_trained_adapter_can_be_trained_further(
+    trained: tuple[Path, object], llm_path: Path, tmp_path: Path
+) -> None:
+    root, first = trained
+    data = write_examples(tmp_path / "zebra.jsonl")
+    # The adapter's own rank wins over --rank; a nearly-zero rate keeps what it learned.
+    more = job(data, llm_path, tmp_path / "m", max_steps=2, rank=4, lr=1e-7,
+               start_from=str(first.peft_dir)).run()  # fmt: skip
+    fresh = job(data, llm_path, tmp_path / "f", max_steps=2, rank=4, lr=1e-7).run()
+    assert more.train_loss < 0.5 * fresh.train_loss, (more.train_loss, fresh.train_loss)
+    card = json.loads(more.card.read_text())
+    assert card["settings"]["rank"] == 8 and card["settings"]["start_from"] == str(first.peft_dir)
+    config = json.loads((more.peft_dir / "adapter_config.json").read_text())
+    assert config["r"] == 8
+    # By name, from the models folder it was trained in; a GGUF alone cannot be continued.
+    named = TrainJob(data, llm_path, root / "models", BASE_SYSTEM_PROMPT, 4096,
+                     TrainConfig(start_from="zebra", max_steps=1))  # fmt: skip
+    assert continued(named.config, root / "models" / "adapters").start_from == str(first.peft_dir)
+    with pytest.raises(UserError, match="cannot be trained further"):
+        continued(TrainConfig(start_from=str(first.adapter)), tmp_path)
+
+
+@pytest.mark.slow
+def test_long_runs_keep_a_checkpoint_as_they_go(
+    tmp_path: Path, llm_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(training, "CHECKPOINT_EVERY_S", 0.0)  # every step
+    data = write_examples(tmp_path / "d.jsonl")
+    seen: list[bool] = []
+    checkpoint = tmp_path / "a" / "adapters" / ".checkpoints" / "d.pt"
+
+    def look(p: TrainProgress) -> None:
+        seen.append(checkpoint.is_file())
+
+    result = job(data, llm_path, tmp_path / "a", max_steps=3).run(look)
+    assert seen == [True, True, True], seen  # saved after steps 1 and 2 (3 is the last)
+    assert result.steps == 3 and not checkpoint.exists()
 
 
 def run_train(

@@ -40,6 +40,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--val", type=Path, metavar="FILE", help="validation examples (default: 10%%)")
     p.add_argument("--base", type=Path, metavar="MODEL.gguf", help="default: the current model")
+    p.add_argument(
+        "--from", dest="start_from", metavar="ADAPTER",
+        help="continue training an adapter (its name here, or a PEFT folder); its rank is kept",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument("--check", action="store_true", help="only check the data, train nothing")
     p.add_argument("--progress-json", action="store_true", help=argparse.SUPPRESS)  # for the app
@@ -58,6 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         epochs=args.epochs, max_steps=args.max_steps, rank=args.rank, alpha=args.alpha,
         lr=args.lr, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+        start_from=args.start_from,
     )  # fmt: skip
     job = engine.train_job(args.data, args.out, config, args.base, args.val)
     if args.check:
