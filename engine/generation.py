@@ -44,7 +44,9 @@ class RefusalGate:
     token. Greedy decoding takes whichever is likelier, so the share of refusals in
     training, not the question, decides: `threshold` moves the line. When the first
     refusal token's probability reaches it, the whole refusal `sentence` is written;
-    below it, that token is barred and the model answers. `restart` is how an answer
+    below it, that token is barred and the model answers, and the refusal cannot begin
+    later in the answer either (its second token is barred after its first word: the
+    adapter once wrote "Source [1]: The documents do not say."). `restart` is how an answer
     starts ("\nSource ["): one answer starts once, so meeting it again means the model is
     writing its answer a second time, and generation stops there.
     """
@@ -155,6 +157,9 @@ class Generator:
         """A logits processor that applies `gate` (see RefusalGate)."""
         sentence = self.llm.tokenize(gate.sentence.encode(), add_bos=False, special=False)
         forced = [*sentence, self.llm.token_eos()]
+        first_word = gate.sentence.split(" ", 1)[0]
+        # The refusal's first word inside an answer ("Source [1]: The ..."), spaced or not.
+        openers = {forced[0], *self.llm.tokenize(f" {first_word}".encode(), False, False)[:1]}
         refusing = False
 
         def process(input_ids: Any, scores: Any) -> Any:
@@ -166,6 +171,8 @@ class Generator:
                 refusing = odds[forced[0]] / odds.sum() >= gate.threshold
                 if not refusing:
                     scores[forced[0]] = -np.inf
+            elif not refusing and len(forced) > 2 and input_ids[-1] in openers:
+                scores[forced[1]] = -np.inf  # decided: the refusal does not start later either
             if refusing and step < len(forced):
                 keep = scores[forced[step]]
                 scores[:] = -np.inf

@@ -100,7 +100,7 @@ def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
     refused = "".join(generator.stream(prompt.messages, 48, 0.0, gate=always))
     answered = "".join(generator.stream(prompt.messages, 48, 0.0, gate=never))
     assert refused.strip() == DONT_KNOW
-    assert answered.strip() and not answered.lstrip().startswith("The documents"), answered
+    assert answered.strip() and "documents do not say" not in answered, answered
     # The answer's own start seen again ends it: here ":" right after "Source [1]".
     cut = RefusalGate(DONT_KNOW, 1.01, restart=":")
     assert "".join(generator.stream(prompt.messages, 48, 0.0, gate=cut)) == "Source [1]"

@@ -4,13 +4,14 @@ For every question in `training/questions/*.jsonl` (about `../shared/training-co
 never the evaluation corpus), the prompt is exactly what Quire gives the model at answer
 time: the engine's search over an index of the training corpus (same defaults, relevance
 cutoff and de-duplication), numbered by `build_prompt` with the app's system prompt and
-context budget. The target names the source that holds the answer first ("Source [n]: ")
-and then states the fact in the question's ideal answer. Each answerable question gives
-one example with the gold passage at a random position (SECOND_SHARE of them a second one
-arranged afresh, none by default: an hour of CPU is the budget), and one in twenty an
-example with the gold passage removed; those, like the absent questions, are answered
-with the exact "don't know" sentence. About a fifth of the targets are refusals: the
-first adapter, trained with 28%, refused 63% of the answerable development questions.
+context budget, listed best last as the app lists them for this adapter. The target names
+the source that holds the answer first ("Source [n]: ") and then states the fact in the
+question's ideal answer. Each answerable question gives one example: the sources as
+retrieval ranked them when the gold passage is among the top k, else the gold passage
+moved in at a random rank; one in twenty also gives an example with the gold passage
+removed; those, like the absent questions, are answered with the exact "don't know"
+sentence. About a fifth of the targets are refusals: the first adapter, trained with 28%,
+refused 63% of the answerable development questions.
 
     python training/build_dataset.py [--data-dir DIR] [--out FILE] [--seed N]
 
@@ -38,7 +39,6 @@ from engine.types import SearchResult  # noqa: E402
 
 QUESTIONS = REPO / "training" / "questions"
 CORPUS = REPO.parent / "shared" / "training-corpus"
-SECOND_SHARE = 0.0  # answerable questions that get a second arrangement of their sources
 REMOVED_SHARE = 0.05  # answerable questions that also get an example without the gold passage
 DEEP_K = 40  # how far to look for the gold passage when the top-k missed it
 
@@ -90,27 +90,42 @@ def cite(ideal: str, number: int) -> str:
 
 
 def arrange(
-    question: dict, top: list[SearchResult], gold: SearchResult, k: int, rng: random.Random
-) -> list[tuple[list[SearchResult], str, str]]:
-    """[(sources in order, target answer, variant)]: gold placed at random (once, or twice
-    arranged afresh), and sometimes an example with the gold passage removed."""
+    question: dict,
+    top: list[SearchResult],
+    gold: SearchResult,
+    k: int,
+    rng: random.Random,
+    order: str = "app",
+) -> list[tuple[list[SearchResult], SearchResult | None, str]]:
+    """[(sources in rank order, the gold passage or None, variant)].
+
+    `app`: what the app would give, retrieval's top k as ranked when the gold passage is
+    among them; when retrieval ranked it deeper, it is moved in at a random rank (RAFT's
+    moved gold passage). `random`: the gold passage at a random rank among the best
+    distractors, whatever retrieval made of it. Sometimes also an example with the gold
+    passage removed.
+    """
     distractors = [
         s for s in top if s.chunk_id != gold.chunk_id and not mentions_answer(s, question)
     ]
     others = distractors[: k - 1]
-    arrangements = []
-    for _ in range(2 if rng.random() < SECOND_SHARE else 1):
+    arrangements: list[tuple[list[SearchResult], SearchResult | None, str]] = []
+    if order == "app" and any(s.chunk_id == gold.chunk_id for s in top[:k]):
+        arrangements.append((top[:k], gold, "ranked"))
+    else:
+        if order == "random":
+            rng.random()  # the first recipe drew this too: its data stays byte for byte
         position = rng.randint(0, len(others))
-        sources = [*others[:position], gold, *others[position:]]
-        arrangements.append(
-            (sources, cite(question["ideal"], position + 1), f"gold@{position + 1}")
-        )
+        variant = f"gold@{position + 1}" if order == "random" else "moved"
+        arrangements.append(([*others[:position], gold, *others[position:]], gold, variant))
     if rng.random() < REMOVED_SHARE:
-        arrangements.append((distractors[:k], DONT_KNOW, "removed"))
+        arrangements.append((distractors[:k], None, "removed"))
     return arrangements
 
 
-def build(engine: Engine, questions: list[dict], seed: int) -> tuple[list[dict], Counter]:
+def build(
+    engine: Engine, questions: list[dict], seed: int, order: str = "app"
+) -> tuple[list[dict], Counter]:
     chat = ChatFormat(load_vocab(engine.model_path()))
     settings = engine.settings
     budget = settings.context_size - settings.max_tokens
@@ -121,26 +136,34 @@ def build(engine: Engine, questions: list[dict], seed: int) -> tuple[list[dict],
     for question in questions:
         # Candidates past the cutoff too, so a "removed" example still has distractors.
         top = engine.sources(question["question"], k=k + 3)
+        arrangements: list[tuple[list[SearchResult], SearchResult | None, str]]
         if question.get("kind") == "absent":
-            arrangements = [(top[:k], DONT_KNOW, "absent")]
+            arrangements = [(top[:k], None, "absent")]
         else:
             gold = find_gold(engine, question, top)
             if gold is None:
                 stats["gold passage not found (skipped)"] += 1
                 continue
             stats["gold in top-k" if gold in top[:k] else "gold found deeper"] += 1
-            arrangements = arrange(question, top, gold, k, rng)
-        for sources, target, variant in arrangements:
+            arrangements = arrange(question, top, gold, k, rng, order)
+        for sources, gold_source, variant in arrangements:
             if not sources:
                 stats[f"{variant}: no source passed the cutoff (answered without the model)"] += 1
                 continue
             prompt = build_prompt(
-                question["question"], sources, chat.count_tokens, budget, settings.system_prompt
-            )
-            if variant.startswith("gold@") and len(prompt.sources) < len(sources):
-                stats["gold cut by the context budget (skipped)"] += 1
-                continue
-            stats[variant.split("@")[0]] += 1
+                question["question"], sources, chat.count_tokens, budget,
+                settings.system_prompt, best_last=order == "app",
+            )  # fmt: skip
+            target = DONT_KNOW
+            if gold_source is not None:
+                kept = [s.chunk_id for s in prompt.sources]
+                if len(kept) < len(sources):
+                    stats["a source cut by the context budget (skipped)"] += 1
+                    continue
+                number = kept.index(gold_source.chunk_id) + 1
+                target = cite(question["ideal"], number)
+                stats[f"gold cited as [{number}] of {len(kept)}"] += 1
+            stats[variant] += 1
             examples.append(
                 {
                     "messages": [*prompt.messages, {"role": "assistant", "content": target}],
@@ -159,13 +182,18 @@ def main() -> int:
         "--out", type=Path, default=REPO / ".cache" / "grounding" / "grounding.jsonl"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--order", choices=("app", "random"), default="app",
+        help="app: sources as the app gives them (ranked, best last); random: the gold "
+        "passage at a random rank, best first (the first training stage)",
+    )  # fmt: skip
     args = parser.parse_args()
     engine = Engine(args.data_dir)
     report = engine.ingest([CORPUS])  # unchanged files are skipped in a second
     if report.failed:
         print(f"failed to index: {report.failed}", file=sys.stderr)
     questions = load_questions(QUESTIONS)
-    examples, stats = build(engine, questions, args.seed)
+    examples, stats = build(engine, questions, args.seed, args.order)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as out:
         for example in examples:

@@ -1,8 +1,10 @@
 """Copy a trained grounding adapter and its card into the package (`models/grounding/`).
 
-    python training/ship.py RESULT.json models/grounding
+    python training/ship.py [STAGE.json ...] RESULT.json models/grounding
 
-RESULT.json is what `main.py train --json` printed.
+Each JSON file is what `main.py train --json` printed. The last one is the adapter that
+ships; earlier ones are the stages it was trained on from (`train --from`), recorded in
+the card under `stages`, with the time of all of them in `total_seconds`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,26 @@ from pathlib import Path
 NAME = "quire-grounding"
 
 
+def card_of(result_file: Path) -> dict:
+    result = json.loads(result_file.read_text())
+    return json.loads(Path(result["adapter"]).with_suffix(".json").read_text())
+
+
 def main() -> int:
-    result = json.loads(Path(sys.argv[1]).read_text())
-    out = Path(sys.argv[2])
+    *stages, last, out_dir = sys.argv[1:]
+    result = json.loads(Path(last).read_text())
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     adapter = Path(result["adapter"])
+    card = card_of(Path(last))
+    if stages:
+        earlier = [card_of(Path(stage)) for stage in stages]
+        for stage in earlier:
+            stage.pop("samples", None)  # the shipped adapter's own samples are enough
+        card["stages"] = [*earlier, {k: v for k, v in card.items() if k != "samples"}]
+        card["total_seconds"] = sum(stage["seconds"] for stage in card["stages"])
     shutil.copyfile(adapter, out / f"{NAME}.gguf")
-    shutil.copyfile(adapter.with_suffix(".json"), out / f"{NAME}.json")
+    (out / f"{NAME}.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     size = (out / f"{NAME}.gguf").stat().st_size / 1e6
     print(f"shipped {out / NAME}.gguf ({size:.1f} MB) and its card")
     return 0

@@ -1,0 +1,109 @@
+"""Choose the grounding adapter's refusal threshold on held-out questions.
+
+    python training/gate_scan.py --data-dir DIR QUESTIONS.jsonl [...] [--adapter FILE.gguf]
+        [--scale S] [--out ANSWERS.jsonl]
+
+Answers every question in hybrid mode with the gate never refusing, and records the
+adapter's probability of starting the refusal (the gate's p("The")). An answer below a
+threshold is exactly that answer; at or above it, the refusal. So one pass gives, for
+every threshold, the share of absent questions refused, of answerable ones refused
+(false refusals) and of answerable ones whose answer holds the gold phrase. Use questions
+the adapter was not trained on and that are not the development set
+(training/heldout/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import models.bundled as bundled  # noqa: E402
+from engine import generation  # noqa: E402
+from engine.core import AskOptions, Engine  # noqa: E402
+from engine.scoring import citation_counts, contains_answer, load_questions  # noqa: E402
+
+THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 1.01)
+
+
+def record_odds(seen: list[float]) -> None:
+    """Wrap the gate so each answer's first-token refusal probability lands in `seen`."""
+    original = generation.Generator._gate
+
+    def gate(self: Any, refusal: Any, prompt_tokens: int) -> Any:
+        process = original(self, refusal, prompt_tokens)
+        first = self.llm.tokenize(refusal.sentence.encode(), add_bos=False, special=False)[0]
+
+        def wrapped(input_ids: Any, scores: Any) -> Any:
+            if len(input_ids) == prompt_tokens:
+                logits = scores.astype(np.float64)
+                odds = np.exp(logits - logits.max())
+                seen.append(float(odds[first] / odds.sum()))
+            return process(input_ids, scores)
+
+        return wrapped
+
+    generation.Generator._gate = gate  # type: ignore[method-assign]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("questions", type=Path, nargs="+")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--adapter", type=Path, help="default: the shipped adapter")
+    parser.add_argument("--scale", type=float, help="default: the shipped GROUNDING_SCALE")
+    parser.add_argument("--out", type=Path, help="write each answer and its odds here")
+    parser.add_argument("--max-tokens", type=int, default=96)
+    args = parser.parse_args()
+    if args.adapter:
+        bundled.GROUNDING_ADAPTER = args.adapter.resolve()
+    if args.scale is not None:
+        bundled.GROUNDING_SCALE = args.scale
+    bundled.GROUNDING_REFUSAL = 1.01  # never refuse: the odds decide below
+    seen: list[float] = []
+    record_odds(seen)
+    engine = Engine(args.data_dir)
+    rows = []
+    questions = [q for path in args.questions for q in load_questions(path)]
+    for i, q in enumerate(questions, 1):
+        seen.clear()
+        answer = engine.answer(q.question, "hybrid", AskOptions(max_tokens=args.max_tokens))
+        odds = seen[0] if seen else None  # None: no source passed the cutoff
+        gold, cited = citation_counts(answer.answer, answer.sources, q) if q.doc else (0, 0)
+        rows.append({
+            "id": q.id, "absent": q.absent, "odds": odds, "answer": answer.answer,
+            "contained": bool(q.answer) and contains_answer(answer.answer, q.answer or ""),
+            "gold_cited": gold, "cited": cited,
+        })  # fmt: skip
+        print(f"{i}/{len(questions)} {q.id} p={odds}", file=sys.stderr)
+    if args.out:
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    answerable = [r for r in rows if not r["absent"]]
+    absent = [r for r in rows if r["absent"]]
+    print(f"{len(answerable)} answerable, {len(absent)} absent")
+    print("threshold  absent refused  false refusals  contained  citation precision")
+    for t in THRESHOLDS:
+
+        def refused(r: dict, t: float = t) -> bool:
+            return r["odds"] is None or r["odds"] >= t
+
+        kept = [r for r in answerable if not refused(r)]
+        cited = sum(r["cited"] for r in kept)
+        print(
+            f"{t:9.2f}  {sum(map(refused, absent)) / max(len(absent), 1):14.2f}  "
+            f"{sum(map(refused, answerable)) / len(answerable):14.2f}  "
+            f"{sum(r['contained'] for r in kept) / len(answerable):9.2f}  "
+            f"{sum(r['gold_cited'] for r in kept) / cited if cited else float('nan'):18.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
