@@ -58,3 +58,25 @@ def test_check_train_stop_resume_and_use(
     from engine.settings import Settings
 
     assert (Settings.load(window.data_dir).lora_path or "").endswith("gui-zebra.gguf")
+
+
+def test_an_adapter_trained_here_can_be_trained_further(open_window, qtbot, tmp_path: Path):
+    window = open_window(tmp_path / "data")
+    view = window.finetune
+    peft = view.models_dir / "adapters" / "gui-more.peft"
+    peft.mkdir(parents=True, exist_ok=True)
+    (peft / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16}')
+    try:
+        window.tabs.setCurrentWidget(view)  # shown: the list is read again
+        index = view.start_from.findData("gui-more")
+        assert index > 0 and view.start_from.itemText(0) == "a new adapter"
+        assert view.rank.isEnabled()
+        view.start_from.setCurrentIndex(index)
+        assert not view.rank.isEnabled()  # the adapter's own rank is kept
+        runs: list[list[str]] = []
+        view._run = lambda args, done: runs.append(args)  # type: ignore[method-assign]
+        view.path.setText(str(write_examples(tmp_path / "more.jsonl")))
+        view.start()
+        assert runs and runs[0][runs[0].index("--from") + 1] == "gui-more"
+    finally:
+        shutil.rmtree(peft)

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import QPointF, QProcess, QProcessEnvironment, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QShowEvent
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QFrame,
@@ -178,10 +179,42 @@ class FineTuneView(QWidget):
         self.epochs = QSpinBox(self, minimum=1, maximum=50, value=d.epochs)
         self.rank = QSpinBox(self, minimum=1, maximum=128, value=d.rank)
         self.rank.setToolTip("LoRA rank: higher learns more, trains slower (8-32 is typical)")
+        self.start_from = QComboBox(self)
+        self.start_from.setToolTip(
+            "Train a new adapter, or train one made here further (more epochs or new "
+            "examples; its rank is kept)"
+        )
+        self.start_from.currentIndexChanged.connect(self._on_start_from_changed)
         form.addRow("Name", self.name)
+        form.addRow("Start from", self.start_from)
         form.addRow("Epochs", self.epochs)
         form.addRow("Rank", self.rank)
+        self.refresh_adapters()
         return form
+
+    def refresh_adapters(self) -> None:
+        """List the adapters trained here (those with a PEFT folder) to continue from."""
+        wanted = self.start_from.currentData()
+        self.start_from.blockSignals(True)
+        self.start_from.clear()
+        self.start_from.addItem("a new adapter", None)
+        folder = adapters_dir(self.models_dir)
+        peft = sorted(folder.glob("*.peft")) if folder.is_dir() else []
+        for path in peft:
+            if (path / "adapter_config.json").is_file():
+                self.start_from.addItem(f"continue {path.stem}", path.stem)
+        self.start_from.setCurrentIndex(max(self.start_from.findData(wanted), 0))
+        self.start_from.blockSignals(False)
+        self._on_start_from_changed()
+
+    @Slot()
+    def _on_start_from_changed(self) -> None:
+        self.rank.setEnabled(self.start_from.currentData() is None)  # the adapter's own rank
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        if self.process is None:
+            self.refresh_adapters()
+        super().showEvent(event)
 
     # -- actions -----------------------------------------------------------------------
 
@@ -208,6 +241,8 @@ class FineTuneView(QWidget):
             self.checked.setText("Choose a JSONL file of examples first.")
             return
         args = ["--epochs", str(self.epochs.value()), "--rank", str(self.rank.value())]
+        if self.start_from.currentData():
+            args += ["--from", self.start_from.currentData()]
         args += ["--out", self._name(), "--progress-json", "--json"]
         self.chart.clear()
         self.problems.clear()  # the run lists the left-out lines again
@@ -326,6 +361,7 @@ class FineTuneView(QWidget):
             self.start_button.setText("Resume training")
             return
         self.start_button.setText("Start training")
+        self.refresh_adapters()
         self.adapter = payload["adapter"]
         self.status.setText(f"Done: {Path(self.adapter).name}")
         self.result.setPlainText(result_text(payload))
