@@ -72,6 +72,7 @@ class Generator:
         self.llm = _load(self.model_path, context_size, self.threads, seed)
         self.chat = ChatFormat(self.llm)
         self.last_timings = Timings()
+        self.last_refusal_odds: float | None = None  # the gate's first-token odds, if any
         self._request_stop: threading.Event | None = None  # the running request's own stop
         # Keep a reference: ctypes callbacks are freed when garbage-collected.
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._stopping())
@@ -141,6 +142,7 @@ class Generator:
             # kettle question: p("The") 0.18, then 0.21) to flip a gated answer or a
             # greedy word. RAG prompts share only a few dozen leading tokens anyway.
             self.llm.reset()
+            self.last_refusal_odds = None
             processor = self._gate(gate, len(tokens)) if gate is not None else None
             yield from self._run(tokens, stop, min(max_tokens, budget), temperature, processor)
         finally:
@@ -168,7 +170,8 @@ class Generator:
             if step == 0:
                 logits = scores.astype(np.float64)
                 odds = np.exp(logits - logits.max())
-                refusing = odds[forced[0]] / odds.sum() >= gate.threshold
+                self.last_refusal_odds = float(odds[forced[0]] / odds.sum())
+                refusing = self.last_refusal_odds >= gate.threshold
                 if not refusing:
                     scores[forced[0]] = -np.inf
             elif not refusing and len(forced) > 2 and input_ids[-1] in openers:

@@ -98,6 +98,8 @@ def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
     always = RefusalGate(DONT_KNOW, 0.0)
     never = RefusalGate(DONT_KNOW, 1.01)
     refused = "".join(generator.stream(prompt.messages, 48, 0.0, gate=always))
+    odds = generator.last_refusal_odds  # what the gate compared with its threshold
+    assert odds is not None and 0.0 < odds < 1.0
     answered = "".join(generator.stream(prompt.messages, 48, 0.0, gate=never))
     assert refused.strip() == DONT_KNOW
     assert answered.strip() and "documents do not say" not in answered, answered

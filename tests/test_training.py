@@ -190,9 +190,8 @@ def test_a_trained_adapter_can_be_trained_further(
     config = json.loads((more.peft_dir / "adapter_config.json").read_text())
     assert config["r"] == 8
     # By name, from the models folder it was trained in; a GGUF alone cannot be continued.
-    named = TrainJob(data, llm_path, root / "models", BASE_SYSTEM_PROMPT, 4096,
-                     TrainConfig(start_from="zebra", max_steps=1))  # fmt: skip
-    assert continued(named.config, root / "models" / "adapters").start_from == str(first.peft_dir)
+    named = continued(TrainConfig(start_from="zebra"), root / "models" / "adapters")
+    assert named.start_from == str(first.peft_dir)
     with pytest.raises(UserError, match="cannot be trained further"):
         continued(TrainConfig(start_from=str(first.adapter)), tmp_path)
 

@@ -18,39 +18,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import models.bundled as bundled  # noqa: E402
-from engine import generation  # noqa: E402
 from engine.core import AskOptions, Engine  # noqa: E402
 from engine.scoring import citation_counts, contains_answer, load_questions  # noqa: E402
 
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 1.01)
-
-
-def record_odds(seen: list[float]) -> None:
-    """Wrap the gate so each answer's first-token refusal probability lands in `seen`."""
-    original = generation.Generator._gate
-
-    def gate(self: Any, refusal: Any, prompt_tokens: int) -> Any:
-        process = original(self, refusal, prompt_tokens)
-        first = self.llm.tokenize(refusal.sentence.encode(), add_bos=False, special=False)[0]
-
-        def wrapped(input_ids: Any, scores: Any) -> Any:
-            if len(input_ids) == prompt_tokens:
-                logits = scores.astype(np.float64)
-                odds = np.exp(logits - logits.max())
-                seen.append(float(odds[first] / odds.sum()))
-            return process(input_ids, scores)
-
-        return wrapped
-
-    generation.Generator._gate = gate  # type: ignore[method-assign]
 
 
 def main() -> int:
@@ -67,15 +43,13 @@ def main() -> int:
     if args.scale is not None:
         bundled.GROUNDING_SCALE = args.scale
     bundled.GROUNDING_REFUSAL = 1.01  # never refuse: the odds decide below
-    seen: list[float] = []
-    record_odds(seen)
     engine = Engine(args.data_dir)
     rows = []
     questions = [q for path in args.questions for q in load_questions(path)]
     for i, q in enumerate(questions, 1):
-        seen.clear()
         answer = engine.answer(q.question, "hybrid", AskOptions(max_tokens=args.max_tokens))
-        odds = seen[0] if seen else None  # None: no source passed the cutoff
+        # None: no source passed the cutoff, so no model call (Generator keeps the odds)
+        odds = engine.generator.last_refusal_odds if answer.timings.tokens else None
         gold, cited = citation_counts(answer.answer, answer.sources, q) if q.doc else (0, 0)
         rows.append({
             "id": q.id, "absent": q.absent, "odds": odds, "answer": answer.answer,
