@@ -8,9 +8,10 @@ request's own event (`AskOptions.cancel`).
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ from engine.store import Store
 from engine.training import TrainConfig
 from engine.types import IngestReport, SearchResult, Timings, UserError
 from models.lora import AdapterInfo, check_compatible
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from engine.finetune import TrainJob
@@ -122,6 +125,15 @@ class Engine:
         self._generator: Generator | None = None
         # What the model was loaded with, as asked: llama.cpp may round the context size.
         self._generator_key: tuple[Path, int, int | None] | None = None
+        # The bundled model with the grounding adapter folded in (lora/hybrid answer with it
+        # at the base model's speed); None until first used. False: answer with the adapter
+        # applied at runtime instead (the benchmark compares both).
+        self.merge_grounding = True
+        self._grounded: Generator | None = None
+        self._grounded_key: tuple[Path, int, int | None] | None = None
+        self._merge_failed = False
+        self.on_merge: Callable[[int, int], None] | None = None  # (tensors done, total)
+        self._last: Generator | None = None  # the model that gave the last answer
 
     # -- the heavy things, loaded on first use ---------------------------------------
 
@@ -155,23 +167,26 @@ class Engine:
 
     @property
     def generator(self) -> Generator:
+        """The model in use, for base and rag, and for lora/hybrid with a runtime adapter."""
         wanted = (self.model_path(), self.settings.context_size, self.settings.threads)
-        current = self._generator
-        if current is None or self._generator_key != wanted:
-            if current is not None:
-                current.close()
-                self._generator = None
-            current = Generator(*wanted)
-            self._generator, self._generator_key = current, wanted
-        return current
+        if self._generator is None or self._generator_key != wanted:
+            self._generator = _reload(self._generator, wanted)
+            self._generator_key = wanted
+        return self._generator
 
     def preload(self) -> None:
-        """Load the embedder, the vector index and the model, so the first answer is quick."""
+        """Load the embedder, the vector index and the default mode's model, so the first
+        answer is quick (on the very first start this folds in the grounding adapter)."""
         self.embedder  # noqa: B018 - loads it
         load_index = getattr(self.store, "load_index", None)
         if load_index is not None:
             load_index()
-        self.generator  # noqa: B018 - loads the GGUF
+        self._generator_for(self.default_mode())
+
+    @property
+    def last_refusal_odds(self) -> float | None:
+        """The refusal gate's first-token odds in the last answer (None: no gate ran)."""
+        return self._last.last_refusal_odds if self._last is not None else None
 
     # -- settings and status ---------------------------------------------------------
 
@@ -188,6 +203,9 @@ class Engine:
                 self.save_settings()
                 raise
         self.save_settings()
+        if self._grounded is not None and not self._grounding("hybrid"):
+            self._grounded.close()  # another model or the user's adapter: free its memory
+            self._grounded = self._last = None
 
     def save_settings(self) -> None:
         self.settings.save(self.data_dir)
@@ -367,9 +385,34 @@ class Engine:
             raise UserError(
                 f"mode '{mode}' needs a LoRA adapter: pass --lora FILE or load one in Settings"
             )
-        generator = self.generator
-        generator.use_adapter(adapter, self.adapter_scale())
+        generator = self._grounded_generator() if self._grounding(mode) else None
+        if generator is not None:
+            generator.use_adapter(None)  # the adapter is in its weights
+        else:
+            generator = self.generator
+            generator.use_adapter(adapter, self.adapter_scale())
+        self._last = generator
         return generator
+
+    def _grounded_generator(self) -> Generator | None:
+        """The bundled model with the grounding adapter merged in, built on first use; None
+        when merging is off or failed (the adapter then runs at runtime, only slower)."""
+        if not self.merge_grounding or self._merge_failed:
+            return None
+        from models.bundled import grounded_llm
+
+        wanted = (self.model_path(), self.settings.context_size, self.settings.threads)
+        if self._grounded is None or self._grounded_key != wanted:
+            try:
+                path = grounded_llm(self.models_dir, self.on_merge)
+                self._grounded = _reload(self._grounded, (path, *wanted[1:]))
+            except Exception:  # a full disk, a damaged file: slower answers, not none
+                log.warning("merging the grounding adapter failed; applying it at runtime",
+                            exc_info=True)  # fmt: skip
+                self._merge_failed, self._grounded = True, None
+                return None
+            self._grounded_key = wanted
+        return self._grounded
 
     # -- adapters ----------------------------------------------------------------------
 
@@ -488,9 +531,10 @@ class Engine:
                     return  # a stop stops the whole comparison
 
     def close(self) -> None:
-        if self._generator is not None:
-            self._generator.close()
-            self._generator = None
+        for generator in (self._generator, self._grounded):
+            if generator is not None:
+                generator.close()
+        self._generator = self._grounded = self._last = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -503,6 +547,13 @@ def _nothing_relevant(question: str, mode: str, start: float) -> Iterator[Answer
     timings = Timings(retrieval_s=elapsed, first_token_s=elapsed, total_s=elapsed)
     yield TokenReceived(DONT_KNOW)
     yield AnswerFinished(Answer(question, mode, DONT_KNOW, [], timings, no_sources=True))
+
+
+def _reload(current: Generator | None, wanted: tuple[Path, int, int | None]) -> Generator:
+    """A Generator for (model, context size, threads), closing the one it replaces first."""
+    if current is not None:
+        current.close()
+    return Generator(*wanted)
 
 
 def _total(gen: Timings, retrieval_s: float, start: float) -> Timings:

@@ -60,6 +60,9 @@ GROUNDING_REFUSAL = 0.3
 # Its answers start "Source [n]: " once; that line starting again is the answer repeated
 # (seen on the development set: the same sentence until the token limit).
 GROUNDING_RESTART = "\nSource ["
+# Where `grounded_llm` keeps the bundled LLM with the adapter folded in (not listed as a
+# model of its own: `models list` globs the models folder's top level).
+MERGED_DIRNAME = "merged"
 
 #: Called with (bytes done, bytes total) while the LLM is assembled.
 Progress = Callable[[int, int], None]
@@ -203,10 +206,10 @@ def _make_dir(path: Path) -> None:
         raise UserError(f"{path}: cannot create the models folder ({exc.strerror})") from exc
 
 
-def _remove_stale_tmp(models_dir: Path) -> None:
+def _remove_stale_tmp(models_dir: Path, pattern: str = f"{_TMP_PREFIX}*") -> None:
     """Delete temp files and folders left by a crashed run (old enough not to be live)."""
     cutoff = time.time() - _STALE_TMP_S
-    for path in models_dir.glob(f"{_TMP_PREFIX}*"):
+    for path in models_dir.glob(pattern):
         try:
             if path.stat().st_mtime >= cutoff:
                 continue
@@ -290,6 +293,35 @@ def _swap_in(new: Path, folder: Path) -> None:
         # Another process won the race; keep its folder if it is complete.
         if not embedder_is_ready(folder):
             raise
+
+
+def grounded_llm(models_dir: Path, progress: Progress | None = None) -> Path:
+    """The bundled LLM with the grounding adapter folded in at GROUNDING_SCALE, built once
+    (about half a minute on 2 cores) into `<models_dir>/merged/`; return its path.
+
+    It answers as the base model with the adapter at runtime does, at the base model's
+    speed (`models.merge`). Its stamp names the base model, the adapter's SHA-256 and the
+    scale, so a new adapter or scale rebuilds it.
+    """
+    from models.merge import MERGED_TYPE, merge_lora
+
+    base = ensure_llm(models_dir)
+    if not GROUNDING_ADAPTER.is_file():
+        raise UserError(f"{GROUNDING_ADAPTER}: the grounding adapter is missing; reinstall Quire")
+    target = Path(models_dir) / MERGED_DIRNAME / f"{base.stem}+{GROUNDING_ADAPTER.stem}.gguf"
+    source = ":".join(
+        (base.name, sha256_file(GROUNDING_ADAPTER), str(GROUNDING_SCALE), MERGED_TYPE.name)
+    )
+    if _stamp_matches(target, source):  # the stamp's "sha256" holds this key
+        return target
+    if target.parent.is_dir():
+        _remove_stale_tmp(target.parent, f".{target.name}.*.tmp")  # merge_lora's, if it died
+    try:
+        merge_lora(base, GROUNDING_ADAPTER, target, GROUNDING_SCALE, progress)
+    except OSError as exc:
+        raise UserError(f"{target}: could not write the merged model ({exc.strerror})") from exc
+    _write_stamp(target, source)
+    return target
 
 
 def grounding_adapter(model_path: Path) -> Path | None:

@@ -48,8 +48,8 @@ def main() -> int:
     questions = [q for path in args.questions for q in load_questions(path)]
     for i, q in enumerate(questions, 1):
         answer = engine.answer(q.question, "hybrid", AskOptions(max_tokens=args.max_tokens))
-        # None: no source passed the cutoff, so no model call (Generator keeps the odds)
-        odds = engine.generator.last_refusal_odds if answer.timings.tokens else None
+        # None: no source passed the cutoff, so no model call
+        odds = engine.last_refusal_odds if answer.timings.tokens else None
         gold, cited = citation_counts(answer.answer, answer.sources, q) if q.doc else (0, 0)
         rows.append({
             "id": q.id, "absent": q.absent, "odds": odds, "answer": answer.answer,

@@ -82,11 +82,16 @@ class Bridge(QObject):
         if preload:
             self.preload()
 
-    def preload(self) -> Request:
-        """Load the embedder, the vector index and the model."""
-        return self.submit(
-            lambda engine, _r: engine.preload(), None, self.failure("Could not load the models")
-        )
+    def preload(self, done: Callable[[Any], None] | None = None) -> Request:
+        """Load the embedder, the vector index and the model; `done` runs after, either way."""
+        failed = self.failure("Could not load the models")
+
+        def failed_then_done(message: str) -> None:
+            failed(message)
+            if done is not None:
+                done(None)
+
+        return self.submit(lambda engine, _r: engine.preload(), done, failed_then_done)
 
     # -- answers ---------------------------------------------------------------------
 

@@ -98,7 +98,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def open_engine(args: argparse.Namespace) -> Engine:
-    return Engine(getattr(args, "data_dir", None))
+    engine = Engine(getattr(args, "data_dir", None))
+    engine.on_merge = _merge_note
+    return engine
+
+
+def _merge_note(done: int, total: int) -> None:
+    """Progress of the one-time merge of the grounding adapter into the model, on stderr."""
+    if done == 1:
+        sys.stderr.write("Preparing the grounded model (first use only, under a minute)…\n")
+    elif done == total:
+        sys.stderr.write("Grounded model ready.\n")
 
 
 # -- ingest ---------------------------------------------------------------------------

@@ -71,6 +71,9 @@ def version() -> str:
         return "(development)"
 
 
+_LOADING = "Loading the models… (the first start takes a minute)"
+
+
 class MainWindow(QMainWindow):
     """Wires the views to one `Bridge` (the engine thread) and one `History`."""
 
@@ -94,7 +97,15 @@ class MainWindow(QMainWindow):
         self.watcher.set_folders(self.settings.watched_folders or [])
         self.setAcceptDrops(True)
         self._restore_layout()
-        self.bridge.start(preload)
+        self.bridge.start()
+        if preload:
+            # the first start also assembles the model and folds in the grounding adapter
+            self.statusBar().showMessage(_LOADING)
+            self.bridge.preload(self._on_preloaded)
+
+    def _on_preloaded(self, _result: object) -> None:
+        if self.statusBar().currentMessage() == _LOADING:  # not a later message
+            self.statusBar().clearMessage()
 
     def _build(self) -> None:
         self.addToolBar(self._toolbar())
