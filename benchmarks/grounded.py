@@ -53,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=64, help="max tokens per answer")
+    parser.add_argument("--questions", type=int, default=len(QUESTIONS), help="how many to ask")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     runs: dict[str, list[tuple]] = {name: [] for name in SIDES}
@@ -63,14 +64,14 @@ def main() -> None:
             answer(engine, QUESTIONS[0], mode, merged, 4)
         order = list(SIDES.items())
         for rep in range(args.reps):
-            for question in QUESTIONS:
+            for question in QUESTIONS[: args.questions]:
                 for name, (mode, merged) in order if rep % 2 == 0 else order[::-1]:
                     runs[name].append(answer(engine, question, mode, merged, args.tokens))
         engine.close()
     out: dict = {
         name: {
             "first_token_s": float(np.median([r[0] for r in rs])),
-            "tokens_per_s": float(np.median([r[1] for r in rs if r[2] > 1])),
+            "tokens_per_s": float(np.median([r[1] for r in rs if r[2] > 1] or [0.0])),
             "answers": len(rs),
         }
         for name, rs in runs.items()

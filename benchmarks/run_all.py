@@ -35,7 +35,10 @@ def main() -> None:
     steps = {
         "search": [("search.py", "--json", str(args.out / "search.json"))],
         "ingest": [("ingest.py", *full, "--json", str(args.out / "ingest.json"))],
-        "generation": [("generation.py", "--json", str(args.out / "generation.json"))],
+        "generation": [
+            ("generation.py", "--json", str(args.out / "generation.json")),
+            ("grounded.py", "--json", str(args.out / "grounded.json")),
+        ],
         "app": [("app.py", *full, "--json", str(args.out / "app.json"))],
         "training": [("training.py", "--json", str(args.out / "training.json"))],
     }

@@ -60,3 +60,12 @@ def test_training_benchmark_runs(tmp_path: Path) -> None:
     figures = json.loads((tmp_path / "training.json").read_text())
     assert figures["quire_tokens_per_s"] > 0 and figures["bare_tokens_per_s"] > 0
     assert "ratio_quire_vs_bare" in out
+
+
+def test_grounded_benchmark_compares_three_ways_to_answer(tmp_path: Path) -> None:
+    _run("benchmarks/grounded.py", "--reps", "1", "--questions", "1", "--tokens", "8",
+         "--json", str(tmp_path / "grounded.json"))  # fmt: skip
+    figures = json.loads((tmp_path / "grounded.json").read_text())
+    assert set(figures) >= {"rag", "hybrid merged", "hybrid runtime"}
+    assert figures["hybrid merged"]["answers"] == 1 and figures["rag"]["first_token_s"] > 0
+    assert figures["hybrid runtime"]["tps_vs_rag"] > 0

@@ -55,6 +55,7 @@ def main() -> int:
             "id": q.id, "absent": q.absent, "odds": odds, "answer": answer.answer,
             "contained": bool(q.answer) and contains_answer(answer.answer, q.answer or ""),
             "gold_cited": gold, "cited": cited,
+            "best_score": max((s.score for s in answer.sources), default=None),
         })  # fmt: skip
         print(f"{i}/{len(questions)} {q.id} p={odds}", file=sys.stderr)
     if args.out:
