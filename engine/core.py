@@ -181,7 +181,12 @@ class Engine:
         load_index = getattr(self.store, "load_index", None)
         if load_index is not None:
             load_index()
-        self._generator_for(self.default_mode())
+        self.load(self.default_mode())
+
+    def load(self, mode: str) -> None:
+        """Load the model `mode` answers with (for lora/hybrid with Quire's grounding
+        adapter, the copy with the adapter folded in), so that no answer pays for it."""
+        self._generator_for(mode)
 
     @property
     def last_refusal_odds(self) -> float | None:

@@ -189,10 +189,11 @@ class Evaluation:
         """Load the embedder and the model first, so the first timings are not load times."""
         self.engine.search("warm-up", 1, self._collection())
         modes = {m for _, m in todo}
-        if modes & {"base", "rag"} or (modes and self.engine.adapter_path()):
-            # a problem (a missing model) is reported per mode as its reason to be skipped
+        for mode in sorted(modes):
+            # a problem (a missing model or adapter) is reported per mode as its reason to
+            # be skipped
             with contextlib.suppress(UserError):
-                _ = self.engine.generator
+                self.engine.load(mode)
 
     def _search_variants(
         self, questions: list[Question], tick: _Ticker, cancel: threading.Event
