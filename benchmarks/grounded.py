@@ -44,7 +44,7 @@ SIDES = {
 
 
 def answer(engine: Engine, question: str, mode: str, merged: bool, tokens: int) -> tuple:
-    engine.merge_grounding = merged
+    engine.llms.merge = merged
     t = engine.answer(question, mode, AskOptions(temperature=0.0, max_tokens=tokens)).timings
     return t.first_token_s, t.tokens_per_s, t.tokens
 

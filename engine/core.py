@@ -8,10 +8,9 @@ request's own event (`AskOptions.cancel`).
 from __future__ import annotations
 
 import copy
-import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from engine import modes
 from engine.embedding import Embedder
 from engine.generation import Cancelled, Generator, RefusalGate
 from engine.ingest import Ingestor, ProgressFn
+from engine.llms import Key, Llms
 from engine.paths import default_data_dir, models_dir
 from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, build_prompt
 from engine.retrieval import Retriever
@@ -28,8 +28,6 @@ from engine.store import Store
 from engine.training import TrainConfig
 from engine.types import IngestReport, SearchResult, Timings, UserError
 from models.lora import AdapterInfo, check_compatible
-
-log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from engine.finetune import TrainJob
@@ -122,18 +120,7 @@ class Engine:
         self.models_dir = models_dir(self.data_dir)
         self._store: Store | None = None
         self._embedder: Embedder | None = None
-        self._generator: Generator | None = None
-        # What the model was loaded with, as asked: llama.cpp may round the context size.
-        self._generator_key: tuple[Path, int, int | None] | None = None
-        # The bundled model with the grounding adapter folded in (lora/hybrid answer with it
-        # at the base model's speed); None until first used. False: answer with the adapter
-        # applied at runtime instead (the benchmark compares both).
-        self.merge_grounding = True
-        self._grounded: Generator | None = None
-        self._grounded_key: tuple[Path, int, int | None] | None = None
-        self._merge_failed = False
-        self.on_merge: Callable[[int, int], None] | None = None  # (tensors done, total)
-        self._last: Generator | None = None  # the model that gave the last answer
+        self.llms = Llms(self.models_dir)  # loaded on first use
 
     # -- the heavy things, loaded on first use ---------------------------------------
 
@@ -168,11 +155,10 @@ class Engine:
     @property
     def generator(self) -> Generator:
         """The model in use, for base and rag, and for lora/hybrid with a runtime adapter."""
-        wanted = (self.model_path(), self.settings.context_size, self.settings.threads)
-        if self._generator is None or self._generator_key != wanted:
-            self._generator = _reload(self._generator, wanted)
-            self._generator_key = wanted
-        return self._generator
+        return self.llms.base_model(self._model_key())
+
+    def _model_key(self) -> Key:
+        return (self.model_path(), self.settings.context_size, self.settings.threads)
 
     def preload(self) -> None:
         """Load the embedder, the vector index and the default mode's model, so the first
@@ -191,7 +177,8 @@ class Engine:
     @property
     def last_refusal_odds(self) -> float | None:
         """The refusal gate's first-token odds in the last answer (None: no gate ran)."""
-        return self._last.last_refusal_odds if self._last is not None else None
+        last = self.llms.last
+        return last.last_refusal_odds if last is not None else None
 
     # -- settings and status ---------------------------------------------------------
 
@@ -208,9 +195,12 @@ class Engine:
                 self.save_settings()
                 raise
         self.save_settings()
-        if self._grounded is not None and not self._grounding("hybrid"):
-            self._grounded.close()  # another model or the user's adapter: free its memory
-            self._grounded = self._last = None
+        self._drop_unused()
+
+    def _drop_unused(self) -> None:
+        """Free the merged grounded model once another model or the user's adapter is used."""
+        if not self._grounding("hybrid"):
+            self.llms.drop_grounded()
 
     def save_settings(self) -> None:
         self.settings.save(self.data_dir)
@@ -338,10 +328,11 @@ class Engine:
         if wanted.retrieves:
             sources = self.sources(question, opts.k, opts.collection)
             if not sources:  # nothing relevant: say so rather than let the model guess
+                self.llms.last = None
                 yield from _nothing_relevant(question, mode, start)
                 return
         retrieval_s = time.perf_counter() - start
-        generator = self._generator_for(mode)
+        generator = self.llms.last = self._generator_for(mode)
         max_tokens = opts.max_tokens or self.settings.max_tokens
         prompt = build_prompt(
             question,
@@ -390,34 +381,14 @@ class Engine:
             raise UserError(
                 f"mode '{mode}' needs a LoRA adapter: pass --lora FILE or load one in Settings"
             )
-        generator = self._grounded_generator() if self._grounding(mode) else None
+        grounded = self._grounding(mode)
+        generator = self.llms.grounded_model(self._model_key()) if grounded else None
         if generator is not None:
             generator.use_adapter(None)  # the adapter is in its weights
         else:
             generator = self.generator
             generator.use_adapter(adapter, self.adapter_scale())
-        self._last = generator
         return generator
-
-    def _grounded_generator(self) -> Generator | None:
-        """The bundled model with the grounding adapter merged in, built on first use; None
-        when merging is off or failed (the adapter then runs at runtime, only slower)."""
-        if not self.merge_grounding or self._merge_failed:
-            return None
-        from models.bundled import grounded_llm
-
-        wanted = (self.model_path(), self.settings.context_size, self.settings.threads)
-        if self._grounded is None or self._grounded_key != wanted:
-            try:
-                path = grounded_llm(self.models_dir, self.on_merge)
-                self._grounded = _reload(self._grounded, (path, *wanted[1:]))
-            except Exception:  # a full disk, a damaged file: slower answers, not none
-                log.warning("merging the grounding adapter failed; applying it at runtime",
-                            exc_info=True)  # fmt: skip
-                self._merge_failed, self._grounded = True, None
-                return None
-            self._grounded_key = wanted
-        return self._grounded
 
     # -- adapters ----------------------------------------------------------------------
 
@@ -479,6 +450,7 @@ class Engine:
     def _use_adapter(self, path: Path, scale: float) -> AdapterInfo:
         info = check_compatible(path.expanduser(), self.model_path())
         self.settings.lora_path, self.settings.lora_scale = str(info.path), float(scale)
+        self._drop_unused()
         return info
 
     def import_adapter(self, folder: Path, scale: float = 1.0) -> AdapterInfo:
@@ -536,10 +508,7 @@ class Engine:
                     return  # a stop stops the whole comparison
 
     def close(self) -> None:
-        for generator in (self._generator, self._grounded):
-            if generator is not None:
-                generator.close()
-        self._generator = self._grounded = self._last = None
+        self.llms.close()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -552,13 +521,6 @@ def _nothing_relevant(question: str, mode: str, start: float) -> Iterator[Answer
     timings = Timings(retrieval_s=elapsed, first_token_s=elapsed, total_s=elapsed)
     yield TokenReceived(DONT_KNOW)
     yield AnswerFinished(Answer(question, mode, DONT_KNOW, [], timings, no_sources=True))
-
-
-def _reload(current: Generator | None, wanted: tuple[Path, int, int | None]) -> Generator:
-    """A Generator for (model, context size, threads), closing the one it replaces first."""
-    if current is not None:
-        current.close()
-    return Generator(*wanted)
 
 
 def _total(gen: Timings, retrieval_s: float, start: float) -> Timings:

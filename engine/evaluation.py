@@ -149,7 +149,7 @@ class Evaluation:
             "lora_scale": self.engine.adapter_scale(), "k": self._k(), "min_score": s.min_score,
             "max_tokens": self.config.max_tokens,
             "collection": self.config.collection or s.collection, "context": s.context_size,
-            "system_prompt": s.system_prompt, "merged": self.engine.merge_grounding,
+            "system_prompt": s.system_prompt, "merged": self.engine.llms.merge,
         }  # fmt: skip
 
     def run(

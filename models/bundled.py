@@ -303,15 +303,13 @@ def grounded_llm(models_dir: Path, progress: Progress | None = None) -> Path:
     speed (`models.merge`). Its stamp names the base model, the adapter's SHA-256 and the
     scale, so a new adapter or scale rebuilds it.
     """
-    from models.merge import MERGED_TYPE, merge_lora
+    from models.merge import merge_lora
 
     base = ensure_llm(models_dir)
     if not GROUNDING_ADAPTER.is_file():
         raise UserError(f"{GROUNDING_ADAPTER}: the grounding adapter is missing; reinstall Quire")
     target = Path(models_dir) / MERGED_DIRNAME / f"{base.stem}+{GROUNDING_ADAPTER.stem}.gguf"
-    source = ":".join(
-        (base.name, sha256_file(GROUNDING_ADAPTER), str(GROUNDING_SCALE), MERGED_TYPE.name)
-    )
+    source = merge_key(base)
     if _stamp_matches(target, source):  # the stamp's "sha256" holds this key
         return target
     if target.parent.is_dir():
@@ -322,6 +320,15 @@ def grounded_llm(models_dir: Path, progress: Progress | None = None) -> Path:
         raise UserError(f"{target}: could not write the merged model ({exc.strerror})") from exc
     _write_stamp(target, source)
     return target
+
+
+def merge_key(base: Path) -> str:
+    """What the merged model is made of: the base's and the adapter's SHA-256, the scale
+    and the merge's own version; any change makes `grounded_llm` build it again."""
+    from models.merge import MERGE_VERSION
+
+    parts = (_read_stamp(base).get("sha256"), sha256_file(GROUNDING_ADAPTER), GROUNDING_SCALE)
+    return ":".join(map(str, (*parts, MERGE_VERSION)))
 
 
 def grounding_adapter(model_path: Path) -> Path | None:

@@ -22,6 +22,7 @@ import numpy as np
 from models.errors import UserError
 
 MERGED_TYPE = gguf.GGMLQuantizationType.Q8_0
+MERGE_VERSION = 1  # bump when what merge_lora writes changes: merged copies are rebuilt
 #: Called with (tensors done, tensors total) while a merge runs.
 Progress = Callable[[int, int], None]
 
@@ -33,10 +34,12 @@ def merge_lora(
     beside it, renamed into place, so a crash leaves no half-written model)."""
     base_gguf, lora = gguf.GGUFReader(base), gguf.GGUFReader(adapter)
     pairs = _pairs(lora, adapter)
-    unknown = set(pairs) - {t.name for t in base_gguf.tensors}
-    if unknown:
-        raise UserError(f"{adapter}: adapts tensors {base} does not have ({min(unknown)}, ...)")
-    alpha = float(lora.fields[gguf.Keys.Adapter.LORA_ALPHA].contents())
+    shapes = {t.name: tuple(int(n) for n in t.shape) for t in base_gguf.tensors}  # ggml ne
+    for name, (a, b) in pairs.items():
+        if shapes.get(name, ())[:2] != (a.shape[1], b.shape[0]) or a.shape[0] != b.shape[1]:
+            raise UserError(f"{adapter}: {name} does not fit {base.name} (another base model?)")
+    alpha_field = lora.fields.get(gguf.Keys.Adapter.LORA_ALPHA)
+    alpha = float(alpha_field.contents()) if alpha_field is not None else 0.0
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
@@ -47,7 +50,9 @@ def merge_lora(
         for done, tensor in enumerate(base_gguf.tensors, 1):
             if tensor.name in pairs:
                 a, b = pairs[tensor.name]
-                merged = _merged(tensor, a, b, scale * alpha / a.shape[0])
+                # llama.cpp: scale * alpha / r, or the scale alone when alpha is 0 (unset)
+                factor = scale * alpha / a.shape[0] if alpha else scale
+                merged = _merged(tensor, a, b, factor)
                 writer.add_tensor(tensor.name, merged, raw_dtype=MERGED_TYPE)
             else:
                 writer.add_tensor(tensor.name, tensor.data, raw_dtype=tensor.tensor_type)
@@ -57,6 +62,8 @@ def merge_lora(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())  # on disk before the rename makes it the merged model
         os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
         os.replace(tmp, out)
     except BaseException:
@@ -70,7 +77,8 @@ def _pairs(lora: gguf.GGUFReader, path: Path) -> dict[str, tuple[np.ndarray, np.
     for tensor in lora.tensors:
         name, _, kind = tensor.name.rpartition(".")
         if kind in ("lora_a", "lora_b"):
-            parts.setdefault(name, {})[kind] = np.asarray(tensor.data, dtype=np.float32)
+            values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)  # F16, F32, ...
+            parts.setdefault(name, {})[kind] = np.asarray(values, dtype=np.float32)
     broken = [name for name, p in parts.items() if len(p) != 2]
     if broken or not parts:
         raise UserError(f"{path}: not a complete LoRA adapter ({broken[0] if broken else 'empty'})")

@@ -61,7 +61,7 @@ def test_bundled_model_answers_in_hybrid_with_the_grounding_adapter(
 def test_off_topic_question_gets_no_sources_and_no_model_call(engine: Engine) -> None:
     answer = engine.answer("What is the boiling point of mercury?", "hybrid")
     assert answer.no_sources and answer.sources == [] and answer.answer == DONT_KNOW
-    assert answer.timings.tokens == 0 and engine._generator is None  # the model never loaded
+    assert answer.timings.tokens == 0 and not engine.llms.loaded()  # the model never loaded
 
 
 def test_near_copies_take_one_place(engine: Engine) -> None:

@@ -188,7 +188,7 @@ def test_search_without_the_model(open_window, indexed_dir, qtbot, tmp_path):
         window.search.query.setText("bicycle brakes")
     cards = window.search.results.cards
     assert cards and cards[0].source.document == "bikes.txt"
-    assert window.bridge.runner.engine._generator is None  # no model was loaded
+    assert not window.bridge.runner.engine.llms.loaded()  # no model was loaded
 
 
 def test_a_model_that_will_not_load_is_reported(open_window, qtbot, tmp_path):

@@ -40,7 +40,7 @@ def test_a_retrieval_only_run_fills_the_table_and_chart(
     assert page.table.item(2, 1).text() == "1.00"  # hybrid hit@1
     assert page.chart.rows and page.progress.value() == page.progress.maximum()
     assert page.run_button.isEnabled() and not page.stop_button.isEnabled()
-    assert window.bridge.runner.engine._generator is None  # no model, and no second Engine
+    assert not window.bridge.runner.engine.llms.loaded()  # no model, and no second Engine
 
 
 def test_stop_ends_the_run_and_says_it_can_resume(open_window, qtbot, library, tmp_path) -> None:
@@ -72,11 +72,11 @@ def test_stop_cuts_the_answer_being_generated(open_window, qtbot, library, tmp_p
 
     def generating() -> bool:
         engine = window.bridge.runner.engine
-        generator = engine._generator if engine is not None else None
+        generator = engine.llms.base if engine is not None else None
         return generator is not None and generator.last_timings.tokens >= 5
 
     qtbot.waitUntil(generating, timeout=180_000)
-    generator = window.bridge.runner.engine._generator
+    generator = window.bridge.runner.engine.llms.base
     with qtbot.waitSignal(page.evaluation_finished, timeout=60_000) as finished:
         qtbot.mouseClick(page.stop_button, Qt.MouseButton.LeftButton)
     assert 5 <= generator.last_timings.tokens < 400  # cut, not run to its end

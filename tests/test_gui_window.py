@@ -58,7 +58,7 @@ def test_models_preload_after_the_first_status(open_window, qtbot, tmp_path):
 
     def loaded() -> bool:
         engine = window.bridge.runner.engine
-        return engine is not None and None not in (engine._generator, engine._embedder)
+        return engine is not None and engine.llms.loaded() and engine._embedder is not None
 
     qtbot.waitUntil(loaded, timeout=60_000)
     assert not window.banner.isVisibleTo(window)

@@ -4,6 +4,7 @@ never stand between the user and an answer when it cannot be built."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,17 @@ import llama_cpp
 import numpy as np
 import pytest
 
+import models.bundled as bundled
 from engine.core import AskOptions, Engine
 from engine.settings import Settings
-from models.bundled import GROUNDING_ADAPTER, LLM_STAMP_SUFFIX, MERGED_DIRNAME, grounded_llm
+from models.bundled import (
+    GROUNDING_ADAPTER,
+    GROUNDING_SCALE,
+    LLM_STAMP_SUFFIX,
+    MERGED_DIRNAME,
+    grounded_llm,
+    merge_key,
+)
 from models.errors import UserError
 from models.lora import _write_adapter
 from models.merge import merge_lora
@@ -111,15 +120,26 @@ def engine_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator:
 
 
 def test_hybrid_answers_with_the_merged_model_and_rag_with_the_base(
-    engine_in, merged: Path
+    engine_in, merged: Path, tmp_path: Path
 ) -> None:
     engine = engine_in(merged.parent.parent)
+    llms = engine.llms
     hybrid = engine.answer("How often should I descale the kettle?", "hybrid")
-    assert engine._last is engine._grounded and engine._last.model_path == merged
-    assert engine._grounded.adapters.active is None  # the adapter is in its weights
+    assert llms.last is llms.grounded and llms.grounded.model_path == merged
+    assert llms.grounded.adapters.active is None  # the adapter is in its weights
+    assert llms.base is None  # hybrid alone loads one model, not two
     assert "month" in hybrid.answer.lower() and "[1]" in hybrid.answer, hybrid.answer
     engine.answer("How often should I descale the kettle?", "rag", AskOptions(max_tokens=4))
-    assert engine._last is engine._generator and engine._generator.adapters.active is None
+    assert llms.last is llms.base and llms.base.adapters.active is None
+    mine = tmp_path / "mine.gguf"  # the user's own adapter: applied at runtime
+    shutil.copy(GROUNDING_ADAPTER, mine)
+    engine.set_adapter(mine)
+    assert llms.grounded is None  # its memory freed
+    engine.answer("How often should I descale the kettle?", "hybrid", AskOptions(max_tokens=4))
+    assert llms.last is llms.base and llms.base.adapters.active == (mine.resolve(), 1.0)
+    engine.set_adapter(None)  # back to the default: the merged copy again, not rebuilt
+    engine.answer("How often should I descale the kettle?", "hybrid", AskOptions(max_tokens=4))
+    assert llms.last is llms.grounded and llms.grounded.model_path == merged
 
 
 def test_a_merge_that_cannot_be_written_falls_back_to_the_runtime_adapter(
@@ -130,5 +150,35 @@ def test_a_merge_that_cannot_be_written_falls_back_to_the_runtime_adapter(
     engine = engine_in(models)
     answer = engine.answer("How often should I descale the kettle?", "hybrid")
     assert "month" in answer.answer.lower(), answer.answer  # answered all the same
-    assert engine._merge_failed and engine._last is engine._generator
-    assert engine._generator.adapters.active == (GROUNDING_ADAPTER, 1.0)
+    assert MERGED_DIRNAME in (engine.llms.merge_failed or "")  # why, for the log
+    assert engine.llms.last is engine.llms.base and engine.llms.grounded is None
+    assert engine.llms.base.adapters.active == (GROUNDING_ADAPTER, GROUNDING_SCALE)
+
+
+def test_the_merge_key_follows_the_adapter_and_its_scale(
+    llm_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = merge_key(llm_path)
+    monkeypatch.setattr(bundled, "GROUNDING_SCALE", GROUNDING_SCALE / 2)
+    assert merge_key(llm_path) != key
+    monkeypatch.setattr(bundled, "GROUNDING_SCALE", GROUNDING_SCALE)
+    other = tmp_path / "other.gguf"
+    other.write_bytes(GROUNDING_ADAPTER.read_bytes() + b"\0")
+    monkeypatch.setattr(bundled, "GROUNDING_ADAPTER", other)
+    assert merge_key(llm_path) != key
+
+
+def test_a_model_that_fails_to_load_leaves_the_old_one_working(engine_in, models_dir: Path):
+    engine = engine_in(models_dir)
+    engine.answer("How often should I descale the kettle?", "rag", AskOptions(max_tokens=2))
+    broken = engine.data_dir / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    settings = copy.deepcopy(engine.settings)
+    settings.model_path = str(broken)
+    with pytest.raises(UserError):
+        engine.apply_settings(settings, load_model=True)
+    assert engine.settings.model_path is None  # the previous model kept
+    answer = engine.answer(
+        "How often should I descale the kettle?", "rag", AskOptions(max_tokens=4)
+    )
+    assert answer.timings.tokens > 0  # a live model, not the closed one

@@ -99,7 +99,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def open_engine(args: argparse.Namespace) -> Engine:
     engine = Engine(getattr(args, "data_dir", None))
-    engine.on_merge = _merge_note
+    engine.llms.on_merge = _merge_note
     return engine
 
 
