@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
-QUESTION = "How do I mark a char* parameter as a string in an IDL file?"
+QUESTION = "What exception is raised when a COM call fails?"
 SEARCH = "backup schedule and retention"
 COMPARE_QUESTION = "When do backups run and how many copies are kept?"
 EVAL_QUESTIONS = "".join(
