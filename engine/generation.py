@@ -48,12 +48,33 @@ class RefusalGate:
     later in the answer either (its second token is barred after its first word: the
     adapter once wrote "Source [1]: The documents do not say."). `restart` is how an answer
     starts ("\nSource ["): one answer starts once, so meeting it again means the model is
-    writing its answer a second time, and generation stops there.
+    writing its answer a second time, and generation stops there. A phrase repeated back to
+    back (`looping`) ends the answer too.
     """
 
     sentence: str
     threshold: float
     restart: str | None = None
+
+
+LOOP_TOKENS = 12  # a repeat this long ends a gated answer (see `looping`)
+
+
+def looping(tokens: Any) -> bool:
+    """Whether `tokens` end in one block repeated back to back at least three times and
+    over at least LOOP_TOKENS tokens: the small model, once in a loop, writes the same
+    phrase to the token limit ("target_with_anchor_target_with_anchor_..."). "8, 4, 4, 4
+    and 12" repeats ", 4" three times in 6 tokens, which is not a loop."""
+    tail = [int(t) for t in tokens[-3 * LOOP_TOKENS :]]
+    n = len(tail)
+    for period in range(1, LOOP_TOKENS + 1):
+        repeats = max(3, -(-LOOP_TOKENS // period))  # ceil(LOOP_TOKENS / period)
+        if n < period * repeats:
+            break
+        block = tail[n - period :]
+        if all(tail[n - (k + 1) * period : n - k * period] == block for k in range(1, repeats)):
+            return True
+    return False
 
 
 class Generator:
@@ -176,6 +197,10 @@ class Generator:
                     scores[forced[0]] = -np.inf
             elif not refusing and len(forced) > 2 and input_ids[-1] in openers:
                 scores[forced[1]] = -np.inf  # decided: the refusal does not start later either
+            if not refusing and step >= LOOP_TOKENS and looping(input_ids[prompt_tokens:]):
+                keep = max(float(scores[forced[-1]]), 0.0)  # the answer ends here
+                scores[:] = -np.inf
+                scores[forced[-1]] = keep
             if refusing and step < len(forced):
                 keep = scores[forced[step]]
                 scores[:] = -np.inf

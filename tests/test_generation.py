@@ -75,3 +75,14 @@ def test_a_gguf_with_its_own_chat_template_uses_it(llm_path: Path, tmp_path: Pat
         assert "".join(generator.stream(MESSAGES, max_tokens=6, temperature=0))
     finally:
         generator.close()
+
+
+def test_a_phrase_repeated_back_to_back_is_a_loop_and_a_short_list_is_not() -> None:
+    from engine.generation import LOOP_TOKENS, looping
+
+    assert looping([7, 8, 9] + [1, 2, 3, 4] * 3)  # "target_with_anchor_" over and over
+    assert looping([5] * LOOP_TOKENS) and not looping([5] * (LOOP_TOKENS - 1))
+    assert not looping([1, 2, 3, 4] * 2)  # twice is not yet a loop
+    assert not looping([8, 44, 4, 44, 4, 44, 4])  # "8, 4, 4, 4": ", 4" three times
+    assert looping([8] + [44, 4] * 6)  # but six times is
+    assert not looping([1, 2, 3, 4] * 3 + [9])  # it ended: the loop is not at the end
