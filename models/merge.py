@@ -19,7 +19,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from models.errors import UserError
+from models.lora import check_compatible
 
 MERGED_TYPE = gguf.GGMLQuantizationType.Q8_0
 MERGE_VERSION = 1  # bump when what merge_lora writes changes: merged copies are rebuilt
@@ -32,14 +32,9 @@ def merge_lora(
 ) -> None:
     """Write `base` with `adapter` folded in at `scale` to `out` (atomically: a temp file
     beside it, renamed into place, so a crash leaves no half-written model)."""
-    base_gguf, lora = gguf.GGUFReader(base), gguf.GGUFReader(adapter)
-    pairs = _pairs(lora, adapter)
-    shapes = {t.name: tuple(int(n) for n in t.shape) for t in base_gguf.tensors}  # ggml ne
-    for name, (a, b) in pairs.items():
-        if shapes.get(name, ())[:2] != (a.shape[1], b.shape[0]) or a.shape[0] != b.shape[1]:
-            raise UserError(f"{adapter}: {name} does not fit {base.name} (another base model?)")
-    alpha_field = lora.fields.get(gguf.Keys.Adapter.LORA_ALPHA)
-    alpha = float(alpha_field.contents()) if alpha_field is not None else 0.0
+    alpha = check_compatible(adapter, base).alpha  # UserError unless every pair fits
+    base_gguf = gguf.GGUFReader(base)
+    pairs = _pairs(gguf.GGUFReader(adapter))
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
@@ -71,17 +66,15 @@ def merge_lora(
         raise
 
 
-def _pairs(lora: gguf.GGUFReader, path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _pairs(lora: gguf.GGUFReader) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{base tensor name: (A (r, n_in), B (n_out, r))} in float32."""
     parts: dict[str, dict[str, np.ndarray]] = {}
     for tensor in lora.tensors:
         name, _, kind = tensor.name.rpartition(".")
-        if kind in ("lora_a", "lora_b"):
-            values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)  # F16, F32, ...
-            parts.setdefault(name, {})[kind] = np.asarray(values, dtype=np.float32)
-    broken = [name for name, p in parts.items() if len(p) != 2]
-    if broken or not parts:
-        raise UserError(f"{path}: not a complete LoRA adapter ({broken[0] if broken else 'empty'})")
+        if kind not in ("lora_a", "lora_b"):
+            continue
+        values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)  # F16, F32, ...
+        parts.setdefault(name, {})[kind] = np.asarray(values, dtype=np.float32)
     return {name: (p["lora_a"], p["lora_b"]) for name, p in parts.items()}
 
 
