@@ -13,7 +13,8 @@ removed; those, like the absent questions, are answered with the exact "don't kn
 sentence. About a fifth of the targets are refusals: the first adapter, trained with 28%,
 refused 63% of the answerable development questions.
 
-    python training/build_dataset.py [--data-dir DIR] [--out FILE] [--seed N]
+    python training/build_dataset.py [--data-dir DIR] [--out FILE] [--seed N] [--order app|random]
+        [--exclude GLOB ...]
 
 Prints counts; writes the chat JSONL that `main.py train` takes.
 """
@@ -25,6 +26,8 @@ import json
 import random
 import sys
 from collections import Counter
+from collections.abc import Sequence
+from fnmatch import fnmatch
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,9 +46,13 @@ REMOVED_SHARE = 0.05  # answerable questions that also get an example without th
 DEEP_K = 40  # how far to look for the gold passage when the top-k missed it
 
 
-def load_questions(folder: Path) -> list[dict]:
+def load_questions(folder: Path, exclude: Sequence[str] = ()) -> list[dict]:
+    """Every question in `folder`'s JSONL files, but for files matching an `exclude` glob
+    (an earlier stage's recipe leaves out the files written after it was trained)."""
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
+        if any(fnmatch(path.name, pattern) for pattern in exclude):
+            continue
         rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return rows
 
@@ -187,12 +194,16 @@ def main() -> int:
         help="app: sources as the app gives them (ranked, best last); random: the gold "
         "passage at a random rank, best first (the first training stage)",
     )  # fmt: skip
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB",
+        help="leave out question files whose name matches (repeatable), e.g. '*-c.jsonl'",
+    )  # fmt: skip
     args = parser.parse_args()
     engine = Engine(args.data_dir)
     report = engine.ingest([CORPUS])  # unchanged files are skipped in a second
     if report.failed:
         print(f"failed to index: {report.failed}", file=sys.stderr)
-    questions = load_questions(QUESTIONS)
+    questions = load_questions(QUESTIONS, args.exclude)
     examples, stats = build(engine, questions, args.seed, args.order)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as out:
