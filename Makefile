@@ -53,20 +53,21 @@ bench: setup
 # twice, each continuing the last), ship. About three hours on 2 cores.
 GROUNDING := .cache/grounding
 GROUNDING_ENV := QUIRE_MODELS_DIR=$${QUIRE_MODELS_DIR:-.cache/models}
+GROUNDING_OLD := --exclude '*-c.jsonl'  # the questions written after these stages were trained
 GROUNDING_STAGE1 ?= --epochs 1 --lr 3e-4 --rank 16 --alpha 32 --batch-size 4
 GROUNDING_STAGE2 ?= --epochs 1 --lr 2e-4 --batch-size 4
 GROUNDING_STAGE3 ?= --epochs 1 --lr 1.5e-4 --batch-size 4
 grounding: setup
-	$(GROUNDING_ENV) $(PY) training/build_dataset.py --order random \
+	$(GROUNDING_ENV) $(PY) training/build_dataset.py --order random $(GROUNDING_OLD) \
 		--data-dir $(GROUNDING)/data --out $(GROUNDING)/stage1.jsonl
 	$(GROUNDING_ENV) $(PY) main.py --data-dir $(GROUNDING)/data train $(GROUNDING)/stage1.jsonl \
 		--out quire-grounding-stage1 $(GROUNDING_STAGE1) --json > $(GROUNDING)/stage1.json
-	$(GROUNDING_ENV) $(PY) training/build_dataset.py --order app \
+	$(GROUNDING_ENV) $(PY) training/build_dataset.py --order app $(GROUNDING_OLD) \
 		--data-dir $(GROUNDING)/data --out $(GROUNDING)/stage2.jsonl
 	$(GROUNDING_ENV) $(PY) main.py --data-dir $(GROUNDING)/data train $(GROUNDING)/stage2.jsonl \
 		--out quire-grounding-stage2 --from quire-grounding-stage1 $(GROUNDING_STAGE2) --json \
 		> $(GROUNDING)/stage2.json
-	$(GROUNDING_ENV) $(PY) training/build_dataset.py --order app --seed 1 \
+	$(GROUNDING_ENV) $(PY) training/build_dataset.py --order app --seed 1 $(GROUNDING_OLD) \
 		--data-dir $(GROUNDING)/data --out $(GROUNDING)/stage3.jsonl
 	$(GROUNDING_ENV) $(PY) main.py --data-dir $(GROUNDING)/data train $(GROUNDING)/stage3.jsonl \
 		--out quire-grounding --from quire-grounding-stage2 $(GROUNDING_STAGE3) --json \
