@@ -27,3 +27,4 @@ def test_a_stage_can_leave_out_question_files_written_after_it(tmp_path: Path) -
     assert [q["id"] for q in load(tmp_path)] == ["git-c-1", "git-1", "git-2"]
     assert [q["id"] for q in load(tmp_path, ["*-c.jsonl"])] == ["git-1", "git-2"]
     assert load(tmp_path, ["*.jsonl"]) == []
+    assert [q["id"] for q in load(tmp_path, include=["*-c.jsonl"])] == ["git-c-1"]

@@ -14,7 +14,7 @@ sentence. About a fifth of the targets are refusals: the first adapter, trained 
 refused 63% of the answerable development questions.
 
     python training/build_dataset.py [--data-dir DIR] [--out FILE] [--seed N] [--order app|random]
-        [--exclude GLOB ...]
+        [--exclude GLOB ...] [--include GLOB ...]
 
 Prints counts; writes the chat JSONL that `main.py train` takes.
 """
@@ -46,11 +46,16 @@ REMOVED_SHARE = 0.05  # answerable questions that also get an example without th
 DEEP_K = 40  # how far to look for the gold passage when the top-k missed it
 
 
-def load_questions(folder: Path, exclude: Sequence[str] = ()) -> list[dict]:
-    """Every question in `folder`'s JSONL files, but for files matching an `exclude` glob
-    (an earlier stage's recipe leaves out the files written after it was trained)."""
+def load_questions(
+    folder: Path, exclude: Sequence[str] = (), include: Sequence[str] = ()
+) -> list[dict]:
+    """The questions in `folder`'s JSONL files: those matching an `include` glob if any is
+    given, less those matching an `exclude` glob (an earlier stage's recipe leaves out the
+    files written after it was trained; a later one may train on the new files only)."""
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
+        if include and not any(fnmatch(path.name, pattern) for pattern in include):
+            continue
         if any(fnmatch(path.name, pattern) for pattern in exclude):
             continue
         rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -198,12 +203,16 @@ def main() -> int:
         "--exclude", action="append", default=[], metavar="GLOB",
         help="leave out question files whose name matches (repeatable), e.g. '*-c.jsonl'",
     )  # fmt: skip
+    parser.add_argument(
+        "--include", action="append", default=[], metavar="GLOB",
+        help="read only question files whose name matches one of these (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
     engine = Engine(args.data_dir)
     report = engine.ingest([CORPUS])  # unchanged files are skipped in a second
     if report.failed:
         print(f"failed to index: {report.failed}", file=sys.stderr)
-    questions = load_questions(QUESTIONS, args.exclude)
+    questions = load_questions(QUESTIONS, args.exclude, args.include)
     examples, stats = build(engine, questions, args.seed, args.order)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as out:
