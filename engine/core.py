@@ -353,7 +353,7 @@ class Engine:
                 temperature,
                 opts.seed,
                 cancel=cancel,
-                gate=self._refusal_gate(mode),
+                gate=self.refusal_gate(mode),
             )
             for piece in pieces_in:
                 pieces.append(piece)
@@ -407,7 +407,7 @@ class Engine:
 
         return modes.mode(mode).adapter and self.adapter_path() == GROUNDING_ADAPTER
 
-    def _refusal_gate(self, mode: str) -> RefusalGate | None:
+    def refusal_gate(self, mode: str) -> RefusalGate | None:
         """Quire's grounding adapter decides answer-or-refuse at its first token, at its
         own threshold; a user's adapter, and the modes without one, decide nothing."""
         from models.bundled import GROUNDING_REFUSAL, GROUNDING_RESTART

@@ -255,3 +255,30 @@ def test_a_stopped_run_resumes_with_only_the_remaining_answers(
     assert [lb for lb in labels if lb.startswith("base")] == ["base  tyres", "base  peru"]
     assert second.modes["base"]["n"] == 3 and second.modes["base"]["tokens_per_s"]
     assert len(second.checkpoint.read_text().splitlines()) == 3  # type: ignore[union-attr]
+
+
+def test_a_changed_adapter_or_threshold_starts_a_new_run(
+    library: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retraining an adapter in place, or moving the refusal threshold, changes answers:
+    a resumed run must not mix the old answers in."""
+    import models.bundled as bundled
+
+    data, questions = library
+    engine = Engine(data)
+    config = EvalConfig(modes=("hybrid",))
+    shipped = Evaluation(engine, questions, config).checkpoint
+    monkeypatch.setattr(bundled, "GROUNDING_REFUSAL", bundled.GROUNDING_REFUSAL + 0.1)
+    assert Evaluation(engine, questions, config).checkpoint != shipped
+    monkeypatch.undo()
+    assert Evaluation(engine, questions, config).checkpoint == shipped
+
+    adapter = tmp_path / "mine.gguf"
+    adapter.write_bytes(bundled.GROUNDING_ADAPTER.read_bytes())
+    engine.settings.lora_path = str(adapter)
+    first = Evaluation(engine, questions, config).checkpoint
+    assert first != shipped
+    with adapter.open("ab") as fh:  # retrained at the same path
+        fh.write(b"\0")
+    assert Evaluation(engine, questions, config).checkpoint != first
+    engine.close()

@@ -111,13 +111,13 @@ def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
 def test_only_the_grounding_adapter_brings_its_gate(engine: Engine, tmp_path: Path) -> None:
     from models.bundled import GROUNDING_REFUSAL, GROUNDING_RESTART
 
-    gate = engine._refusal_gate("hybrid")
+    gate = engine.refusal_gate("hybrid")
     assert gate == RefusalGate(DONT_KNOW, GROUNDING_REFUSAL, GROUNDING_RESTART)
-    assert engine._refusal_gate("rag") is None and engine._refusal_gate("base") is None
+    assert engine.refusal_gate("rag") is None and engine.refusal_gate("base") is None
     mine = tmp_path / "my-style.gguf"  # a user's adapter: no threshold of Quire's applies
     engine.settings.lora_path = str(mine)
     try:
-        assert engine._refusal_gate("hybrid") is None and engine._refusal_gate("lora") is None
+        assert engine.refusal_gate("hybrid") is None and engine.refusal_gate("lora") is None
     finally:
         engine.settings.lora_path = None
 
