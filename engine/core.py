@@ -353,7 +353,7 @@ class Engine:
                 temperature,
                 opts.seed,
                 cancel=cancel,
-                gate=self.refusal_gate(mode),
+                gate=self.refusal_gate(mode, prompt.sources),
             )
             for piece in pieces_in:
                 pieces.append(piece)
@@ -407,14 +407,19 @@ class Engine:
 
         return modes.mode(mode).adapter and self.adapter_path() == GROUNDING_ADAPTER
 
-    def refusal_gate(self, mode: str) -> RefusalGate | None:
+    def refusal_gate(self, mode: str, sources: Sequence[SearchResult] = ()) -> RefusalGate | None:
         """Quire's grounding adapter decides answer-or-refuse at its first token, at its
-        own threshold; a user's adapter, and the modes without one, decide nothing."""
-        from models.bundled import GROUNDING_REFUSAL, GROUNDING_RESTART
+        own threshold, a higher one when the best of `sources` is very close to the
+        question (models.bundled.GROUNDING_REFUSAL_SURE); a user's adapter, and the modes
+        without one, decide nothing."""
+        from models.bundled import GROUNDING_REFUSAL, GROUNDING_REFUSAL_SURE, GROUNDING_RESTART
 
         if not self._grounding(mode):
             return None
-        return RefusalGate(DONT_KNOW, GROUNDING_REFUSAL, GROUNDING_RESTART)
+        close, threshold = GROUNDING_REFUSAL_SURE
+        if max((s.score for s in sources), default=0.0) < close:
+            threshold = GROUNDING_REFUSAL
+        return RefusalGate(DONT_KNOW, threshold, GROUNDING_RESTART)
 
     def adapter_scale(self) -> float:
         """The user's scale for their own adapter; the grounding adapter's is its own."""

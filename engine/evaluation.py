@@ -145,7 +145,7 @@ class Evaluation:
     def _settings(self) -> dict[str, Any]:
         """What changes answers: a retrained adapter at the same path, or a new refusal
         threshold, starts a new run instead of resuming the old answers."""
-        from models.bundled import sha256_file
+        from models.bundled import GROUNDING_REFUSAL_SURE, sha256_file
 
         s = self.engine.settings
         adapter = self.engine.adapter_path()
@@ -153,7 +153,7 @@ class Evaluation:
         return {
             "model": s.model_path or "bundled", "lora": str(adapter),
             "lora_sha256": sha256_file(adapter) if adapter and adapter.is_file() else None,
-            "refusal": gate.threshold if gate else None,
+            "refusal": [gate.threshold, *GROUNDING_REFUSAL_SURE] if gate else None,
             "lora_scale": self.engine.adapter_scale(), "k": self._k(), "min_score": s.min_score,
             "max_tokens": self.config.max_tokens,
             "collection": self.config.collection or s.collection, "context": s.context_size,

@@ -271,6 +271,10 @@ def test_a_changed_adapter_or_threshold_starts_a_new_run(
     monkeypatch.setattr(bundled, "GROUNDING_REFUSAL", bundled.GROUNDING_REFUSAL + 0.1)
     assert Evaluation(engine, questions, config).checkpoint != shipped
     monkeypatch.undo()
+    close, sure = bundled.GROUNDING_REFUSAL_SURE
+    monkeypatch.setattr(bundled, "GROUNDING_REFUSAL_SURE", (close, sure + 0.1))
+    assert Evaluation(engine, questions, config).checkpoint != shipped
+    monkeypatch.undo()
     assert Evaluation(engine, questions, config).checkpoint == shipped
 
     adapter = tmp_path / "mine.gguf"

@@ -109,15 +109,23 @@ def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
 
 
 def test_only_the_grounding_adapter_brings_its_gate(engine: Engine, tmp_path: Path) -> None:
-    from models.bundled import GROUNDING_REFUSAL, GROUNDING_RESTART
+    from models.bundled import GROUNDING_REFUSAL, GROUNDING_REFUSAL_SURE, GROUNDING_RESTART
 
     gate = engine.refusal_gate("hybrid")
     assert gate == RefusalGate(DONT_KNOW, GROUNDING_REFUSAL, GROUNDING_RESTART)
     assert engine.refusal_gate("rag") is None and engine.refusal_gate("base") is None
+    # a source very close to the question raises the bar for refusing
+    close, sure = GROUNDING_REFUSAL_SURE
+    assert GROUNDING_REFUSAL < sure < 1.0
+    found = engine.search("How often should I descale the kettle?", 5)[0]
+    near, far = replace(found, score=close), replace(found, score=close - 0.01)
+    assert engine.refusal_gate("hybrid", [far, near]).threshold == sure  # type: ignore[union-attr]
+    assert engine.refusal_gate("hybrid", [far]).threshold == GROUNDING_REFUSAL  # type: ignore[union-attr]
     mine = tmp_path / "my-style.gguf"  # a user's adapter: no threshold of Quire's applies
     engine.settings.lora_path = str(mine)
     try:
         assert engine.refusal_gate("hybrid") is None and engine.refusal_gate("lora") is None
+        assert engine.refusal_gate("hybrid", [near]) is None
     finally:
         engine.settings.lora_path = None
 
