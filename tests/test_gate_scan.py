@@ -51,3 +51,36 @@ def test_the_tables_from_saved_answers(
     assert numbers("1.01") == [0.5, 0.0, 0.5, 0.5]
     assert numbers("0.65 0.40") == [0.5, 0.0, 0.5, 0.5]  # the close absent one answers too
     assert numbers("0.70 0.40") == [1.0, 0.0, 0.5, 0.5]  # only the answerable one is raised
+
+
+@pytest.mark.slow
+def test_a_live_scan_never_refuses_and_raises_the_shipped_bar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The scan answers with the gate open whatever the shipped bars are, and its grid
+    raises the shipped bar, not the open gate's."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "kettle.md").write_text(
+        "# Kettle\n\nDescale the kettle monthly with white vinegar, then rinse twice.\n"
+    )
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"id": "k1", "question": "How often should I descale the kettle?",
+                    "doc": "kettle.md", "section": "Kettle", "answer": "monthly"}) + "\n"
+    )  # fmt: skip
+    scan = _module()
+    from engine.core import Engine
+
+    indexer = Engine(tmp_path / "data")
+    indexer.ingest([docs])
+    indexer.close()
+    monkeypatch.setattr(scan.bundled, "GROUNDING_REFUSAL", 0.0)  # would refuse everything
+    monkeypatch.setattr(scan.bundled, "GROUNDING_REFUSAL_SURE", (0.0, 0.0))
+    out = tmp_path / "answers.jsonl"
+    argv = ["gate_scan.py", str(questions), "--data-dir", str(tmp_path / "data"), "--out"]
+    monkeypatch.setattr("sys.argv", [*argv, str(out), "--max-tokens", "24"])
+    assert scan.main() == 0
+    (answer,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert answer["odds"] is not None and "do not say" not in answer["answer"], answer
+    assert "\nat 0.0 (GROUNDING_REFUSAL)" in capsys.readouterr().out

@@ -47,7 +47,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.answers:
         rows = [json.loads(line) for line in args.answers.read_text().splitlines() if line]
-        report(rows)
+        report(rows, bundled.GROUNDING_REFUSAL)
         return 0
     if not args.questions or not args.data_dir:
         parser.error("give QUESTIONS.jsonl and --data-dir, or --answers")
@@ -55,6 +55,7 @@ def main() -> int:
         bundled.GROUNDING_ADAPTER = args.adapter.resolve()
     if args.scale is not None:
         bundled.GROUNDING_SCALE = args.scale
+    base = bundled.GROUNDING_REFUSAL  # the bar the two-level rows raise
     bundled.GROUNDING_REFUSAL = 1.01  # never refuse: the odds decide below
     bundled.GROUNDING_REFUSAL_SURE = (0.0, 1.01)
     engine = Engine(args.data_dir)
@@ -74,12 +75,13 @@ def main() -> int:
         print(f"{i}/{len(questions)} {q.id} p={odds}", file=sys.stderr)
     if args.out:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    report(rows)
+    engine.close()
+    report(rows, base)
     return 0
 
 
-def report(rows: list[dict]) -> None:
-    """Print what each threshold, and each two-level gate, would have given."""
+def report(rows: list[dict], base: float) -> None:
+    """Print what each threshold, and each two-level gate raising `base`, would have given."""
     answerable = [r for r in rows if not r["absent"]]
     absent = [r for r in rows if r["absent"]]
     print(f"{len(answerable)} answerable, {len(absent)} absent")
@@ -87,7 +89,6 @@ def report(rows: list[dict]) -> None:
     print(f"threshold  {header}")
     for t in THRESHOLDS:
         print(f"{t:9.2f}  {_scores(answerable, absent, lambda r, t=t: t)}")
-    base = bundled.GROUNDING_REFUSAL
     print(f"\nat {base} (GROUNDING_REFUSAL), raised where the best source's similarity >= close")
     print(f"close  raised to  {header}")
     for close in CLOSE:
