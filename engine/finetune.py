@@ -220,7 +220,10 @@ class TrainJob:
 
 def continued(config: TrainConfig, folder: Path) -> TrainConfig:
     """`config` continuing the PEFT LoRA adapter `config.start_from`: a PEFT folder, or the
-    name of an adapter trained here (its `NAME.peft` folder); its rank and alpha win."""
+    name of an adapter trained here (its `NAME.peft` folder). Its rank and alpha are kept,
+    unless `config.rank` is larger: then the adapter grows to that rank with its scale
+    (alpha / rank) kept, the new part starting at zero, so the first step starts from
+    exactly what it had learned."""
     given = Path(str(config.start_from)).expanduser()
     candidates = [given, folder / f"{given.name}.peft", folder / f"{given.stem}.peft"]
     found = next((c for c in candidates if (c / "adapter_config.json").is_file()), None)
@@ -236,6 +239,8 @@ def continued(config: TrainConfig, folder: Path) -> TrainConfig:
         raise UserError(f"{found}: unreadable adapter_config.json ({exc})") from exc
     if not (found / "adapter_model.safetensors").is_file():
         raise UserError(f"{found}: adapter_model.safetensors is missing")
+    if config.rank is not None and config.rank > rank:
+        alpha, rank = alpha * config.rank / rank, config.rank
     return replace(config, start_from=str(found.resolve()), rank=rank, alpha=alpha)
 
 

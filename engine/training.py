@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import math
 import os
 import random
@@ -49,6 +50,7 @@ def _installed(module: str) -> bool:
         return False
 
 
+DEFAULT_RANK = 16
 CHECKPOINT_EVERY_S = 600.0  # of step time: a kill or a crash loses at most this much
 
 
@@ -58,7 +60,7 @@ class TrainConfig:
 
     epochs: int = 3
     max_steps: int | None = None
-    rank: int = 16
+    rank: int | None = None  # None: DEFAULT_RANK, or a continued adapter's own
     alpha: float = 32.0
     lr: float = 2e-4
     batch_size: int = 4  # examples per optimizer step (gradients accumulated)
@@ -69,8 +71,11 @@ class TrainConfig:
     start_from: str | None = None  # a PEFT LoRA folder to continue training (its rank, alpha)
 
     def __post_init__(self) -> None:
+        if self.rank is None and self.start_from is None:
+            self.rank = DEFAULT_RANK
         for name in ("epochs", "rank", "batch_size"):
-            if getattr(self, name) < 1:
+            value = getattr(self, name)
+            if value is not None and value < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise UserError("--max-steps must be at least 1")
@@ -112,6 +117,39 @@ class StepLog:
 
 
 ProgressFn = Callable[[TrainProgress], None]
+
+
+def _rank(peft_dir: Path) -> int:
+    return int(json.loads((peft_dir / "adapter_config.json").read_text(encoding="utf-8"))["r"])
+
+
+def _grow_into(torch: Any, model: Any, peft_dir: Path) -> None:
+    """Copy a lower-rank adapter into the first rows (A) and columns (B) of `model`'s LoRA.
+
+    The caller keeps alpha / rank as the old adapter's, so the copied part means what it
+    meant; the new part of B is PEFT's zeros, so the grown adapter starts exactly where the
+    old one ended, and only training gives the new rank an effect.
+    """
+    from safetensors.torch import load_file
+
+    old = load_file(str(peft_dir / "adapter_model.safetensors"))
+    params = dict(model.named_parameters())
+    copied = 0
+    for key, value in old.items():
+        name = key.replace(".lora_A.weight", ".lora_A.default.weight").replace(
+            ".lora_B.weight", ".lora_B.default.weight"
+        )
+        if name not in params:
+            raise UserError(f"{peft_dir}: {key} has no place in a LoRA on this model")
+        with torch.no_grad():
+            target = params[name]
+            if ".lora_A." in name:
+                target[: value.shape[0]] = value.to(target.dtype)
+            else:
+                target[:, : value.shape[1]] = value.to(target.dtype)
+        copied += 1
+    if copied == 0:
+        raise UserError(f"{peft_dir}: no LoRA weights in adapter_model.safetensors")
 
 
 class Trainer:
@@ -195,14 +233,15 @@ class Trainer:
         else:
             torch.set_num_threads(self.config.threads or os.cpu_count() or 1)
         model = self._base_weights(torch)
-        if self.config.start_from:
+        start = Path(self.config.start_from) if self.config.start_from else None
+        if start and _rank(start) == self.config.rank:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, self.config.start_from, is_trainable=True)
+            model = PeftModel.from_pretrained(model, str(start), is_trainable=True)
             model.peft_config["default"].base_model_name_or_path = self.base.name
             return model.to(torch.float32).to(self.device)
         lora = LoraConfig(
-            r=self.config.rank,
+            r=self.config.rank or DEFAULT_RANK,
             lora_alpha=self.config.alpha,  # type: ignore[arg-type]  # PEFT takes a float too
             target_modules=list(TARGET_MODULES),
             lora_dropout=0.0,  # no dropout: a resumed run repeats an uninterrupted one
@@ -211,6 +250,8 @@ class Trainer:
         )
         model = get_peft_model(model, lora)
         model.peft_config["default"].base_model_name_or_path = self.base.name
+        if start:
+            _grow_into(torch, model, start)
         return model.to(self.device)
 
     def _base_weights(self, torch: Any) -> Any:

@@ -197,6 +197,41 @@ def test_a_trained_adapter_can_be_trained_further(
 
 
 @pytest.mark.slow
+def test_an_adapter_grows_to_a_larger_rank_from_exactly_what_it_learned(
+    trained: tuple[Path, object], llm_path: Path, tmp_path: Path
+) -> None:
+    _, first = trained
+    data = write_examples(tmp_path / "zebra.jsonl")
+    start = str(first.peft_dir)  # type: ignore[attr-defined]
+    kept = job(data, llm_path, tmp_path / "k", max_steps=1, rank=None, start_from=start).run()
+    grown = job(data, llm_path, tmp_path / "g", max_steps=1, rank=24, start_from=start).run()
+    fresh = job(data, llm_path, tmp_path / "f", max_steps=1, rank=24).run()
+    # A step's loss is taken before its update: the grown part starts at zero effect.
+    assert grown.train_loss == pytest.approx(kept.train_loss, rel=1e-3)
+    assert grown.train_loss < 0.5 * fresh.train_loss, (grown.train_loss, fresh.train_loss)
+    config = json.loads((grown.peft_dir / "adapter_config.json").read_text())
+    assert config["r"] == 24 and config["lora_alpha"] == pytest.approx(48.0)  # 16 / 8 kept
+    kept_config = json.loads((kept.peft_dir / "adapter_config.json").read_text())
+    assert kept_config["r"] == 8 and kept_config["lora_alpha"] == pytest.approx(16.0)
+
+
+def test_rank_defaults_to_sixteen_or_the_continued_adapters_own(tmp_path: Path) -> None:
+    assert TrainConfig().rank == training.DEFAULT_RANK == 16
+    with pytest.raises(UserError, match="--rank must be at least 1"):
+        TrainConfig(rank=0)
+    peft = tmp_path / "a.peft"
+    peft.mkdir()
+    (peft / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16.0}))
+    (peft / "adapter_model.safetensors").write_bytes(b"")
+    own = continued(TrainConfig(start_from=str(peft)), tmp_path)
+    assert (own.rank, own.alpha) == (8, 16.0)
+    smaller = continued(TrainConfig(start_from=str(peft), rank=4, alpha=99.0), tmp_path)
+    assert (smaller.rank, smaller.alpha) == (8, 16.0)
+    grown = continued(TrainConfig(start_from=str(peft), rank=32), tmp_path)
+    assert (grown.rank, grown.alpha) == (32, 64.0)
+
+
+@pytest.mark.slow
 def test_long_runs_keep_a_checkpoint_as_they_go(
     tmp_path: Path, llm_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

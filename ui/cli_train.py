@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.core import Engine
 from engine.finetune import TrainResult
-from engine.training import TrainConfig, TrainProgress
+from engine.training import DEFAULT_RANK, TrainConfig, TrainProgress
 from engine.types import UserError
 
 PROBLEMS_SHOWN = 20
@@ -33,7 +33,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="NAME", help="adapter name (default: the data file's name)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
-    p.add_argument("--rank", type=int, default=d.rank, help=f"LoRA rank (default {d.rank})")
+    p.add_argument(
+        "--rank", type=int, default=None,
+        help=f"LoRA rank (default {DEFAULT_RANK}; with --from, the adapter's own, or grow it to a "
+        "larger rank)",
+    )  # fmt: skip
     p.add_argument("--alpha", type=float, default=d.alpha, help=f"LoRA alpha (default {d.alpha:g})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr:g})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
@@ -42,7 +46,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--base", type=Path, metavar="MODEL.gguf", help="default: the current model")
     p.add_argument(
         "--from", dest="start_from", metavar="ADAPTER",
-        help="continue training an adapter (its name here, or a PEFT folder); its rank is kept",
+        help="continue training an adapter (its name here, or a PEFT folder)",
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument("--check", action="store_true", help="only check the data, train nothing")

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.finetune import CHECKPOINTS_DIR, adapter_name
-from engine.training import TrainConfig
+from engine.training import DEFAULT_RANK, TrainConfig
 from models.registry import adapters_dir
 from ui.sources import WrapLabel
 
@@ -177,7 +177,7 @@ class FineTuneView(QWidget):
         self.name = QLineEdit(self)
         self.name.setPlaceholderText("adapter name (default: the file's name)")
         self.epochs = QSpinBox(self, minimum=1, maximum=50, value=d.epochs)
-        self.rank = QSpinBox(self, minimum=1, maximum=128, value=d.rank)
+        self.rank = QSpinBox(self, minimum=1, maximum=128, value=DEFAULT_RANK)
         self.rank.setToolTip("LoRA rank: higher learns more, trains slower (8-32 is typical)")
         self.start_from = QComboBox(self)
         self.start_from.setToolTip(
@@ -240,9 +240,11 @@ class FineTuneView(QWidget):
         if not self.path.text().strip():
             self.checked.setText("Choose a JSONL file of examples first.")
             return
-        args = ["--epochs", str(self.epochs.value()), "--rank", str(self.rank.value())]
-        if self.start_from.currentData():
+        args = ["--epochs", str(self.epochs.value())]
+        if self.start_from.currentData():  # its own rank (the box is greyed out)
             args += ["--from", self.start_from.currentData()]
+        else:
+            args += ["--rank", str(self.rank.value())]
         args += ["--out", self._name(), "--progress-json", "--json"]
         self.chart.clear()
         self.problems.clear()  # the run lists the left-out lines again
