@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.generation import ChatFormat, Generator, load_vocab
-from engine.training import ProgressFn, TrainConfig, Trainer, missing_extra
+from engine.training import TARGET_MODULES, ProgressFn, TrainConfig, Trainer, missing_extra
 from engine.trainset import Encoded, Example, Problem, TrainData, encode, read_examples, split
 from engine.trainset import with_system as with_system_prompt
 from engine.types import UserError
@@ -240,8 +240,28 @@ def continued(config: TrainConfig, folder: Path) -> TrainConfig:
     if not (found / "adapter_model.safetensors").is_file():
         raise UserError(f"{found}: adapter_model.safetensors is missing")
     if config.rank is not None and config.rank > rank:
+        _check_growable(raw, found)
         alpha, rank = alpha * config.rank / rank, config.rank
     return replace(config, start_from=str(found.resolve()), rank=rank, alpha=alpha)
+
+
+def _check_growable(raw: dict[str, Any], found: Path) -> None:
+    """Growing rebuilds the LoRA as `train` makes them (one rank and alpha, the seven
+    projections); an adapter made otherwise would change meaning, so it is refused."""
+    special = [
+        key
+        for key in ("rank_pattern", "alpha_pattern", "use_rslora", "use_dora",
+                    "modules_to_save", "layers_to_transform")
+        if raw.get(key)
+    ]  # fmt: skip
+    targets = raw.get("target_modules") or []
+    if isinstance(targets, str) or not set(targets) <= set(TARGET_MODULES):
+        special.append(f"target_modules {targets!r}")
+    if special:
+        raise UserError(
+            f"{found}: cannot grow this adapter to a larger --rank ({', '.join(special)}); "
+            f"continue it at its own rank {raw['r']} instead"
+        )
 
 
 def before_after(

@@ -141,12 +141,20 @@ def _grow_into(torch: Any, model: Any, peft_dir: Path) -> None:
         )
         if name not in params:
             raise UserError(f"{peft_dir}: {key} has no place in a LoRA on this model")
+        target = params[name]
+        a = ".lora_A." in name
+        rows, cols = (value.shape[0], target.shape[0]) if a else (value.shape[1], target.shape[1])
+        fits = value.shape[1:] == target.shape[1:] if a else value.shape[0] == target.shape[0]
+        if not fits or rows > cols:
+            raise UserError(
+                f"{peft_dir}: {key} has shape {tuple(value.shape)}, which does not fit this "
+                f"model's {tuple(target.shape)} (an adapter for another base model?)"
+            )
         with torch.no_grad():
-            target = params[name]
-            if ".lora_A." in name:
-                target[: value.shape[0]] = value.to(target.dtype)
+            if a:
+                target[:rows] = value.to(target.dtype)
             else:
-                target[:, : value.shape[1]] = value.to(target.dtype)
+                target[:, :rows] = value.to(target.dtype)
         copied += 1
     if copied == 0:
         raise UserError(f"{peft_dir}: no LoRA weights in adapter_model.safetensors")
@@ -232,6 +240,8 @@ class Trainer:
             self.device = "cuda"
         else:
             torch.set_num_threads(self.config.threads or os.cpu_count() or 1)
+        if self.config.rank is None:  # a bug: continued() settles a continued run's rank
+            raise RuntimeError("TrainConfig.rank is unset; resolve it with continued()")
         model = self._base_weights(torch)
         start = Path(self.config.start_from) if self.config.start_from else None
         if start and _rank(start) == self.config.rank:
@@ -241,7 +251,7 @@ class Trainer:
             model.peft_config["default"].base_model_name_or_path = self.base.name
             return model.to(torch.float32).to(self.device)
         lora = LoraConfig(
-            r=self.config.rank or DEFAULT_RANK,
+            r=self.config.rank,
             lora_alpha=self.config.alpha,  # type: ignore[arg-type]  # PEFT takes a float too
             target_modules=list(TARGET_MODULES),
             lora_dropout=0.0,  # no dropout: a resumed run repeats an uninterrupted one

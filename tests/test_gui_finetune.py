@@ -78,5 +78,9 @@ def test_an_adapter_trained_here_can_be_trained_further(open_window, qtbot, tmp_
         view.path.setText(str(write_examples(tmp_path / "more.jsonl")))
         view.start()
         assert runs and runs[0][runs[0].index("--from") + 1] == "gui-more"
+        assert "--rank" not in runs[0]  # the greyed-out box would otherwise grow it
+        view.start_from.setCurrentIndex(0)
+        view.start()
+        assert "--from" not in runs[1] and runs[1][runs[1].index("--rank") + 1] == "16"
     finally:
         shutil.rmtree(peft)

@@ -229,6 +229,14 @@ def test_rank_defaults_to_sixteen_or_the_continued_adapters_own(tmp_path: Path) 
     assert (smaller.rank, smaller.alpha) == (8, 16.0)
     grown = continued(TrainConfig(start_from=str(peft), rank=32), tmp_path)
     assert (grown.rank, grown.alpha) == (32, 64.0)
+    # Growing rebuilds the LoRA the way train makes them; anything else would change meaning.
+    for special in ({"use_rslora": True}, {"rank_pattern": {"q_proj": 4}},
+                    {"target_modules": ["q_proj", "lm_head"]}):  # fmt: skip
+        config = {"r": 8, "lora_alpha": 16.0, **special}
+        (peft / "adapter_config.json").write_text(json.dumps(config))
+        assert continued(TrainConfig(start_from=str(peft)), tmp_path).rank == 8
+        with pytest.raises(UserError, match="cannot grow this adapter"):
+            continued(TrainConfig(start_from=str(peft), rank=32), tmp_path)
 
 
 @pytest.mark.slow
