@@ -143,18 +143,19 @@ def _grow_into(torch: Any, model: Any, peft_dir: Path) -> None:
             raise UserError(f"{peft_dir}: {key} has no place in a LoRA on this model")
         target = params[name]
         a = ".lora_A." in name
-        rows, cols = (value.shape[0], target.shape[0]) if a else (value.shape[1], target.shape[1])
-        fits = value.shape[1:] == target.shape[1:] if a else value.shape[0] == target.shape[0]
-        if not fits or rows > cols:
+        axis = 0 if a else 1  # the rank's axis: A is (rank, in), B is (out, rank)
+        old_r, new_r = value.shape[axis], target.shape[axis]
+        fits = value.shape[1 - axis] == target.shape[1 - axis]
+        if not fits or old_r > new_r:
             raise UserError(
                 f"{peft_dir}: {key} has shape {tuple(value.shape)}, which does not fit this "
                 f"model's {tuple(target.shape)} (an adapter for another base model?)"
             )
         with torch.no_grad():
             if a:
-                target[:rows] = value.to(target.dtype)
+                target[:old_r] = value.to(target.dtype)
             else:
-                target[:, :rows] = value.to(target.dtype)
+                target[:, :old_r] = value.to(target.dtype)
         copied += 1
     if copied == 0:
         raise UserError(f"{peft_dir}: no LoRA weights in adapter_model.safetensors")
