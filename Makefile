@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.quire-installed
 # with an NVIDIA GPU, install the CUDA build of torch first (see README).
 TORCH  ?= 2.13.0
 
-.PHONY: run test check lint typecheck test-engine setup install-desktop screenshots bench grounding clean
+.PHONY: run test test-fast check lint typecheck test-engine setup install-desktop screenshots bench grounding reader clean
 
 run: setup
 	$(PY) main.py
@@ -17,6 +17,10 @@ test: setup check
 
 test-engine: setup
 	$(PY) -m pytest -q -m "not gui"
+
+# The inner loop: no Qt, no LLM-heavy or training tests.
+test-fast: setup
+	$(PY) -m pytest -q -m "not gui and not slow"
 
 check: setup
 	$(VENV)/bin/ruff check .
@@ -75,6 +79,23 @@ grounding: setup
 		> $(GROUNDING)/stage3.json
 	$(PY) training/ship.py $(GROUNDING)/stage1.json $(GROUNDING)/stage2.json \
 		$(GROUNDING)/stage3.json models/grounding
+
+# Quire's reader, rebuilt from what is committed: index ../shared/training-corpus, make
+# (question, passage/sentence) pairs from training/questions with Quire's own search, train
+# MiniLM (LoRA, one epoch, about 25 minutes on 2 cores), export int8 ONNX; then choose its
+# numbers on the held-out questions (the grounding adapter's answers with this reader's
+# sources, about 5 minutes) and ship it into models/reader/.
+READER := .cache/reader
+READER_OUT = $${QUIRE_MODELS_DIR:-.cache/models}/readers/quire-reader
+HELDOUT := training/heldout/borg.jsonl training/heldout/absent.jsonl
+reader: setup
+	mkdir -p $(READER)
+	$(GROUNDING_ENV) $(PY) training/reader.py --data-dir $(GROUNDING)/data > $(READER)/train.json
+	$(GROUNDING_ENV) $(PY) training/gate_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
+		--reader $(READER_OUT) --out $(READER)/gate.jsonl
+	$(GROUNDING_ENV) $(PY) training/reader_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
+		--reader $(READER_OUT) --gate $(READER)/gate.jsonl --write
+	$(PY) training/reader.py --ship $(READER_OUT) --out models/reader
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

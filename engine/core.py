@@ -21,7 +21,8 @@ from engine.generation import Cancelled, Generator, RefusalGate
 from engine.ingest import Ingestor, ProgressFn
 from engine.llms import Key, Llms
 from engine.paths import default_data_dir, models_dir
-from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, build_prompt
+from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, NOT_COVERED, build_prompt
+from engine.reader import Quote, Reader
 from engine.retrieval import Retriever
 from engine.settings import Settings
 from engine.store import Store
@@ -51,9 +52,13 @@ class Answer:
     cancelled: bool = False
     no_sources: bool = False  # nothing in the documents was relevant enough to offer
     prompt: list[dict[str, str]] = field(default_factory=list)  # the chat messages given
+    quote: Quote | None = None  # the reader's sentence that answers, shown first
+    not_covered: bool = False  # the reader found no sentence that answers: no generation
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "quote": self.quote.to_json() if self.quote else None,
+            "not_covered": self.not_covered,
             "question": self.question,
             "mode": self.mode,
             "answer": self.answer,
@@ -66,9 +71,11 @@ class Answer:
 
 @dataclass
 class SourcesFound:
-    """Retrieval is done: these numbered sources go into the prompt."""
+    """Retrieval is done: these numbered sources go into the prompt, and the reader's
+    quote (None: no reader, or it found nothing that answers) opens the answer."""
 
     sources: list[SearchResult]
+    quote: Quote | None = None
 
 
 @dataclass
@@ -120,6 +127,7 @@ class Engine:
         self.models_dir = models_dir(self.data_dir)
         self._store: Store | None = None
         self._embedder: Embedder | None = None
+        self._reader: tuple[Path, Reader] | None = None
         self.llms = Llms(self.models_dir)  # loaded on first use
 
     # -- the heavy things, loaded on first use ---------------------------------------
@@ -144,6 +152,26 @@ class Engine:
             self._embedder = embedder
         return self._embedder
 
+    @property
+    def reader(self) -> Reader | None:
+        """The reader that reranks and quotes (the user's, else the shipped one); None when
+        it is switched off in the settings or this install has none."""
+        folder = self.reader_folder()
+        if folder is None:
+            return None
+        if self._reader is None or self._reader[0] != folder:
+            self._reader = (folder, Reader(folder, self.settings.threads))
+        return self._reader[1]
+
+    def reader_folder(self) -> Path | None:
+        if not self.settings.reader:
+            return None
+        if self.settings.reader_path:
+            return Path(self.settings.reader_path).expanduser()
+        from models.bundled import ensure_reader
+
+        return ensure_reader(self.models_dir)
+
     def model_path(self) -> Path:
         """The GGUF in use: the user's choice, else the bundled default."""
         if self.settings.model_path:
@@ -164,6 +192,7 @@ class Engine:
         """Load the embedder, the vector index and the default mode's model, so the first
         answer is quick (on the very first start this folds in the grounding adapter)."""
         self.embedder  # noqa: B018 - loads it
+        self.reader  # noqa: B018 - loads it
         load_index = getattr(self.store, "load_index", None)
         if load_index is not None:
             load_index()
@@ -295,7 +324,9 @@ class Engine:
         k: int | None = None,
         collection: str | None = None,
         method: str = "hybrid",
+        rerank: bool = True,
     ) -> list[SearchResult]:
+        """The best passages; with `rerank` (and a reader), in the reader's order."""
         retriever = Retriever(self.store, self.embedder)
         return retriever.search(
             query,
@@ -303,6 +334,7 @@ class Engine:
             collection=collection,
             min_score=self.settings.min_score,
             method=method,
+            reader=self.reader if rerank else None,
         )
 
     def sources(
@@ -332,6 +364,13 @@ class Engine:
                 yield from _nothing_relevant(question, mode, start)
                 return
         retrieval_s = time.perf_counter() - start
+        reader = self.reader if wanted.retrieves else None
+        rerank_s = reader.last.rerank_s if reader else 0.0
+        quote = reader.quote(question, sources) if reader else None
+        if reader is not None and not reader.covers(quote):
+            self.llms.last = None
+            yield from _not_covered(question, mode, sources, start, retrieval_s, reader)
+            return
         generator = self.llms.last = self._generator_for(mode)
         max_tokens = opts.max_tokens or self.settings.max_tokens
         prompt = build_prompt(
@@ -341,8 +380,13 @@ class Engine:
             generator.context_size - max_tokens,
             self.settings.system_prompt,
             best_last=self._grounding(mode),  # the adapter reads the nearest source best
+            quote=_quote_index(sources, quote),
         )
-        yield SourcesFound(prompt.sources)
+        if quote is not None:
+            quote.source = next(
+                (n for n, s in enumerate(prompt.sources, 1) if s.chunk_id == quote.chunk_id), 0
+            )
+        yield SourcesFound(prompt.sources, quote)
         pieces: list[str] = []
         cancelled = False
         temperature = self.settings.temperature if opts.temperature is None else opts.temperature
@@ -361,10 +405,12 @@ class Engine:
         except Cancelled:
             cancelled = True
         timings = _total(generator.last_timings, retrieval_s, start)
+        timings.rerank_s, timings.quote_s = rerank_s, reader.last.quote_s if reader else 0.0
         text = "".join(pieces).strip()
         yield AnswerFinished(
-            Answer(question, mode, text, prompt.sources, timings, cancelled, prompt=prompt.messages)
-        )
+            Answer(question, mode, text, prompt.sources, timings, cancelled,
+                   prompt=prompt.messages, quote=quote)
+        )  # fmt: skip
 
     def answer(self, question: str, mode: str = "rag", options: AskOptions | None = None) -> Answer:
         """`ask` without streaming."""
@@ -526,6 +572,32 @@ def _nothing_relevant(question: str, mode: str, start: float) -> Iterator[Answer
     timings = Timings(retrieval_s=elapsed, first_token_s=elapsed, total_s=elapsed)
     yield TokenReceived(DONT_KNOW)
     yield AnswerFinished(Answer(question, mode, DONT_KNOW, [], timings, no_sources=True))
+
+
+def _quote_index(sources: list[SearchResult], quote: Quote | None) -> tuple[int, str] | None:
+    """(index of the quote's source in `sources`, its text) for the prompt."""
+    if quote is None:
+        return None
+    n = next((i for i, s in enumerate(sources) if s.chunk_id == quote.chunk_id), None)
+    return None if n is None else (n, quote.text)
+
+
+def _not_covered(
+    question: str,
+    mode: str,
+    sources: list[SearchResult],
+    start: float,
+    retrieval_s: float,
+    reader: Reader,
+) -> Iterator[AnswerEvent]:
+    """The answer when the reader's best sentence is under its bar: the nearest passages
+    are shown, the model is not asked."""
+    yield SourcesFound(sources)
+    elapsed = time.perf_counter() - start
+    timings = Timings(retrieval_s=retrieval_s, first_token_s=elapsed, total_s=elapsed,
+                      rerank_s=reader.last.rerank_s, quote_s=reader.last.quote_s)  # fmt: skip
+    yield TokenReceived(NOT_COVERED)
+    yield AnswerFinished(Answer(question, mode, NOT_COVERED, sources, timings, not_covered=True))
 
 
 def _total(gen: Timings, retrieval_s: float, start: float) -> Timings:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.modes import MODES, parse_modes
+from engine.reader import DEFAULTS
 from engine.scoring import (
     METRICS,
     Question,
@@ -33,7 +34,7 @@ from engine.types import SearchResult, UserError
 if TYPE_CHECKING:
     from engine.core import Engine
 
-METHODS = ("vector", "keyword", "hybrid")
+METHODS = ("vector", "keyword", "hybrid", "reader")  # reader: hybrid, then reranked
 RUNS_DIR = "eval-runs"
 
 
@@ -158,7 +159,15 @@ class Evaluation:
             "max_tokens": self.config.max_tokens,
             "collection": self.config.collection or s.collection, "context": s.context_size,
             "system_prompt": s.system_prompt, "merged": self.engine.llms.merge,
+            "reader": self._reader_key(),
         }  # fmt: skip
+
+    def _reader_key(self) -> list[Any] | None:
+        """The reader in use and the card's numbers: a new reader starts a new run."""
+        reader = self.engine.reader
+        if reader is None:
+            return None
+        return [reader.key, *(reader.setting(k) for k in sorted(DEFAULTS))]
 
     def run(
         self, progress: ProgressFn | None = None, cancel: threading.Event | None = None
@@ -172,7 +181,8 @@ class Evaluation:
         modes = () if self.config.retrieval_only else self.config.modes
         todo = [(q, m) for q in self.questions for m in modes if (q.id, m) not in saved]
         self._warm_up(todo)
-        tick = _Ticker(progress, len(answerable) * len(METHODS), len(todo))
+        methods = len(METHODS) - (self.engine.reader is None)
+        tick = _Ticker(progress, len(answerable) * methods, len(todo))
         ranks, search_s = self._search_variants(answerable, tick, cancel)
         skipped: dict[str, str] = {}
         computed = 0
@@ -210,16 +220,24 @@ class Evaluation:
         ranks: dict[str, dict[str, int | None]] = {m: {} for m in METHODS}
         seconds: dict[str, list[float]] = {m: [] for m in METHODS}
         depth = max(5, self._k())
+        methods = METHODS if self.engine.reader is not None else METHODS[:-1]
         for question in questions:
-            for method in METHODS:
+            for method in methods:
                 if cancel.is_set():
                     return ranks, seconds
                 start = time.perf_counter()
-                found = self.engine.search(question.question, depth, self._collection(), method)
+                found = self._search(question.question, depth, method)
                 seconds[method].append(time.perf_counter() - start)
                 ranks[method][question.id] = first_hit_rank(found, question)
                 tick(f"search {method}  {question.id}")
         return ranks, seconds
+
+    def _search(self, question: str, depth: int, method: str) -> list[SearchResult]:
+        """One search variant; "reader" is hybrid reranked (and is left out, as is its
+        row, when the reader is off)."""
+        if method == "reader":
+            return self.engine.search(question, depth, self._collection(), "hybrid")
+        return self.engine.search(question, depth, self._collection(), method, rerank=False)
 
     def _collection(self) -> str:
         return self.config.collection or self.engine.settings.collection
@@ -247,6 +265,8 @@ class Evaluation:
             "id": question.id, "mode": mode, "answer": answer.answer,
             "sources": [_source_json(s) for s in answer.sources],
             "timings": vars(answer.timings).copy(), "cancelled": answer.cancelled,
+            "quote": answer.quote.to_json() if answer.quote else None,
+            "not_covered": answer.not_covered,
         }  # fmt: skip
 
     def _report(
@@ -262,7 +282,9 @@ class Evaluation:
             for method, per_q in ranks.items()
             for qid, rank in per_q.items()
         ]
-        retrieval = {m: rank_metrics(list(ranks[m].values()), search_s[m]) for m in METHODS}
+        retrieval = {
+            m: rank_metrics(list(ranks[m].values()), search_s[m]) for m in METHODS if ranks[m]
+        }
         modes: dict[str, dict[str, Any]] = {}
         for mode in self.config.modes:
             if mode in skipped:
@@ -271,7 +293,8 @@ class Evaluation:
             rows = [(by_id[qid], r) for (qid, m), r in saved.items() if m == mode and qid in by_id]
             modes[mode] = score_mode(rows, mode)
             if self.config.retrieval_only and MODES[mode].retrieves:
-                modes[mode].update({k: retrieval["hybrid"][k] for k in (*METRICS[:3], "n")})
+                searched = retrieval.get("reader") or retrieval["hybrid"]
+                modes[mode].update({k: searched[k] for k in (*METRICS[:3], "n")})
             details += [answer_detail(q, r) for q, r in rows]
         counts = {
             "questions": len(self.questions),
@@ -332,12 +355,14 @@ class _Ticker:
 _COLUMNS = (
     ("hit@1", "hit_at_1", "{:.2f}"), ("hit@5", "hit_at_5", "{:.2f}"), ("MRR", "mrr", "{:.2f}"),
     ("answer contained", "answer_containment", "{:.2f}"),
+    ("quote contained", "quote_containment", "{:.2f}"),
     ("citation precision", "citation_precision", "{:.2f}"),
     ("absent: don't know", "absent_dont_know", "{:.2f}"),
     ("false refusals", "false_refusal", "{:.2f}"),
     ("gold in sources", "gold_in_sources", "{:.2f}"),
     ("prompt echoed", "prompt_echo", "{:.2f}"),
-    ("retrieval ms", "retrieval_s", "ms"), ("first token s", "first_token_s", "{:.2f}"),
+    ("retrieval ms", "retrieval_s", "ms"), ("rerank ms", "rerank_s", "ms"),
+    ("quote ms", "quote_s", "ms"), ("first token s", "first_token_s", "{:.2f}"),
     ("total s", "total_s", "{:.2f}"), ("tokens/s", "tokens_per_s", "{:.1f}"),
 )  # fmt: skip
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from engine.types import SearchResult
 
 DONT_KNOW = "The documents do not say."
+# What the app says, without asking the model, when the reader finds no sentence that
+# answers (engine.reader): the nearest passages are still shown.
+NOT_COVERED = "The documents do not seem to cover this question."
 
 # Short on purpose: every prompt token costs time on a CPU, and the bundled grounding
 # adapter was trained with exactly this text (training/build_dataset.py).
@@ -19,7 +22,8 @@ RAG_SYSTEM_PROMPT = (
 BASE_SYSTEM_PROMPT = "You are Quire, a helpful assistant. Answer concisely."
 
 _DONT_KNOW_PATTERNS = re.compile(
-    r"documents? do(?:es)? not say|do(?:es)?n.t (?:know|say|contain|mention)|"
+    r"documents? do(?:es)? not say|do(?:es)? not seem to cover|"
+    r"do(?:es)?n.t (?:know|say|contain|mention)|"
     r"not (?:mentioned|stated|found|contained|covered|provided) in|"
     r"no information|cannot (?:find|answer)|can.t (?:find|answer)|not in the (?:sources|documents)",
     re.IGNORECASE,
@@ -55,6 +59,7 @@ def build_prompt(
     budget_tokens: int,
     system_prompt: str | None = None,
     best_last: bool = False,
+    quote: tuple[int, str] | None = None,
 ) -> Prompt:
     """Number the sources and keep as many as fit in `budget_tokens`, best first.
 
@@ -62,7 +67,9 @@ def build_prompt(
     sits next to the question (a small model leans on the source nearest the question:
     the grounding adapter cited the last of three 41 times in 59). The system prompt
     comes first and never changes between questions, so the model's KV cache reuses it.
-    A source that only partly fits is cut at a word boundary.
+    A source that only partly fits is cut at a word boundary. `quote` (the index of its
+    source in `sources`, the sentence) is given first, as the reader's pick, numbered as
+    its source is numbered.
     """
     with_sources = bool(sources)
     system = system_prompt or (RAG_SYSTEM_PROMPT if with_sources else BASE_SYSTEM_PROMPT)
@@ -81,10 +88,19 @@ def build_prompt(
     kept = [source for source, _ in fitted]
     blocks = [_header(n, source) + body for n, (source, body) in enumerate(fitted, 1)]
     user = ("Sources:\n\n" + "\n\n".join(blocks) + "\n\n" + tail) if kept else tail
+    number = _numbered(kept, sources[quote[0]]) if quote is not None else None
+    if quote is not None and number is not None:
+        user = f'Quote [{number}]: "{quote[1]}"\n\n{user}'
+
     if with_sources and not kept:
         user = f"Sources: (none fit)\n\n{tail}"
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     return Prompt(messages=messages, sources=kept)
+
+
+def _numbered(kept: list[SearchResult], source: SearchResult) -> int | None:
+    """The number `source` has in the prompt (None: it did not fit)."""
+    return next((n for n, s in enumerate(kept, 1) if s is source), None)
 
 
 def _header(number: int, source: SearchResult) -> str:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from engine.store import Store
 from engine.types import SearchResult
 
+if TYPE_CHECKING:
+    from engine.reader import Reader
+
 METHODS = ("hybrid", "vector", "keyword")
 RRF_K = 60
 # Passages this similar to a better-ranked one are the same text (a manual's PDF and its
 # HTML copy, chunked at other boundaries): they take one place in the results, not two.
 DUPLICATE_COSINE = 0.95
+CANDIDATES = 20  # what a reader reranks
 
 
 class QueryEmbedder(Protocol):
@@ -29,6 +33,7 @@ class RetrievalTiming:
     embed_s: float = 0.0
     vector_s: float = 0.0
     keyword_s: float = 0.0
+    rerank_s: float = 0.0
     total_s: float = 0.0
 
 
@@ -58,12 +63,14 @@ class Retriever:
         collection: str | None = None,
         min_score: float = 0.0,
         method: str = "hybrid",
+        reader: Reader | None = None,
     ) -> list[SearchResult]:
         """The top-k passages for `query`, best first.
 
         `score` is the cosine similarity of the passage to the query (0-1), whatever the
-        method, so `min_score` means the same thing for all three. `relevance` is what the
-        order follows (see `fused`): the number to show beside a ranked list.
+        method, so `min_score` means the same thing for all three. `relevance` is the
+        search's own order (see `fused`). With a `reader`, the best `CANDIDATES` (past the
+        cutoff, near-copies merged) are put in the reader's order (`rerank`) and cut to k.
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
@@ -74,8 +81,13 @@ class Retriever:
             return []
         qvec = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
         timing.embed_s = time.perf_counter() - start
-        ranked = self._candidates(query, qvec, k, collection, method, timing)
-        results = self._results(ranked, qvec, k, min_score)
+        depth = max(k, CANDIDATES) if reader is not None else k
+        ranked = self._candidates(query, qvec, depth, collection, method, timing)
+        results = self._results(ranked, qvec, depth, min_score)
+        if reader is not None:
+            t = time.perf_counter()
+            results = reader.rerank(self.store, query, results)[:k]
+            timing.rerank_s = time.perf_counter() - t
         timing.total_s = time.perf_counter() - start
         self.last_timing = timing
         return results

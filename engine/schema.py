@@ -67,7 +67,10 @@ class StoreStats:
 def migrations(model: str, dim: int, quantization: str) -> list[Step]:
     """The index's steps, oldest first. A new index records the embedding model, dimension
     and vec0 quantization it is given; later steps must take the connection alone."""
-    return [functools.partial(m001_initial, model=model, dim=dim, quantization=quantization)]
+    return [
+        functools.partial(m001_initial, model=model, dim=dim, quantization=quantization),
+        m002_reader_vectors,
+    ]
 
 
 def take_legacy_version(conn: Any) -> int:
@@ -123,3 +126,13 @@ def m001_initial(conn: Any, model: str, dim: int, quantization: str) -> None:
         "INSERT INTO meta(key, value) VALUES (?, ?)",
         [("embedding_model", model), ("embedding_dim", str(dim)), ("quantization", quantization)],
     )
+
+
+def m002_reader_vectors(conn: Any) -> None:
+    """Passage vectors of the reader (engine.reader), per reader, filled as passages are
+    first reranked: a retrained reader has its own rows, and none is ever stale."""
+    conn.execute(
+        "CREATE TABLE reader_vectors (reader TEXT NOT NULL, chunk_id INTEGER NOT NULL, "
+        "vector BLOB NOT NULL, PRIMARY KEY (reader, chunk_id)) WITHOUT ROWID"
+    )
+    conn.execute("CREATE INDEX reader_vectors_chunk ON reader_vectors(chunk_id)")

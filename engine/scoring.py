@@ -25,7 +25,7 @@ FIELDS = {"id", "question", "doc", "pages", "section", "answer", "kind"}
 METRICS = (
     "hit_at_1", "hit_at_5", "mrr", "answer_containment", "citation_precision",
     "absent_dont_know", "false_refusal", "gold_in_sources", "retrieval_s", "first_token_s",
-    "total_s", "tokens_per_s", "prompt_echo",
+    "total_s", "tokens_per_s", "prompt_echo", "quote_containment", "rerank_s", "quote_s",
 )  # fmt: skip
 
 
@@ -257,6 +257,7 @@ def score_mode(rows: list[tuple[Question, dict[str, Any]]], mode: str) -> dict[s
             for q, r in answerable if q.answer
         ),
         "prompt_echo": _mean(1.0 if clean[id(r)][1] else 0.0 for _, r in rows),
+        "quote_containment": _quote_containment(answerable) if retrieves else None,
         "citation_precision": round(gold / cited, 4) if cited else None,
         "cited": cited,
         "absent_dont_know": _mean(
@@ -269,7 +270,21 @@ def score_mode(rows: list[tuple[Question, dict[str, Any]]], mode: str) -> dict[s
         "first_token_s": _median(t["first_token_s"] for t in timings),
         "total_s": _median(t["total_s"] for t in timings),
         "tokens_per_s": _median(t["tokens_per_s"] for t in timings if t["tokens"]),
+        "rerank_s": _median(t["rerank_s"] for t in timings if t.get("rerank_s")),
+        "quote_s": _median(t["quote_s"] for t in timings if t.get("quote_s")),
     }  # fmt: skip
+
+
+def _quote_containment(answerable: list[tuple[Question, dict[str, Any]]]) -> float | None:
+    """Share of answerable questions whose quote holds the gold phrase (None: no answer
+    of these had a reader, e.g. records saved before it)."""
+    if not any("quote" in r for _, r in answerable):
+        return None
+    return _mean(
+        1.0 if r.get("quote") and contains_answer(r["quote"]["text"], q.answer or "") else 0.0
+        for q, r in answerable
+        if q.answer
+    )
 
 
 def _sources(record: dict[str, Any]) -> list[_Source]:
@@ -290,7 +305,11 @@ def answer_detail(question: Question, record: dict[str, Any]) -> dict[str, Any]:
     rank = first_hit_rank(_ranked(record), question) if record["sources"] else None
     text, echoed = strip_echo(record["answer"], question.question)
     contained = bool(question.answer) and contains_answer(text, question.answer or "")
+    quote: dict[str, Any] | None = record.get("quote")
+    quoted = quote is not None and contains_answer(quote["text"], question.answer or "")
     return {
         "id": question.id, "mode": record["mode"], "rank": rank, "contained": contained,
         "dont_know": says_dont_know(text), "echo": echoed, "answer": record["answer"],
+        "quote": quote, "quote_contained": quoted,
+        "not_covered": bool(record.get("not_covered")),
     }  # fmt: skip

@@ -30,6 +30,8 @@ class Settings:
     lora_path: str | None = None
     lora_scale: float = 1.0
     watched_folders: list[str] | None = None
+    reader: bool = True  # rerank the sources and quote the answering sentence
+    reader_path: str | None = None  # a reader trained here (train-reader); None: the shipped one
 
     @classmethod
     def load(cls, data_dir: Path) -> Settings:

@@ -311,6 +311,9 @@ class Store:
             self.conn.executemany(
                 "DELETE FROM vec_chunks WHERE chunk_id = ?", [(r[0],) for r in rows]
             )
+            self.conn.executemany(
+                "DELETE FROM reader_vectors WHERE chunk_id = ?", [(r[0],) for r in rows]
+            )
             self._removed.extend(r[0] for r in rows)
             self.conn.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
 
@@ -429,6 +432,27 @@ class Store:
         by_id = dict(rows)
         blob = b"".join(by_id[i] for i in chunk_ids)
         return np.frombuffer(blob, dtype="<f4").reshape(len(chunk_ids), self.dim).copy()
+
+    def reader_vectors(self, reader: str, chunk_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The reader's stored passage vectors of these chunks (those it has)."""
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" * len(chunk_ids))
+        rows = self.conn.execute(
+            "SELECT chunk_id, vector FROM reader_vectors "
+            f"WHERE reader = ? AND chunk_id IN ({marks})",
+            [reader, *chunk_ids],
+        ).fetchall()
+        return {int(i): np.frombuffer(blob, dtype="<f4").copy() for i, blob in rows}
+
+    def put_reader_vectors(self, reader: str, vectors: dict[int, np.ndarray]) -> None:
+        """Keep the reader's vectors of these chunks (one transaction)."""
+        rows = [(reader, i, np.asarray(v, dtype="<f4").tobytes()) for i, v in vectors.items()]
+        with self._transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO reader_vectors(reader, chunk_id, vector) VALUES (?, ?, ?)",
+                rows,
+            )
 
     def stats(self) -> StoreStats:
         docs, failed, chunks = self.conn.execute(

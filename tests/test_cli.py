@@ -105,7 +105,10 @@ def test_search_json_follows_the_contract(indexed: Indexed) -> None:
     payload = json.loads(result.stdout)
     assert payload["query"] == "how long is the warranty"
     top = payload["results"][0]
-    assert set(top) == {"rank", "document", "path", "page", "section", "score", "relevance", "text"}
+    assert set(top) == {
+        "rank", "document", "path", "page", "section", "score", "relevance", "rerank", "text"
+    }  # fmt: skip
+    assert isinstance(top["rerank"], float)  # the reader's score, beside the search's two
     assert top["document"] in {"manual.pdf", "open-locked.pdf"}
     assert top["page"] == 3
     assert Path(top["path"]).is_absolute()

@@ -10,8 +10,10 @@ threshold is exactly that answer; at or above it, the refusal. So one pass gives
 every threshold, the share of absent questions refused, of answerable ones refused
 (false refusals) and of answerable ones whose answer holds the gold phrase. It does the
 same for a bar raised where the best source is very close to the question (the shipped
-gate's second level, models.bundled.GROUNDING_REFUSAL_SURE). Use questions the adapter
-was not trained on and that are not the development set (training/heldout/).
+gate's second level, models.bundled.GROUNDING_REFUSAL_SURE). The reader reranks the sources
+as in the app, with its not-covered bar open; each row keeps the quote's score, so that
+`training/reader_scan.py --gate` can choose the reader's bar together with this gate. Use
+questions the adapter was not trained on and that are not the development set (training/heldout/).
 `--answers FILE` prints the tables again from an earlier run's `--out`, without the model.
 """
 
@@ -44,6 +46,7 @@ def main() -> int:
     parser.add_argument("--scale", type=float, help="default: the shipped GROUNDING_SCALE")
     parser.add_argument("--out", type=Path, help="write each answer and its odds here")
     parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--reader", type=Path, help="default: the shipped reader (its bar open)")
     args = parser.parse_args()
     if args.answers:
         rows = [json.loads(line) for line in args.answers.read_text().splitlines() if line]
@@ -59,6 +62,10 @@ def main() -> int:
     bundled.GROUNDING_REFUSAL = 1.01  # never refuse: the odds decide below
     bundled.GROUNDING_REFUSAL_SURE = (0.0, 1.01)
     engine = Engine(args.data_dir)
+    if args.reader:
+        engine.settings.reader_path = str(args.reader.resolve())
+    if engine.reader is not None:
+        engine.reader.card["quote_threshold"] = -1.0  # open: reader_scan.py sets its bar
     rows = []
     questions = [q for path in args.questions for q in load_questions(path)]
     for i, q in enumerate(questions, 1):
@@ -71,6 +78,9 @@ def main() -> int:
             "contained": bool(q.answer) and contains_answer(answer.answer, q.answer or ""),
             "gold_cited": gold, "cited": cited,
             "best_score": max((s.score for s in answer.sources), default=None),
+            "quote_score": answer.quote.score if answer.quote else None,
+            "quote_contained": bool(answer.quote and q.answer)
+            and contains_answer(answer.quote.text, q.answer or ""),
         })  # fmt: skip
         print(f"{i}/{len(questions)} {q.id} p={odds}", file=sys.stderr)
     if args.out:
