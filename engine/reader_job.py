@@ -114,7 +114,7 @@ class ReaderJob:
         model = trainer.run(progress, cancel)
         log = trainer.log
         result = ReaderResult(
-            self.name, None, len(train), len(val), len(log.train_losses) + log.resumed_from,
+            self.name, None, len(train), len(val), len(log.train_losses),
             trainer.total_steps, _mean_tail(log.train_losses), log.val_before, log.val_after,
             log.seconds, stats, cancelled=model is None,
             losses=[round(x, 4) for x in log.train_losses],

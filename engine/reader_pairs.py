@@ -5,8 +5,10 @@ For each answerable question (the eval/test-set format: `question`, `doc`, `page
 gold document and page or section, holding the gold phrase) and hard negatives (the
 other candidates that do not hold the phrase). The gold sentence is the sentence of the
 gold passage that holds the phrase (or the fewest consecutive sentences that do); its
-negatives are the other sentences of the gold passage and of the best negatives. Absent
-questions and questions whose gold passage the search never finds give no pair.
+negatives are the other sentences of the gold passage and of the best negatives. A row
+with no gold phrase (what "Add to test set…" writes) gives a passage pair only: the first
+candidate from its gold place is the positive. Absent questions and questions whose gold
+passage the search never finds give no pair.
 """
 
 from __future__ import annotations
@@ -65,18 +67,28 @@ def build_pairs(
     pairs: list[Pair] = []
     stats: Counter = Counter()
     for question in questions:
-        if question.absent or not question.doc or not question.answer:
-            stats["absent or no gold phrase (no pair)"] += 1
+        if question.absent or not question.doc:
+            stats["absent (no pair)"] += 1
             continue
         found = retriever.search(question.question, CANDIDATES, collection, min_score=0.0)
         gold = _gold(found, question)
         if gold is None:
             deeper = retriever.search(question.question, DEEP, collection, min_score=0.0)
-            by_phrase = retriever.search(question.answer, DEEP, collection, 0.0, "keyword")
-            gold = _gold(deeper + by_phrase, question)
+            if question.answer:
+                deeper += retriever.search(question.answer, DEEP, collection, 0.0, "keyword")
+            gold = _gold(deeper, question)
             stats["gold passage past the candidates"] += gold is not None
         if gold is None:
             stats["gold passage not found (no pair)"] += 1
+            continue
+        if not question.answer:  # a test-set row ("Add to test set…"): its source is gold
+            others = [s for s in found if not is_hit(s, question)]
+            pairs.append(
+                Pair(question.id, "passage", question.question, passage_text(gold),
+                     [passage_text(s) for s in others[:negatives]])
+            )  # fmt: skip
+            stats["passage pairs"] += 1
+            stats["no gold phrase (no sentence pair)"] += 1
             continue
         others = [s for s in found if not contains_answer(s.text, question.answer)]
         pairs.append(
@@ -98,7 +110,8 @@ def _gold(found: Sequence[SearchResult], question: Question) -> SearchResult | N
         (
             s
             for s in found
-            if is_hit(s, question) and contains_answer(s.text, question.answer or "")
+            if is_hit(s, question)
+            and (not question.answer or contains_answer(s.text, question.answer))
         ),
         None,
     )

@@ -239,7 +239,7 @@ class ReaderTrainer:
         return self.config.lr * (0.05 + 0.475 * (1 + math.cos(math.pi * done)))
 
     def _progress(self, step: int) -> ReaderProgress:
-        per_step = self.log.seconds / max(1, step - self.log.resumed_from)
+        per_step = self.log.seconds / max(1, step)  # seconds cover the resumed part too
         tail = self.log.train_losses[-10:]
         return ReaderProgress(
             step, self.total_steps, sum(tail) / len(tail), self.log.seconds,
