@@ -49,7 +49,9 @@ ALTER TABLE messages ADD COLUMN prompt TEXT;
 ALTER TABLE messages ADD COLUMN rating INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN corrected TEXT
 """
-MIGRATIONS = (_M001, _M002)  # append-only; engine.sqlite.migrate runs them
+# The reader's quote that opened an answer (Quote.to_json()), shown again with it.
+_M003 = "ALTER TABLE messages ADD COLUMN quote TEXT"
+MIGRATIONS = (_M001, _M002, _M003)  # append-only; engine.sqlite.migrate runs them
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Message:
     prompt: list[dict[str, str]] | None = None  # the chat messages the answer was given
     rating: int = 0  # 1 thumbs up, -1 thumbs down
     corrected: str | None = None  # the user's better answer
+    quote: dict[str, Any] | None = None  # the reader's quote, as Quote.to_json() gives it
 
 
 class History:
@@ -137,7 +140,7 @@ class History:
             self.conn.execute("BEGIN")
             cur = self.conn.execute(
                 "INSERT INTO messages (conversation_id, role, content, mode, sources, timings, "
-                "cancelled, created, prompt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "cancelled, created, prompt, quote) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation_id,
                     message.role,
@@ -148,6 +151,7 @@ class History:
                     int(message.cancelled),
                     now,
                     json.dumps(message.prompt) if message.prompt else None,
+                    json.dumps(message.quote) if message.quote else None,
                 ),
             )
             self.conn.execute(
@@ -218,12 +222,14 @@ class History:
 
 
 _MESSAGE_COLUMNS = (
-    "id, role, content, mode, sources, timings, cancelled, created, prompt, rating, corrected"
+    "id, role, content, mode, sources, timings, cancelled, created, prompt, rating, corrected, "
+    "quote"
 )
 
 
 def _message(row: tuple[Any, ...]) -> Message:
-    mid, role, content, mode, sources, timings, cancelled, created, prompt, rating, corrected = row
+    (mid, role, content, mode, sources, timings, cancelled, created, prompt, rating, corrected,
+     quote) = row  # fmt: skip
     return Message(
         role=role,
         content=content,
@@ -236,6 +242,7 @@ def _message(row: tuple[Any, ...]) -> Message:
         prompt=json.loads(prompt) if prompt else None,
         rating=int(rating),
         corrected=corrected,
+        quote=json.loads(quote) if quote else None,
     )
 
 

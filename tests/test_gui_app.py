@@ -99,12 +99,13 @@ def test_ask_streams_keeps_gui_live_and_survives_restart(open_window, indexed_di
     assert card.sources.cards[0].source.document == "garden.md"
     assert not window.chat.busy and window.chat.send_button.isVisibleTo(window)
 
-    # Clicking a source opens the document at the passage.
+    # Clicking a source opens the document at the passage (and the reader's quote in it).
     qtbot.mouseClick(card.sources.cards[0], Qt.MouseButton.LeftButton)
     assert window.reader.isVisible()
     assert window.reader.stack.currentWidget() is window.reader.text_view
-    [mark] = window.reader.text_view.extraSelections()
-    assert "watered" in mark.cursor.selectedText()
+    passage, *quoted = window.reader.text_view.extraSelections()
+    assert "watered" in passage.cursor.selectedText()
+    assert len(quoted) == (answer.quote is not None and answer.quote.source == 1)
 
     window.close()
     again = open_window(data_dir)

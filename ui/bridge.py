@@ -100,12 +100,13 @@ class Bridge(QObject):
         question: str,
         mode: str,
         options: AskOptions,
-        sources: Callable[[list], None],
+        sources: Callable[[list, Any], None],
         token: Callable[[str], None],
         done: Callable[[Any], None],
         failed: Failed,
     ) -> Request:
-        """Answer in one mode: `sources(list)`, `token(text)`..., then `done(Answer)`."""
+        """Answer in one mode: `sources(list, quote or None)`, `token(text)`..., then
+        `done(Answer)`."""
 
         def work(engine: Engine, request: Request) -> Any:
             opts = dataclasses.replace(options, cancel=request.cancel)
@@ -113,7 +114,7 @@ class Bridge(QObject):
                 if isinstance(event, TokenReceived):
                     request.post(token, event.text)
                 elif isinstance(event, SourcesFound):
-                    request.post(sources, event.sources)
+                    request.post(sources, event.sources, event.quote)
                 elif isinstance(event, AnswerFinished):
                     return event.answer
             return None

@@ -1,16 +1,20 @@
 """The chat tab: ask, watch the answer stream in, stop it, open its sources.
 
-Sources come first in each answer card: with the bundled base model they are the part
-worth reading, and they arrive before the first token anyway.
+Sources come first in each answer card, opened by the reader's quote (the sentence that
+answers, with its document and page): with the bundled base model they are the part worth
+reading, and they arrive before the first token anyway. Where the reader finds no sentence
+that answers, the card says so and lists the nearest passages; nothing is generated.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QResizeEvent, QStandardItemModel
@@ -31,11 +35,13 @@ from PySide6.QtWidgets import (
 from engine.core import Answer, AskOptions
 from engine.history import History, Message
 from engine.modes import MODES
+from engine.prompting import NOT_COVERED
+from engine.reader import Quote
 from engine.types import SearchResult
 from ui.bridge import Bridge
 from ui.feedback import FeedbackBar
 from ui.runner import Request
-from ui.sources import SourceList, WrapLabel
+from ui.sources import QuoteBlock, QuotedSource, SourceList, WrapLabel, source_of
 
 LORA_HINT = "Load a LoRA adapter (Adapter… in the toolbar) to use this mode"
 BASE_MODEL_NOTE = (
@@ -86,6 +92,18 @@ def timing_text(timings: dict) -> str:
     )
 
 
+def saved_quote(data: dict[str, Any] | None) -> Quote | None:
+    """A quote as history keeps it (`Quote.to_json()`); None when there is none or it
+    does not read as one."""
+    if not data:
+        return None
+    names = {f.name for f in dataclasses.fields(Quote)}
+    try:
+        return Quote(**{"chunk_id": 0, **{k: v for k, v in data.items() if k in names}})
+    except TypeError:
+        return None
+
+
 class MarkdownView(QTextBrowser):
     """Read-only Markdown that grows to fit its text, so a streamed answer relays out the
     transcript only when it gains a line, not on every token. Signals: link_activated(str).
@@ -121,7 +139,8 @@ class MarkdownView(QTextBrowser):
 
 
 class AnswerCard(QFrame):
-    """One answer: its sources, then the (streaming) Markdown text. Signals: source_opened."""
+    """One answer: the reader's quote, its sources, then the (streaming) Markdown text.
+    Signals: source_opened(SearchResult)."""
 
     source_opened = Signal(object)
 
@@ -129,8 +148,13 @@ class AnswerCard(QFrame):
         super().__init__(parent)
         self.setObjectName("answerCard")
         self.text = ""
+        self.quote: Quote | None = None
+        self._shown: tuple[list[SearchResult], str] = ([], "")  # the sources, the question
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 10, 14, 12)
+        self.quote_block = QuoteBlock(self)
+        self.quote_block.opened.connect(self._on_quote_opened)
+        self.quote_block.hide()
         self.sources_title = QLabel("From your documents")
         self.sources_title.setObjectName("sectionTitle")
         self.sources = SourceList(self)
@@ -142,15 +166,26 @@ class AnswerCard(QFrame):
         self.note = note
         self.meta = WrapLabel(note)
         self.meta.setObjectName("muted")
-        for widget in (self.sources_title, self.sources, self.answer_title, self.body, self.meta):
+        for widget in (
+            self.quote_block, self.sources_title, self.sources, self.answer_title, self.body,
+            self.meta,
+        ):  # fmt: skip
             layout.addWidget(widget)
         self.sources_title.hide()
         self.feedback: FeedbackBar | None = None
         self._render = QTimer(self, singleShot=True, interval=RENDER_MS)
         self._render.timeout.connect(self._on_render_due)
 
-    def set_sources(self, sources: Sequence[SearchResult], query: str) -> None:
-        self.sources.set_sources(sources, query)
+    def set_sources(
+        self, sources: Sequence[SearchResult], query: str, quote: Quote | None = None
+    ) -> None:
+        """Show the sources; a quote opens the answer and is marked in its source's card."""
+        self.quote = quote
+        self._shown = (list(sources), query)
+        self.sources.set_sources(sources, query, quote)
+        if quote is not None:
+            self.quote_block.set_quote(quote)
+        self.quote_block.setVisible(quote is not None)
         self.sources_title.setVisible(bool(sources))
         if not sources and self.answer_title.text().endswith(("RAG", "HYBRID")):
             self.sources_title.setText("No passage in your documents matched this question")
@@ -173,6 +208,21 @@ class AnswerCard(QFrame):
                 "*(stopped before the first word)*" if cancelled else "*(no answer)*"
             )
 
+    def show_not_covered(self) -> None:
+        """The reader found no sentence that answers: the card says so, then lists the
+        passages nearest the question, unnumbered, as what was looked at, not cited."""
+        sources, query = self._shown
+        self.sources.set_sources(sources, query, numbered=False)
+        self.sources_title.setText("Nearest passages")
+        self.sources_title.setVisible(bool(sources))
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        for widget in (self.sources_title, self.sources):  # below the sentence that says so
+            layout.removeWidget(widget)
+            layout.insertWidget(layout.indexOf(self.meta), widget)
+        self.note = ""
+        self.meta.setText("")
+
     def add_feedback(
         self, history: History, message: Message, question: str = "", data_dir: Path | None = None
     ) -> None:
@@ -184,6 +234,15 @@ class AnswerCard(QFrame):
     @Slot()
     def _on_render_due(self) -> None:
         self.body.set_markdown(link_citations(self.text) or "…")
+
+    @Slot()
+    def _on_quote_opened(self) -> None:
+        """Open the quote's source in the reader, at the sentence."""
+        if self.quote is None:
+            return
+        held = self.sources.quoted_source()
+        source = held if held is not None else source_of(self.quote)
+        self.source_opened.emit(QuotedSource.of(source, self.quote, at_quote=True))
 
     @Slot(str)
     def _on_link_activated(self, link: str) -> None:
@@ -337,10 +396,9 @@ class ChatView(QWidget):
         self.stop_button.setVisible(busy)
         self.busy_changed.emit(busy)
 
-    @Slot(list)
-    def _on_sources_found(self, sources: list) -> None:
+    def _on_sources_found(self, sources: list, quote: Quote | None = None) -> None:
         if self._card is not None:
-            self._card.set_sources(sources, self._question)
+            self._card.set_sources(sources, self._question, quote)
 
     @Slot(str)
     def _on_token_received(self, piece: str) -> None:
@@ -354,10 +412,13 @@ class ChatView(QWidget):
         timings = vars(answer.timings).copy()
         if card is not None:
             card.finish(answer.answer, answer.cancelled, timings)
+            if answer.not_covered:
+                card.show_not_covered()
         if self.conversation_id is not None:
             message = Message(
                 "assistant", answer.answer, answer.mode, answer.sources, timings, answer.cancelled,
                 prompt=answer.prompt or None,
+                quote=answer.quote.to_json() if answer.quote else None,
             )  # fmt: skip
             message.id = self.history.add(self.conversation_id, message)
             if card is not None:
@@ -409,8 +470,10 @@ class ChatView(QWidget):
                 self._add_question(question)
                 continue
             card = self._add_card(message.mode or "rag")
-            card.set_sources(message.sources, question)
+            card.set_sources(message.sources, question, saved_quote(message.quote))
             card.finish(message.content, message.cancelled, message.timings)
+            if message.content == NOT_COVERED and message.sources:
+                card.show_not_covered()
             card.add_feedback(self.history, message, question, self.history.path.parent)
 
     def _add_question(self, text: str) -> None:

@@ -13,7 +13,6 @@ from PySide6.QtCore import (
     QObject,
     QPointF,
     QRectF,
-    QRegularExpression,
     Qt,
     QTimer,
     QUrl,
@@ -49,19 +48,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.reader import Quote
 from engine.types import SearchResult
-from ui.sources import location
+from ui.sources import QuotedSource, location
 
 MAX_TEXT_BYTES = 4_000_000
 HIGHLIGHT = QColor("#fde68a")
+QUOTE_HIGHLIGHT = QColor("#fdba74")  # the quoted sentence in a text document, over the passage
 MARK = QColor(250, 204, 21, 110)  # the cited passage over a PDF page: translucent amber
+QUOTE_MARK = QColor(234, 88, 12, 90)  # the quoted sentence, over the passage: orange
 ZOOM_STEP = 1.2
+SETTLE_MS = 400  # after opening, the pages' layout settles: keep the mark in view till then
 ZOOM_RANGE = (0.25, 6.0)
 
 
 class PassagePdfView(QPdfView):
-    """A QPdfView that marks the cited passage: every line of it, from the PDF's own
-    character boxes, at any zoom and scroll position.
+    """A QPdfView that marks the cited passage (and, over it in its own colour, the
+    quoted sentence): every line of it, from the PDF's own character boxes, at any zoom
+    and scroll position.
 
     QPdfView does not say where it put each page; `page_rects` works it out from the
     properties it exposes, as Qt's QPdfViewPrivate::calculateDocumentLayout does: pages
@@ -72,9 +76,13 @@ class PassagePdfView(QPdfView):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.marks: dict[int, list[QPolygonF]] = {}  # page -> polygons in PDF points
+        self.quote_marks: dict[int, list[QPolygonF]] = {}  # the quoted sentence's lines
 
-    def set_marks(self, marks: dict[int, list[QPolygonF]]) -> None:
+    def set_marks(
+        self, marks: dict[int, list[QPolygonF]], quote: dict[int, list[QPolygonF]] | None = None
+    ) -> None:
         self.marks = marks
+        self.quote_marks = quote or {}
         self.viewport().update()
 
     def page_rects(self) -> dict[int, QRectF]:
@@ -88,13 +96,18 @@ class PassagePdfView(QPdfView):
         sizes = {}
         for page in range(document.pageCount()):
             points = document.pagePointSize(page)
-            width, height = int(points.width() * resolution), int(points.height() * resolution)
+            # Rounded as Qt rounds (QSizeF::toSize, QSize *= factor): truncating instead
+            # puts the marks a pixel off per page, a line or two by page 20.
+            width, height = (
+                _qround(points.width() * resolution),
+                _qround(points.height() * resolution),
+            )
             if self.zoomMode() == QPdfView.ZoomMode.Custom:
                 zoom = resolution * self.zoomFactor()
-                width, height = int(points.width() * zoom), int(points.height() * zoom)
+                width, height = _qround(points.width() * zoom), _qround(points.height() * zoom)
             elif self.zoomMode() == QPdfView.ZoomMode.FitToWidth and width > 0:
                 factor = (viewport.width() - margins.left() - margins.right()) / width
-                width, height = int(width * factor), int(height * factor)
+                width, height = _qround(width * factor), _qround(height * factor)
             sizes[page] = (width, height)
         total = max((w for w, _ in sizes.values()), default=0) + margins.left() + margins.right()
         rects, top = {}, margins.top()
@@ -104,10 +117,11 @@ class PassagePdfView(QPdfView):
             top += height + self.pageSpacing()
         return rects
 
-    def mark_top(self, page: int) -> float | None:
-        """Document y of the first marked line on `page` (to scroll it into view)."""
+    def mark_top(self, page: int, quote: bool = False) -> float | None:
+        """Document y of the first marked line on `page` (of the quote's, with `quote`),
+        to scroll it into view."""
         rect = self.page_rects().get(page)
-        polygons = self.marks.get(page)
+        polygons = (self.quote_marks if quote else self.marks).get(page)
         document = self.document()
         if rect is None or not polygons or document is None:
             return None
@@ -116,15 +130,26 @@ class PassagePdfView(QPdfView):
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
         super().paintEvent(event)
-        document = self.document()
-        if not self.marks or document is None:
+        if not self.marks and not self.quote_marks or self.document() is None:
             return
         painter = QPainter(self.viewport())
         painter.translate(-self.horizontalScrollBar().value(), -self.verticalScrollBar().value())
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(MARK)
         rects = self.page_rects()
-        for page, polygons in self.marks.items():
+        self._paint(painter, rects, self.marks, MARK)
+        self._paint(painter, rects, self.quote_marks, QUOTE_MARK)  # over the passage
+        painter.end()
+
+    def _paint(
+        self,
+        painter: QPainter,
+        rects: dict[int, QRectF],
+        marks: dict[int, list[QPolygonF]],
+        colour: QColor,
+    ) -> None:
+        document = self.document()
+        painter.setBrush(colour)
+        for page, polygons in marks.items():
             rect = rects.get(page)
             if rect is None:
                 continue
@@ -132,18 +157,18 @@ class PassagePdfView(QPdfView):
             to_view = QTransform().translate(rect.left(), rect.top()).scale(scale, scale)
             for polygon in polygons:
                 painter.drawPolygon(to_view.map(polygon))
-        painter.end()
 
 
-def passage_span(page_text: str, passage: str) -> tuple[int, int] | None:
-    """(start, length) of `passage` in a page's text: its first words to its last words,
-    whatever the spacing and hyphenation between them; None when it is not there."""
+def passage_span(page_text: str, passage: str, after: int = 0) -> tuple[int, int] | None:
+    """(start, length) of `passage` in a page's text, from character `after` on: its first
+    words to its last words, whatever the spacing and hyphenation between them; None when
+    it is not there."""
     words = re.findall(r"\w+", passage)
     if not words:
         return None
     gap = r"[\W_]+"
     head = re.compile(gap.join(map(re.escape, words[:6])), re.IGNORECASE)
-    start = head.search(page_text)
+    start = head.search(page_text, after)
     if start is None:
         return None
     tail = re.compile(gap.join(map(re.escape, words[-4:])), re.IGNORECASE)
@@ -171,6 +196,9 @@ class ReaderPanel(QWidget):
         self.pdf_view.setPageMode(QPdfView.PageMode.MultiPage)
         self.pdf_view.setZoomMode(QPdfView.ZoomMode.FitToWidth)
         self.pdf_view.viewport().installEventFilter(self)
+        self._target = (0, False)  # the page and whether the quote (not the passage) is shown
+        self._settling = QTimer(self, singleShot=True, interval=SETTLE_MS)
+        self.pdf_view.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
         self.text_view = QTextBrowser(self.stack)
         self.text_view.setOpenExternalLinks(False)
         self.stack.addWidget(self.pdf_view)
@@ -305,7 +333,8 @@ class ReaderPanel(QWidget):
         return bar
 
     def open_source(self, source: SearchResult) -> bool:
-        """Show `source`: a PDF at its page, a text file at its passage. False on failure."""
+        """Show `source`: a PDF at its page, a text file at its passage, with the quoted
+        sentence marked when it holds the answer's quote. False on failure."""
         self.source = source
         path = Path(source.path)
         if not path.is_file():
@@ -325,26 +354,37 @@ class ReaderPanel(QWidget):
             self._loaded = path
         self.stack.setCurrentWidget(self.pdf_view)
         page = (source.page or 1) - 1
-        self.pdf_view.set_marks(self._passage_marks(page, source.text))
+        text = self.pdf.getAllText(page).text() if 0 <= page < self.pdf.pageCount() else ""
+        span = passage_span(text, source.text)
+        quote = _quote_of(source)
+        within = passage_span(text, quote.text, span[0] if span else 0) if quote else None
+        self.pdf_view.set_marks(self._marks(page, span), self._marks(page, within))
         self.go_to_page(page)
+        at_quote = within is not None and _at_quote(source)
         # A view that was hidden has no geometry yet: jump again once it is laid out.
-        QTimer.singleShot(0, lambda: self._show_passage(page))
+        self._target = (page, at_quote)
+        self._settling.start()
+        QTimer.singleShot(0, lambda: self._show_passage(page, at_quote))
         return True
 
-    def _passage_marks(self, page: int, passage: str) -> dict[int, list[QPolygonF]]:
-        """The passage's lines on its page, as the PDF's own text boxes (in points)."""
-        if not 0 <= page < self.pdf.pageCount():
-            return {}
-        span = passage_span(self.pdf.getAllText(page).text(), passage)
+    def _marks(self, page: int, span: tuple[int, int] | None) -> dict[int, list[QPolygonF]]:
+        """The lines of `span` of the page's text, as the PDF's own text boxes (in points)."""
         if span is None:
             return {}
         selection = self.pdf.getSelectionAtIndex(page, *span)
         return {page: list(selection.bounds())} if selection.isValid() else {}
 
-    def _show_passage(self, page: int) -> None:
-        """The page, scrolled so the passage's first line is near the top."""
+    @Slot(int, int)
+    def _on_range_changed(self, _low: int, _high: int) -> None:
+        """The pages were laid out again (the view's first show, its scroll bar coming):
+        shortly after opening, scroll back to the mark."""
+        if self._settling.isActive():
+            self._show_passage(*self._target)
+
+    def _show_passage(self, page: int, at_quote: bool = False) -> None:
+        """The page, scrolled so the passage's (or the quote's) first line is near the top."""
         self.go_to_page(page)
-        top = self.pdf_view.mark_top(page)
+        top = self.pdf_view.mark_top(page, at_quote)
         if top is not None:
             self.pdf_view.verticalScrollBar().setValue(max(0, int(top) - 48))
         self._show_zoom()
@@ -367,30 +407,43 @@ class ReaderPanel(QWidget):
             self.text_view.setPlainText(raw)
         self.stack.setCurrentWidget(self.text_view)
         self._show_title(source, pages=0)
-        self._highlight_passage(source.text)
+        passage = self._find(source.text)
+        quote = _quote_of(source)
+        after = passage.selectionStart() if passage is not None else 0
+        sentence = self._find(quote.text, after) if quote is not None else None
+        marks = ((passage, HIGHLIGHT), (sentence, QUOTE_HIGHLIGHT))  # the quote on top
+        self.text_view.setExtraSelections(
+            [_selection(found, colour) for found, colour in marks if found is not None]
+        )
+        self._scroll_to(sentence if sentence is not None and _at_quote(source) else passage)
         return True
 
-    def _highlight_passage(self, passage: str) -> None:
-        """Mark the passage in the text view and scroll to it (first words, any spacing)."""
-        words = re.findall(r"\w+", passage)[:8]
-        if not words:
+    def _find(self, text: str, after: int = 0) -> QTextCursor | None:
+        """`text` (a passage or the quote) in the text view, from position `after` on.
+
+        It is matched in the document's raw text, whose positions are the cursor's:
+        QTextDocument.find stops at the end of a paragraph, and a passage (or a sentence
+        that leads to a list) often runs across several.
+        """
+        document = self.text_view.document()
+        span = passage_span(document.toRawText(), text, after)
+        if span is None:
+            return None
+        cursor = QTextCursor(document)
+        cursor.setPosition(span[0])
+        cursor.setPosition(span[0] + span[1], QTextCursor.MoveMode.KeepAnchor)
+        return cursor
+
+    def _scroll_to(self, found: QTextCursor | None) -> None:
+        """Scroll the text view to show `found` whole where it fits, its start first."""
+        if found is None:
             return
-        flags = QRegularExpression.PatternOption.CaseInsensitiveOption
-        pattern = QRegularExpression(r"\W+".join(map(re.escape, words)), flags)
-        found = self.text_view.document().find(pattern)
-        if found.isNull():
-            return
-        end = self.text_view.document().find(_last_words(passage), found.position())
-        if not end.isNull():
-            found.setPosition(end.position(), QTextCursor.MoveMode.KeepAnchor)
-        selection = QTextEdit.ExtraSelection()
-        selection.cursor = found
-        fmt = QTextCharFormat()
-        fmt.setBackground(HIGHLIGHT)
-        selection.format = fmt
-        self.text_view.setExtraSelections([selection])
-        self.text_view.setTextCursor(found)
-        self.text_view.ensureCursorVisible()
+        view = self.text_view
+        for position in (found.selectionEnd(), found.selectionStart()):
+            cursor = QTextCursor(view.document())
+            cursor.setPosition(position)
+            view.setTextCursor(cursor)
+            view.ensureCursorVisible()
 
     def current_page(self) -> int:
         return self.pdf_view.pageNavigator().currentPage()
@@ -445,5 +498,24 @@ class ElidedLabel(QLabel):
         self.setText(metrics.elidedText(self.full_text, mode, max(self.width(), 20)))
 
 
-def _last_words(text: str) -> str:
-    return " ".join(text.split()[-3:])
+def _qround(value: float) -> int:
+    """Qt's qRound: halves away from zero (Python's round() goes to the even one)."""
+    return int(value + 0.5) if value >= 0 else int(value - 0.5)
+
+
+def _quote_of(source: SearchResult) -> Quote | None:
+    return source.quote if isinstance(source, QuotedSource) else None
+
+
+def _at_quote(source: SearchResult) -> bool:
+    return isinstance(source, QuotedSource) and source.at_quote
+
+
+def _selection(cursor: QTextCursor, colour: QColor) -> QTextEdit.ExtraSelection:
+    """An extra selection that paints `cursor`'s text's background in `colour`."""
+    selection = QTextEdit.ExtraSelection()
+    selection.cursor = cursor
+    fmt = QTextCharFormat()
+    fmt.setBackground(colour)
+    selection.format = fmt
+    return selection

@@ -170,7 +170,8 @@ def render_all(out: Path, work: Path) -> None:
 
 
 def render_results(window: MainWindow, events: Recorder, out: Path, work: Path) -> None:
-    """Search results, an answer with sources, the PDF at a cited page, the settings."""
+    """Search results, an answer with sources (and its quote), the PDF at a cited page,
+    the quote in the reader, the settings."""
     from ui.settings_dialog import SettingsDialog
 
     window.tabs.setCurrentWidget(window.search)
@@ -189,6 +190,11 @@ def render_results(window: MainWindow, events: Recorder, out: Path, work: Path) 
         window.open_source(cited)
         pause(2500)  # QtPdf renders pages in its own threads
         save(window, out, "05-pdf-at-cited-page.png")
+    if answer.quote is not None:  # the reader's quote, opened from the answer at its sentence
+        card = window.chat.items.itemAt(window.chat.items.count() - 2).widget()
+        card.quote_block.opened.emit()
+        pause(2500)
+        save(window, out, "13-quote-in-reader.png")
 
     dialog = SettingsDialog(window.settings, window)
     dialog.show()

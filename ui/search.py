@@ -103,8 +103,9 @@ class SearchView(QWidget):
             return  # an older query answered late
         self.results.set_sources(results, query)
         count = len(results)
+        order = " · in the reader's order" if count and results[0].rerank is not None else ""
         self.summary.setText(
-            f"{count} passage{'s' if count != 1 else ''} in “{self.collection}”"
+            f"{count} passage{'s' if count != 1 else ''} in “{self.collection}”{order}"
             if count
             else f"Nothing in “{self.collection}” matches “{query}”."
         )
