@@ -17,7 +17,7 @@ from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenR
 from engine.modes import MODES
 from engine.prompting import source_label
 from engine.types import IngestProgress, IngestReport, SearchResult
-from ui import cli_eval, cli_train
+from ui import cli_eval, cli_reader, cli_train
 from ui.interrupts import on_first_ctrl_c
 
 
@@ -77,6 +77,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     cli_eval.register(sub, common)
     cli_train.register(sub, common)
+    cli_reader.register(sub, common)
 
     lora = sub.add_parser("lora", parents=[common], help="LoRA adapters: convert and inspect")
     lora_sub = lora.add_subparsers(dest="lora_command", metavar="ACTION", required=True)
@@ -213,11 +214,19 @@ def cmd_ask(args: argparse.Namespace) -> int:
             elif isinstance(event, AnswerFinished):
                 _print_answer_end(event.answer.to_json(), args.json, event.answer.sources)
                 return 130 if event.answer.cancelled else 0
-            elif isinstance(event, SourcesFound) and not (args.json or event.sources):
-                print(
-                    "(no passage in your documents is relevant to this question)", file=sys.stderr
-                )
+            elif isinstance(event, SourcesFound) and not args.json:
+                _print_found(event)
     return 0
+
+
+def _print_found(event: SourcesFound) -> None:
+    """The reader's quote, which opens the answer; or that nothing was relevant."""
+    if not event.sources:
+        print("(no passage in your documents is relevant to this question)", file=sys.stderr)
+    elif event.quote is not None:
+        text = " ".join(event.quote.text.split())
+        number = f" [{event.quote.source}]" if event.quote.source else ""
+        print(f'> "{text}"\n>   — {event.quote.label()}{number}\n')
 
 
 def _ask_all(
@@ -233,6 +242,7 @@ def _ask_all(
         for mode, event in engine.compare(args.question, options):
             if isinstance(event, SourcesFound) and not args.json:
                 print(f"\n== {mode} ==")
+                _print_found(event)
             elif isinstance(event, TokenReceived) and not args.json:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
@@ -261,6 +271,8 @@ def _print_answer_end(payload: dict[str, Any], as_json: bool, sources: list[Sear
     if payload["cancelled"]:
         print("\n[stopped]", end="")
     print("\n")
+    if payload.get("not_covered"):
+        print("Nearest passages:")
     for i, source in enumerate(sources, 1):
         print(f"[{i}] {source_label(source)}  ({source.score_label()})")
     print(

@@ -7,7 +7,6 @@ and starting again with the same file and settings resumes from that checkpoint.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -36,15 +35,10 @@ from PySide6.QtWidgets import (
 from engine.finetune import CHECKPOINTS_DIR, adapter_name
 from engine.training import DEFAULT_RANK, TrainConfig
 from models.registry import adapters_dir
+from ui.finetune_reader import ReaderSection, main_script
 from ui.sources import WrapLabel
 
 PROGRESS_PREFIX = "PROGRESS "
-
-
-def main_script() -> str:
-    spec = importlib.util.find_spec("main")
-    assert spec is not None and spec.origin is not None
-    return spec.origin
 
 
 class LossChart(QWidget):
@@ -98,9 +92,14 @@ class LossChart(QWidget):
 
 
 class FineTuneView(QWidget):
-    """Pick data, check it, train, watch, stop/resume, compare, use. Signals: use_adapter(str)."""
+    """Pick data, check it, train, watch, stop/resume, compare, use; the reader below.
+
+    Signals: use_adapter(str), reader_changed(object: a reader folder, or None for the
+    shipped one).
+    """
 
     use_adapter = Signal(str)
+    reader_changed = Signal(object)
 
     def __init__(self, data_dir: Path, models_dir: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -170,6 +169,9 @@ class FineTuneView(QWidget):
         self.result.hide()
         layout.addWidget(self.result, 1)
         self.path.editingFinished.connect(self.check)
+        self.reader_section = ReaderSection(self.data_dir, self.models_dir, self)
+        self.reader_section.reader_changed.connect(self.reader_changed)
+        layout.addWidget(self.reader_section)
 
     def _settings_form(self) -> QFormLayout:
         d = TrainConfig()

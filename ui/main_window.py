@@ -214,6 +214,13 @@ class MainWindow(QMainWindow):
         new.model_path = path
         self.bridge.apply_settings(new, load_model=True)
 
+    @Slot(object)
+    def _use_reader(self, folder: str | None) -> None:
+        """A reader trained in the Fine-tune tab, or the shipped one (None), into use."""
+        new = copy.deepcopy(self.settings)
+        new.reader_path = folder
+        self.bridge.apply_settings(new)
+
     @Slot()
     def _toggle_sidebar(self) -> None:
         self.history_view.setVisible(self.sidebar_action.isChecked())
@@ -300,6 +307,7 @@ class MainWindow(QMainWindow):
         self.reader.closed.connect(self.close_reader)
         self.reader.failed.connect(self.banner.show_message)
         self.finetune.use_adapter.connect(lambda path: self.bridge.set_adapter(path, 1.0))
+        self.finetune.reader_changed.connect(self._use_reader)
 
     def _shortcuts(self) -> None:
         for keys, slot in (
