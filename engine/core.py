@@ -454,14 +454,20 @@ class Engine:
         return modes.mode(mode).adapter and self.adapter_path() == GROUNDING_ADAPTER
 
     def refusal_gate(self, mode: str, sources: Sequence[SearchResult] = ()) -> RefusalGate | None:
-        """Quire's grounding adapter decides answer-or-refuse at its first token, at its
-        own threshold, a higher one when the best of `sources` is very close to the
-        question (models.bundled.GROUNDING_REFUSAL_SURE); a user's adapter, and the modes
-        without one, decide nothing."""
+        """Quire's grounding adapter decides answer-or-refuse at its first token: with a
+        reader whose card names `grounding_refusal` (chosen together with the reader's own
+        bar on held-out questions), at that threshold; else at its own, a higher one when
+        the best of `sources` is very close to the question
+        (models.bundled.GROUNDING_REFUSAL_SURE). A user's adapter, and the modes without
+        one, decide nothing."""
         from models.bundled import GROUNDING_REFUSAL, GROUNDING_REFUSAL_SURE, GROUNDING_RESTART
 
         if not self._grounding(mode):
             return None
+        reader = self.reader
+        chosen = reader.card.get("grounding_refusal") if reader is not None else None
+        if chosen is not None:  # chosen with the reader's bar, for the sources it ranks
+            return RefusalGate(DONT_KNOW, float(chosen), GROUNDING_RESTART)
         close, threshold = GROUNDING_REFUSAL_SURE
         if max((s.score for s in sources), default=0.0) < close:
             threshold = GROUNDING_REFUSAL

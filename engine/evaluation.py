@@ -167,7 +167,8 @@ class Evaluation:
         reader = self.engine.reader
         if reader is None:
             return None
-        return [reader.key, *(reader.setting(k) for k in sorted(DEFAULTS))]
+        gate = reader.card.get("grounding_refusal")
+        return [reader.key, gate, *(reader.setting(k) for k in sorted(DEFAULTS))]
 
     def run(
         self, progress: ProgressFn | None = None, cancel: threading.Event | None = None

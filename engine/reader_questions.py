@@ -5,8 +5,8 @@ as gold the reader's quote that opened the approved answer (its document, page o
 section, and its text as the gold phrase). An answer without a quote has its first cited
 source as gold, and as phrase the sentence of that source that shares the most words with
 the approved answer, when it shares at least `MIN_SHARED`; else no phrase (then the
-source's passage is the gold, with no sentence pair). Questions about documents that are not indexed are left
-out before any search.
+source's passage is the gold, with no sentence pair). Questions about documents that are
+not indexed are left out before any search.
 """
 
 from __future__ import annotations

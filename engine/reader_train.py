@@ -278,8 +278,12 @@ class ReaderTrainer:
 
 
 def save_lora(model: Any, folder: Path) -> None:
-    """The PEFT LoRA files (what a later run continues from)."""
+    """The PEFT LoRA files (what a later run continues from), readable by all, without
+    PEFT's generated model card."""
     model.save_pretrained(str(folder))
+    (folder / "README.md").unlink(missing_ok=True)
+    for path in folder.iterdir():
+        path.chmod(0o644)
 
 
 def export_onnx(model: Any, out: Path, quantize: bool = True) -> None:

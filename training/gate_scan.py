@@ -64,8 +64,9 @@ def main() -> int:
     engine = Engine(args.data_dir)
     if args.reader:
         engine.settings.reader_path = str(args.reader.resolve())
-    if engine.reader is not None:
-        engine.reader.card["quote_threshold"] = -1.0  # open: reader_scan.py sets its bar
+    if engine.reader is not None:  # open: reader_scan.py --gate chooses both bars
+        engine.reader.card["quote_threshold"] = -1.0
+        engine.reader.card["grounding_refusal"] = None
     rows = []
     questions = [q for path in args.questions for q in load_questions(path)]
     for i, q in enumerate(questions, 1):

@@ -6,9 +6,10 @@ do not seem to cover a question (`quote_threshold`). No model answers: it is all
         [--write]
 
 The bar refuses the most absent questions while false refusals stay at most FALSE_TARGET
-(else the lowest that refuses ABSENT_TARGET of them); with `--gate` it is chosen for hybrid,
-the app's default mode, together with the grounding adapter's own refusal gate. The grids
-show what each other bar would give. `--write`
+(else the lowest that refuses ABSENT_TARGET of them). With `--gate` it is chosen for hybrid,
+the app's default mode, together with the grounding adapter's own refusal threshold
+(`grounding_refusal`, which replaces the adapter's two-level gate while this reader is in
+use; None keeps that gate). The grids show what each other choice would give. `--write`
 puts the choices and their held-out figures into FOLDER/reader.json. Run it on
 training/heldout/*.jsonl over the training corpus's index, never on the development set.
 """
@@ -35,6 +36,7 @@ ABSENT_TARGET = 0.8
 PASSAGE_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 MARGINS = (0.03, 0.05, 0.1)
 SHORT_WORDS = (8, 12)
+GATES = (None, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 1.01)  # the adapter's own refusal threshold
 MAX_QUOTE_WORDS = 40  # a quote is read at a glance: two or three sentences at most
 FALSE_TARGET = 0.10
 
@@ -131,18 +133,21 @@ def at_bar(rows: list[dict], bar: float) -> dict[str, float]:
     }
 
 
-def joint(gate_rows: list[dict], bar: float) -> dict[str, float]:
-    """The reader's bar and the grounding adapter's shipped gate together (hybrid): a
-    question is refused when either refuses. `gate_rows` is gate_scan.py's --out, run with
-    this reader (its bar open)."""
+def joint(gate_rows: list[dict], bar: float, gate: float | None) -> dict[str, float]:
+    """The reader's bar and the grounding adapter's refusal gate together (hybrid): a
+    question is refused when either refuses. `gate` is the adapter's threshold on its
+    refusal odds (None: the shipped two-level gate of models.bundled). `gate_rows` is
+    gate_scan.py's --out, run with this reader (its bar open)."""
     import models.bundled as bundled
 
     close, sure = bundled.GROUNDING_REFUSAL_SURE
 
     def refused(r: dict) -> bool:
-        gate = sure if (r["best_score"] or 0.0) >= close else bundled.GROUNDING_REFUSAL
+        at = gate
+        if at is None:
+            at = sure if (r["best_score"] or 0.0) >= close else bundled.GROUNDING_REFUSAL
         low = r["quote_score"] is None or r["quote_score"] < bar
-        return low or r["odds"] is None or r["odds"] >= gate
+        return low or r["odds"] is None or r["odds"] >= at
 
     answerable = [r for r in gate_rows if not r["absent"]]
     absent = [r for r in gate_rows if r["absent"]]
@@ -150,6 +155,7 @@ def joint(gate_rows: list[dict], bar: float) -> dict[str, float]:
     n = max(1, len(answerable))
     return {
         "bar": bar,
+        "grounding_refusal": gate,
         "absent_refused": round(sum(map(refused, absent)) / max(1, len(absent)), 3),
         "false_refusals": round(sum(map(refused, answerable)) / n, 3),
         "quote_contained": round(sum(r["quote_contained"] for r in kept) / n, 3),
@@ -163,7 +169,7 @@ def choose(grid: list[dict]) -> dict:
     ABSENT_TARGET of the absent ones."""
     fair = [g for g in grid if g["false_refusals"] <= FALSE_TARGET]
     if fair:
-        return max(fair, key=lambda g: (g["absent_refused"], -g["bar"]))
+        return max(fair, key=lambda g: (g["absent_refused"], -g["false_refusals"], -g["bar"]))
     return next((g for g in grid if g["absent_refused"] >= ABSENT_TARGET), grid[-1])
 
 
@@ -201,8 +207,8 @@ def main() -> int:
     chosen = choose(grid)
     if args.gate:
         gate_rows = [json.loads(x) for x in args.gate.read_text().splitlines() if x.strip()]
-        print("with the grounding adapter's gate (hybrid):")
-        grid = [joint(gate_rows, bar) for bar in BARS]
+        print("with the grounding adapter's gate (hybrid; gate None: the shipped two-level one):")
+        grid = [joint(gate_rows, bar, gate) for gate in GATES for bar in BARS]
         for line in grid:
             print(line)
         chosen = choose(grid)
@@ -216,6 +222,7 @@ def main() -> int:
         card.update({
             **{k: v for k, v in reader.card_settings().items() if k != "quote_threshold"},
             "rerank_weight": best, "quote_threshold": chosen["bar"],
+            "grounding_refusal": chosen.get("grounding_refusal"),
             "heldout": {"questions": [str(p) for p in args.questions], "ranking": table,
                         "chosen": chosen, "grid": grid,
                         "with_gate": str(args.gate) if args.gate else None},
