@@ -82,15 +82,19 @@ grounding: setup
 
 # Quire's reader, rebuilt from what is committed: index ../shared/training-corpus, make
 # (question, passage/sentence) pairs from training/questions with Quire's own search, train
-# MiniLM (LoRA, one epoch, about 25 minutes on 2 cores), export int8 ONNX; then choose its
-# numbers on the held-out questions (the grounding adapter's answers with this reader's
-# sources, about 5 minutes) and ship it into models/reader/.
+# MiniLM (LoRA, one epoch, about 15-25 minutes on 2 cores), export int8 ONNX; then choose
+# its numbers on the held-out questions: the rerank weight and the quote's settings from
+# search alone, then the not-covered bar together with the grounding adapter's refusal
+# threshold from that adapter's answers with this reader's sources (about 8 minutes);
+# ship it into models/reader/.
 READER := .cache/reader
 READER_OUT = $${QUIRE_MODELS_DIR:-.cache/models}/readers/quire-reader
 HELDOUT := training/heldout/borg.jsonl training/heldout/absent.jsonl
 reader: setup
 	mkdir -p $(READER)
 	$(GROUNDING_ENV) $(PY) training/reader.py --data-dir $(GROUNDING)/data > $(READER)/train.json
+	$(GROUNDING_ENV) $(PY) training/reader_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
+		--reader $(READER_OUT) --write
 	$(GROUNDING_ENV) $(PY) training/gate_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
 		--reader $(READER_OUT) --out $(READER)/gate.jsonl
 	$(GROUNDING_ENV) $(PY) training/reader_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
