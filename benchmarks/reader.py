@@ -8,7 +8,9 @@ are taken from a real index, then timed:
 - quote: the sentences of the answer's sources, embedded and scored;
 - bare int8 / bare float: one onnxruntime session, the tokenizer and mean pooling in
   numpy, on the same 20 passages (what the reader's cold rerank costs at the least);
-- the float reader (the same weights unquantized), cold, when torch can export it.
+- the float reader (the same weights unquantized), cold, when torch can export it;
+- with `--answers N`: N hybrid answers with the reader off and on, interleaved, and their
+  time to first token (what the reader adds before the model starts).
 
     QUIRE_MODELS_DIR=.cache/models .venv/bin/python benchmarks/reader.py \
         --data-dir .cache/dev/data eval/dev-questions.jsonl [--n 20] [--json out.json]
@@ -94,6 +96,33 @@ def float_reader(folder: Path, tmp: Path) -> Path | None:
     return out
 
 
+def first_token(engine: Engine, questions: list) -> dict[str, float]:
+    """Median first-token seconds of hybrid answers without and with the reader, asked in
+    turn (answers the reader calls not covered are left out of both)."""
+    from engine.core import AskOptions
+
+    if not questions:
+        return {}
+    engine.load("hybrid")
+    off: list[float] = []
+    on: list[float] = []
+    options = AskOptions(temperature=0.0, max_tokens=8)
+    for q in questions:
+        engine.settings.reader = True
+        with_reader = engine.answer(q.question, "hybrid", options)
+        engine.settings.reader = False
+        without = engine.answer(q.question, "hybrid", options)
+        if with_reader.not_covered or not with_reader.timings.tokens:
+            continue
+        on.append(with_reader.timings.first_token_s)
+        off.append(without.timings.first_token_s)
+    engine.settings.reader = True
+    if not on:
+        return {}
+    return {"first_token_off_ms": median_ms(off), "first_token_on_ms": median_ms(on),
+            "first_token_pairs": len(on)}  # fmt: skip
+
+
 class _NoStore:
     """A store that keeps nothing: every rerank is cold."""
 
@@ -110,6 +139,7 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--n", type=int, default=20, help="questions to time")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--answers", type=int, default=0, help="first-token pairs to time")
     args = parser.parse_args()
     engine = Engine(args.data_dir)
     reader = engine.reader
@@ -156,6 +186,7 @@ def main() -> int:
     figures["cold_over_bare_int8"] = round(figures["cold"] / figures["bare_int8"], 2)
     if times["float_cold"]:
         figures["float_over_int8_cold"] = round(figures["float_cold"] / figures["cold"], 2)
+    figures.update(first_token(engine, questions[: args.answers]))
     figures.update(questions=len(questions), load=os.getloadavg()[0], passages=20)
     print(json.dumps(figures, indent=2))
     if args.json:
