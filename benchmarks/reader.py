@@ -13,7 +13,11 @@ are taken from a real index, then timed:
   time to first token (what the reader adds before the model starts).
 
     QUIRE_MODELS_DIR=.cache/models .venv/bin/python benchmarks/reader.py \
-        --data-dir .cache/dev/data eval/dev-questions.jsonl [--n 20] [--json out.json]
+        [--data-dir .cache/dev/data] [eval/dev-questions.jsonl] [--n 20] [--answers N]
+        [--json out.json]
+
+Without `--data-dir`, the FreedomBox HTML pages the questions ask about are indexed into a
+temporary folder first, and only those questions are timed.
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.core import Engine  # noqa: E402
-from engine.reader import (
-    Reader,  # noqa: E402
-    passage_text,  # noqa: E402
-)
+from engine.reader import Reader, passage_text  # noqa: E402
 from engine.scoring import load_questions  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+QUESTIONS = REPO / "eval" / "dev-questions.jsonl"
+HTML = REPO.parent / "shared" / "corpus" / "freedombox-manual"
 
 
 def median_ms(values: list[float]) -> float:
@@ -135,18 +140,30 @@ class _NoStore:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("questions", type=Path)
-    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("questions", type=Path, nargs="?", default=QUESTIONS)
+    parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--n", type=int, default=20, help="questions to time")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--answers", type=int, default=0, help="first-token pairs to time")
     args = parser.parse_args()
-    engine = Engine(args.data_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        return run(args, Path(scratch))
+
+
+def run(args: argparse.Namespace, scratch: Path) -> int:
+    questions = [q for q in load_questions(args.questions) if not q.absent]
+    if args.data_dir is None:
+        pages = sorted({q.doc for q in questions if q.doc and q.doc.endswith(".part.html")})
+        engine = Engine(scratch / "data")
+        engine.ingest([HTML / page for page in pages])
+        questions = [q for q in questions if q.doc in pages]
+    else:
+        engine = Engine(args.data_dir)
     reader = engine.reader
     if reader is None:
         print("no reader: nothing to time", file=sys.stderr)
         return 1
-    questions = [q for q in load_questions(args.questions) if not q.absent][: args.n]
+    questions = questions[: args.n]
     cands = [engine.search(q.question, 20, rerank=False) for q in questions]
     bare = Bare(reader.folder / "model.onnx", reader.folder, engine.settings.threads)
     times: dict[str, list[float]] = {k: [] for k in

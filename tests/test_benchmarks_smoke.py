@@ -69,3 +69,11 @@ def test_grounded_benchmark_compares_three_ways_to_answer(tmp_path: Path) -> Non
     assert set(figures) >= {"rag", "hybrid merged", "hybrid runtime"}
     assert figures["hybrid merged"]["answers"] == 1 and figures["rag"]["first_token_s"] > 0
     assert figures["hybrid runtime"]["tps_vs_rag"] > 0
+
+
+def test_reader_benchmark_times_rerank_and_quote(tmp_path: Path) -> None:
+    _run("benchmarks/reader.py", "--n", "2", "--json", str(tmp_path / "reader.json"))
+    figures = json.loads((tmp_path / "reader.json").read_text())
+    assert figures["questions"] == 2 and figures["passages"] == 20
+    assert 0 < figures["warm"] < figures["cold"]  # kept vectors are not read again
+    assert figures["cold_over_bare_int8"] > 0 and figures["quote"] > 0
