@@ -364,9 +364,10 @@ def reader_is_ready(folder: Path, source: Path = READER_PACKAGE_DIR) -> bool:
     if not all((folder / name).is_file() for name in names):
         return False
     try:
-        return all(
-            (folder / n).stat().st_size == (source / n).stat().st_size for n in READER_FILES
-        ) and (folder / "reader.json").read_bytes() == (source / "reader.json").read_bytes()
+        return (
+            all((folder / n).stat().st_size == (source / n).stat().st_size for n in READER_FILES)
+            and (folder / "reader.json").read_bytes() == (source / "reader.json").read_bytes()
+        )
     except OSError:
         return False
 

@@ -129,6 +129,7 @@ def evaluate(model: Cross, rows: list[dict], held: list) -> None:
         print(f"{name}: top sentence holds the phrase {contained:.3f} of answerable")
         scores = sorted({round(o[si], 2) for o in out if o[si] is not None})
         for bar in scores[:: max(1, len(scores) // 25)]:
+
             def refused(o: tuple, bar: float = bar, si: int = si) -> bool:
                 return o[si] is None or o[si] < bar
 
