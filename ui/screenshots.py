@@ -194,7 +194,7 @@ def render_results(window: MainWindow, events: Recorder, out: Path, work: Path) 
         card = window.chat.items.itemAt(window.chat.items.count() - 2).widget()
         card.quote_block.opened.emit()
         pause(2500)
-        save(window, out, "13-quote-in-reader.png")
+        save(window, out, "14-quote-in-document.png")
 
     dialog = SettingsDialog(window.settings, window)
     dialog.show()
