@@ -205,7 +205,7 @@ def test_retrieval_only_run_through_the_cli(library: tuple[Path, Path]) -> None:
     keys = {"hit_at_1", "hit_at_5", "mrr", "answer_containment", "citation_precision",
             "absent_dont_know", "retrieval_s", "first_token_s", "tokens_per_s"}  # fmt: skip
     assert keys <= set(report["base"]) and keys <= set(report["rag"])
-    assert set(report["retrieval"]) == {"vector", "keyword", "hybrid"}
+    assert set(report["retrieval"]) == {"vector", "keyword", "hybrid", "reader"}
     assert report["retrieval"]["hybrid"]["n"] == 2  # the absent question is not searched
     assert report["retrieval"]["hybrid"]["hit_at_1"] == 1.0
     assert report["rag"]["hit_at_1"] == 1.0
@@ -267,7 +267,15 @@ def test_a_changed_adapter_or_threshold_starts_a_new_run(
     data, questions = library
     engine = Engine(data)
     config = EvalConfig(modes=("hybrid",))
+    with_reader = Evaluation(engine, questions, config).checkpoint
+    assert engine.reader is not None
+    engine.reader.card["grounding_refusal"] += 0.1  # the gate the reader's card sets
+    assert Evaluation(engine, questions, config).checkpoint != with_reader
+    engine.reader.card["quote_threshold"] += 0.1  # its not-covered bar
+    assert Evaluation(engine, questions, config).checkpoint != with_reader
+    engine.settings.reader = False  # without a reader: the adapter's own two-level gate
     shipped = Evaluation(engine, questions, config).checkpoint
+    assert shipped != with_reader
     monkeypatch.setattr(bundled, "GROUNDING_REFUSAL", bundled.GROUNDING_REFUSAL + 0.1)
     assert Evaluation(engine, questions, config).checkpoint != shipped
     monkeypatch.undo()

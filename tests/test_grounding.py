@@ -111,6 +111,10 @@ def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
 def test_only_the_grounding_adapter_brings_its_gate(engine: Engine, tmp_path: Path) -> None:
     from models.bundled import GROUNDING_REFUSAL, GROUNDING_REFUSAL_SURE, GROUNDING_RESTART
 
+    assert engine.reader is not None  # with the reader: its card's threshold, one level
+    chosen = engine.reader.card["grounding_refusal"]
+    assert engine.refusal_gate("hybrid") == RefusalGate(DONT_KNOW, chosen, GROUNDING_RESTART)
+    engine.settings.reader = False  # without it: the adapter's own two-level gate
     gate = engine.refusal_gate("hybrid")
     assert gate == RefusalGate(DONT_KNOW, GROUNDING_REFUSAL, GROUNDING_RESTART)
     assert engine.refusal_gate("rag") is None and engine.refusal_gate("base") is None
@@ -128,6 +132,7 @@ def test_only_the_grounding_adapter_brings_its_gate(engine: Engine, tmp_path: Pa
         assert engine.refusal_gate("hybrid", [near]) is None
     finally:
         engine.settings.lora_path = None
+        engine.settings.reader = True
 
 
 def test_the_same_question_twice_gets_the_same_answer(engine: Engine) -> None:
