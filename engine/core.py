@@ -128,6 +128,7 @@ class Engine:
         self._store: Store | None = None
         self._embedder: Embedder | None = None
         self._reader: tuple[Path, Reader] | None = None
+        self._shipped_reader: tuple[Path | None] | None = None  # ensure_reader's, once
         self.llms = Llms(self.models_dir)  # loaded on first use
 
     # -- the heavy things, loaded on first use ---------------------------------------
@@ -164,13 +165,17 @@ class Engine:
         return self._reader[1]
 
     def reader_folder(self) -> Path | None:
+        """The reader in use: the user's (settings), else the shipped one, unpacked into
+        the models folder the first time it is asked for (not on every search)."""
         if not self.settings.reader:
             return None
         if self.settings.reader_path:
             return Path(self.settings.reader_path).expanduser()
-        from models.bundled import ensure_reader
+        if self._shipped_reader is None:
+            from models.bundled import ensure_reader
 
-        return ensure_reader(self.models_dir)
+            self._shipped_reader = (ensure_reader(self.models_dir),)
+        return self._shipped_reader[0]
 
     def model_path(self) -> Path:
         """The GGUF in use: the user's choice, else the bundled default."""

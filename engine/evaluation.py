@@ -182,8 +182,7 @@ class Evaluation:
         modes = () if self.config.retrieval_only else self.config.modes
         todo = [(q, m) for q in self.questions for m in modes if (q.id, m) not in saved]
         self._warm_up(todo)
-        methods = len(METHODS) - (self.engine.reader is None)
-        tick = _Ticker(progress, len(answerable) * methods, len(todo))
+        tick = _Ticker(progress, len(answerable) * len(self._methods()), len(todo))
         ranks, search_s = self._search_variants(answerable, tick, cancel)
         skipped: dict[str, str] = {}
         computed = 0
@@ -221,7 +220,7 @@ class Evaluation:
         ranks: dict[str, dict[str, int | None]] = {m: {} for m in METHODS}
         seconds: dict[str, list[float]] = {m: [] for m in METHODS}
         depth = max(5, self._k())
-        methods = METHODS if self.engine.reader is not None else METHODS[:-1]
+        methods = self._methods()
         for question in questions:
             for method in methods:
                 if cancel.is_set():
@@ -232,6 +231,10 @@ class Evaluation:
                 ranks[method][question.id] = first_hit_rank(found, question)
                 tick(f"search {method}  {question.id}")
         return ranks, seconds
+
+    def _methods(self) -> tuple[str, ...]:
+        """The search variants to run: the reader's only when there is one."""
+        return METHODS if self.engine.reader is not None else METHODS[:-1]
 
     def _search(self, question: str, depth: int, method: str) -> list[SearchResult]:
         """One search variant; "reader" is hybrid reranked (and is left out, as is its

@@ -29,7 +29,6 @@ from engine.sentences import sentence_spans
 from engine.types import SearchResult, UserError
 
 CARD_FILE = "reader.json"
-CANDIDATES = 20  # passages the search hands the reader
 # Defaults for a card that names none (a user's reader inherits the shipped card's).
 DEFAULTS = {"rerank_weight": 0.0, "quote_threshold": 0.0, "neighbour_margin": 0.05,
             "short_words": 8, "passage_weight": 0.0}  # fmt: skip
@@ -105,7 +104,6 @@ def pick(table: Sentences, sources: Sequence[SearchResult], card: dict[str, floa
 class ReaderTiming:
     rerank_s: float = 0.0
     quote_s: float = 0.0
-    embedded: int = 0  # passages read for the first time (not from the index)
 
 
 @dataclass
@@ -118,6 +116,7 @@ class Reader:
     card: dict[str, Any] = field(init=False)
     key: str = field(init=False)  # names its vectors in the index
     last: ReaderTiming = field(default_factory=ReaderTiming)
+    _asked: tuple[str, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         try:
@@ -127,6 +126,13 @@ class Reader:
         self.embedder = Embedder(self.folder, self.threads)
         digest = hashlib.sha256((self.folder / "model.onnx").read_bytes()).hexdigest()
         self.key = digest[:16]
+
+    def embed_question(self, question: str) -> np.ndarray:
+        """The question's vector; the last one is kept (the rerank and the quote of one
+        answer ask for the same)."""
+        if self._asked is None or self._asked[0] != question:
+            self._asked = (question, self.embedder.embed_query(question))
+        return self._asked[1]
 
     def setting(self, name: str) -> float:
         return float(self.card.get(name, DEFAULTS[name]))
@@ -156,7 +162,7 @@ class Reader:
         self, store: Any, question: str, found: Sequence[SearchResult]
     ) -> np.ndarray:
         """The reader's cosine of each passage with the question."""
-        return self._passage_vectors(store, found) @ self.embedder.embed_query(question)
+        return self._passage_vectors(store, found) @ self.embed_question(question)
 
     def _passage_vectors(self, store: Any, found: Sequence[SearchResult]) -> np.ndarray:
         """The reader's vectors of `found`: from the index, else read now and kept."""
@@ -170,7 +176,6 @@ class Reader:
                 missing.append(i)
         if missing:
             out[missing] = self.embedder.embed([passage_text(found[i]) for i in missing])
-            self.last.embedded = len(missing)
             new = {found[i].chunk_id: out[i] for i in missing if found[i].chunk_id}
             with contextlib.suppress(Exception):  # read-only or busy: read them next time
                 store.put_reader_vectors(self.key, new)
@@ -194,7 +199,7 @@ class Reader:
         if not spans:
             return []
         texts = [sources[n].text[a:b] for n, a, b in spans]
-        scores = self.embedder.embed(texts) @ self.embedder.embed_query(question)
+        scores = self.embedder.embed(texts) @ self.embed_question(question)
         return [
             (n, a, b, float(score), sources[n].rerank or 0.0)
             for (n, a, b), score in zip(spans, scores, strict=True)

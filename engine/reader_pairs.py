@@ -20,12 +20,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.reader import passage_text
-from engine.retrieval import Retriever
+from engine.retrieval import CANDIDATES, Retriever
 from engine.scoring import Question, contains_answer, is_hit
 from engine.sentences import sentence_spans
 from engine.types import SearchResult
 
-CANDIDATES = 20  # what the reader reranks at answer time
 DEEP = 40  # how far to look for a gold passage the top candidates missed
 SENTENCE_NEGATIVES = 8
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.reader_pairs import Pair
+from engine.training import check_counts
 from engine.types import UserError
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -57,11 +58,7 @@ class ReaderConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "rank"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-        if not 0 < self.lr < 1:
-            raise UserError("--lr must be between 0 and 1, e.g. 4e-4")
+        check_counts(self, "4e-4")
 
 
 @dataclass

@@ -73,14 +73,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.rank is None and self.start_from is None:
             self.rank = DEFAULT_RANK
-        for name in ("epochs", "rank", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UserError("--max-steps must be at least 1")
-        if not 0 < self.lr < 1:
-            raise UserError("--lr must be between 0 and 1, e.g. 2e-4")
+        check_counts(self, "2e-4")
+
+
+def check_counts(config: Any, lr_example: str) -> None:
+    """A training config's epochs, rank, batch size and step cap at least 1 (None: unset)
+    and its learning rate between 0 and 1; else a UserError naming the option."""
+    for name in ("epochs", "rank", "batch_size", "max_steps"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < config.lr < 1:
+        raise UserError(f"--lr must be between 0 and 1, e.g. {lr_example}")
 
 
 @dataclass

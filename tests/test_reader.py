@@ -199,3 +199,26 @@ def test_a_user_reader_is_used_and_back_to_default(tmp_path: Path, models_dir: P
         assert engine.reader is None
     finally:
         engine.close()
+
+
+def test_reader_settings_are_checked_like_train_s() -> None:
+    from engine.reader_train import ReaderConfig
+    from engine.types import UserError
+
+    for bad in ({"max_steps": 0}, {"epochs": 0}, {"lr": 2.0}):
+        with pytest.raises(UserError, match="--"):
+            ReaderConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_one_answer_embeds_its_question_once(reader: Reader) -> None:
+    calls: list[str] = []
+    embed = reader.embedder.embed_query
+    reader.embedder.embed_query = lambda text: calls.append(text) or embed(text)  # type: ignore[method-assign]
+    try:
+        sources = [SearchResult(1, "f.pdf", "/f.pdf", 77, None, 0.8, PORTS, chunk_id=8)]
+        reader.quote("which UDP port for Minetest?", sources)
+        reader.quote("which UDP port for Minetest?", sources)
+        reader.quote("what else?", sources)
+    finally:
+        reader.embedder.embed_query = embed  # type: ignore[method-assign]
+    assert calls == ["which UDP port for Minetest?", "what else?"]

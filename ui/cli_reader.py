@@ -28,7 +28,7 @@ from engine.retrieval import Retriever
 from engine.scoring import Question, load_questions
 from engine.settings import Settings
 from engine.types import UserError
-from ui.cli_train import _clock, _stop_on_signals
+from ui.cli_train import _clock, _stop_on_signals, print_stopped
 
 NOT_INDEXED = "document not indexed (no pair)"
 PROGRESS_PREFIX = "PROGRESS "
@@ -201,11 +201,7 @@ def _print_result(result: ReaderResult, as_json: bool) -> None:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
         return
     if result.cancelled:
-        print(
-            f"Stopped at step {result.steps} of {result.total_steps}; the checkpoint is kept. "
-            "Run the same command again to resume.",
-            file=sys.stderr,
-        )
+        print_stopped(result.steps, result.total_steps)
         return
     loss = f", loss {result.train_loss:.3f}" if result.train_loss is not None else ""
     print(

@@ -112,16 +112,21 @@ def print_problems(problems: list[Any]) -> None:
         print(f"  ... and {len(problems) - PROBLEMS_SHOWN} more lines skipped", file=sys.stderr)
 
 
+def print_stopped(step: int, total: int) -> None:
+    """What a stopped training run says (`train` and `train-reader`)."""
+    print(
+        f"Stopped at step {step} of {total}; the checkpoint is kept. "
+        "Run the same command again to resume.",
+        file=sys.stderr,
+    )
+
+
 def _print_result(result: TrainResult, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
         return
     if result.cancelled:
-        print(
-            f"Stopped at step {result.steps} of {result.total_steps}; the checkpoint is kept. "
-            "Run the same command again to resume.",
-            file=sys.stderr,
-        )
+        print_stopped(result.steps, result.total_steps)
         return
     val = f", validation loss {result.val_loss:.3f}" if result.val_loss is not None else ""
     print(
