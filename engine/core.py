@@ -23,6 +23,7 @@ from engine.llms import Key, Llms
 from engine.paths import default_data_dir, models_dir
 from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, NOT_COVERED, build_prompt
 from engine.reader import Quote, Reader
+from engine.remote import QUIRE_PREFIX, RemoteGenerator, Server, load_key, normalize_url
 from engine.retrieval import Retriever
 from engine.settings import Settings
 from engine.store import Store
@@ -129,6 +130,7 @@ class Engine:
         self._embedder: Embedder | None = None
         self._reader: tuple[Path, Reader] | None = None
         self._shipped_reader: tuple[Path | None] | None = None  # ensure_reader's, once
+        self._remote: RemoteGenerator | None = None  # the model server, when one answers
         self.llms = Llms(self.models_dir)  # loaded on first use
 
     # -- the heavy things, loaded on first use ---------------------------------------
@@ -176,6 +178,28 @@ class Engine:
 
             self._shipped_reader = (ensure_reader(self.models_dir),)
         return self._shipped_reader[0]
+
+    def server(self) -> Server | None:
+        """The model server that answers instead of the local model (settings), if any."""
+        if not self.settings.server_url:
+            return None
+        return Server(
+            normalize_url(self.settings.server_url),
+            self.settings.server_model or None,
+            load_key(self.data_dir),
+            self.settings.server_timeout,
+        )
+
+    @property
+    def remote(self) -> RemoteGenerator | None:
+        """The model server as a generator (kept while its settings stay the same)."""
+        server = self.server()
+        if server is None:
+            self._remote = None
+            return None
+        if self._remote is None or self._remote.server != server:
+            self._remote = RemoteGenerator(server, self.settings.context_size)
+        return self._remote
 
     def model_path(self) -> Path:
         """The GGUF in use: the user's choice, else the bundled default."""
@@ -242,9 +266,12 @@ class Engine:
     def status(self) -> Status:
         stats = self.store.stats()
         model = Path(self.settings.model_path).name if self.settings.model_path else ""
+        remote = self.remote
+        if remote is not None:
+            model = remote.name
         return Status(
             model=model or "Gemma 3 270M (bundled)",
-            adapter=self.adapter_label(),
+            adapter=self.adapter_label() if remote is None else None,
             adapter_scale=self.adapter_scale(),
             documents=stats.documents,
             failed=stats.failed,
@@ -361,6 +388,10 @@ class Engine:
         wanted = modes.mode(mode)
         cancel = opts.cancel or threading.Event()
         start = time.perf_counter()
+        remote = self.remote
+        if remote is not None and wanted.retrieves and self._quire_server(remote):
+            yield from self._ask_quire(remote, question, mode, opts, cancel, start)
+            return
         sources: list[SearchResult] = []
         if wanted.retrieves:
             sources = self.sources(question, opts.k, opts.collection)
@@ -376,7 +407,8 @@ class Engine:
             self.llms.last = None
             yield from _not_covered(question, mode, sources, start, retrieval_s, reader)
             return
-        generator = self.llms.last = self._generator_for(mode)
+        generator = self._generator_for(mode)
+        self.llms.last = generator if isinstance(generator, Generator) else None
         max_tokens = opts.max_tokens or self.settings.max_tokens
         prompt = build_prompt(
             question,
@@ -417,6 +449,84 @@ class Engine:
                    prompt=prompt.messages, quote=quote)
         )  # fmt: skip
 
+    def _quire_server(self, remote: RemoteGenerator) -> bool:
+        remote.resolve_model()
+        return remote.is_quire
+
+    def _ask_quire(
+        self,
+        remote: RemoteGenerator,
+        question: str,
+        mode: str,
+        opts: AskOptions,
+        cancel: threading.Event,
+        start: float,
+    ) -> Iterator[AnswerEvent]:
+        """Another Quire (`serve`) finds the sources and answers; they come back with the
+        answer, as if found here."""
+        self.llms.last = None
+        sources: list[SearchResult] = []
+        quote: Quote | None = None
+        pieces: list[str] = []
+        cancelled = False
+        temperature = self.settings.temperature if opts.temperature is None else opts.temperature
+        max_tokens = opts.max_tokens or self.settings.max_tokens
+        try:
+            events = remote.ask_quire(question, mode, max_tokens, temperature, opts.seed, cancel)
+            for kind, value in events:
+                if kind == "found":
+                    sources, quote = value
+                    yield SourcesFound(sources, quote)
+                else:
+                    pieces.append(value)
+                    yield TokenReceived(value)
+        except Cancelled:
+            cancelled = True
+        timings = _total(remote.last_timings, 0.0, start)
+        extra = remote.last_extra
+        yield AnswerFinished(
+            Answer(question, mode, "".join(pieces).strip(), sources, timings, cancelled,
+                   no_sources=bool(extra.get("no_sources")), quote=quote,
+                   not_covered=bool(extra.get("not_covered")))
+        )  # fmt: skip
+
+    def chat(
+        self, messages: list[dict[str, str]], options: AskOptions | None = None
+    ) -> Iterator[AnswerEvent]:
+        """The answering model (local, no adapter, or the server) given chat messages as
+        they are: no retrieval, no sources. What `serve` offers under the model's name."""
+        opts = options or AskOptions()
+        start = time.perf_counter()
+        generator = self._generator_for("base")
+        self.llms.last = generator if isinstance(generator, Generator) else None
+        temperature = self.settings.temperature if opts.temperature is None else opts.temperature
+        pieces: list[str] = []
+        cancelled = False
+        try:
+            stream = generator.stream(
+                messages, opts.max_tokens or self.settings.max_tokens, temperature, opts.seed,
+                cancel=opts.cancel,
+            )  # fmt: skip
+            for piece in stream:
+                pieces.append(piece)
+                yield TokenReceived(piece)
+        except Cancelled:
+            cancelled = True
+        timings = _total(generator.last_timings, 0.0, start)
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        text = "".join(pieces).strip()
+        yield AnswerFinished(
+            Answer(question, "base", text, [], timings, cancelled, prompt=list(messages))
+        )
+
+    def model_id(self) -> str:
+        """The answering model's name as an API lists it: the server's model, else the
+        GGUF's file name without `.gguf`."""
+        remote = self.remote
+        if remote is not None:
+            return remote.resolve_model()
+        return self.model_path().stem
+
     def answer(self, question: str, mode: str = "rag", options: AskOptions | None = None) -> Answer:
         """`ask` without streaming."""
         for event in self.ask(question, mode, options):
@@ -424,9 +534,15 @@ class Engine:
                 return event.answer
         raise RuntimeError("ask() ended without an answer")  # a bug, not a user error
 
-    def _generator_for(self, mode: str) -> Generator:
-        """The model, with the adapter switched on for lora/hybrid and off for base/rag."""
+    def _generator_for(self, mode: str) -> Generator | RemoteGenerator:
+        """The model, with the adapter switched on for lora/hybrid and off for base/rag; or
+        the model server, for base/rag, when one is set."""
         needs_adapter = modes.mode(mode).adapter
+        remote = self.remote
+        if remote is not None:
+            if needs_adapter:
+                raise UserError(_SERVER_NO_ADAPTER.format(mode=mode, host=remote.server.host))
+            return remote
         adapter = self.adapter_path() if needs_adapter else None
         if needs_adapter and adapter is None:
             raise UserError(
@@ -467,7 +583,7 @@ class Engine:
         one, decide nothing."""
         from models.bundled import GROUNDING_REFUSAL, GROUNDING_REFUSAL_SURE, GROUNDING_RESTART
 
-        if not self._grounding(mode):
+        if not self._grounding(mode) or self.remote is not None:
             return None
         reader = self.reader
         chosen = reader.card.get("grounding_refusal") if reader is not None else None
@@ -496,7 +612,12 @@ class Engine:
         return GROUNDING_LABEL if path == GROUNDING_ADAPTER else path.stem
 
     def default_mode(self) -> str:
-        """Hybrid (retrieval + adapter) when an adapter is there, else plain RAG."""
+        """Hybrid (retrieval + adapter) when an adapter is there, else plain RAG (always
+        with a model server: adapters need the local model)."""
+        if self.settings.server_url:  # another Quire's model may run its grounding adapter
+            return (
+                "hybrid" if (self.settings.server_model or "").startswith(QUIRE_PREFIX) else "rag"
+            )
         return "hybrid" if self.adapter_path() is not None else "rag"
 
     def set_adapter(self, path: Path | None, scale: float = 1.0) -> AdapterInfo | None:
@@ -529,7 +650,14 @@ class Engine:
 
     def available_modes(self) -> dict[str, str | None]:
         """Each mode, with the reason it cannot run now (None when it can)."""
-        hint = None if self.adapter_path() else "load a LoRA adapter first (Settings or --lora)"
+        server = self.server()
+        if server is not None and (server.model or "").startswith(QUIRE_PREFIX):
+            always = f"{server.model} always answers from its documents"
+            return {m.name: None if m.retrieves else always for m in modes.MODES.values()}
+        if server is not None:
+            hint: str | None = f"adapters need a local GGUF model (answering with {server.host})"
+        else:
+            hint = None if self.adapter_path() else "load a LoRA adapter first (Settings or --lora)"
         return {m.name: hint if m.adapter else None for m in modes.MODES.values()}
 
     def train_job(
@@ -574,6 +702,13 @@ class Engine:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+_SERVER_NO_ADAPTER = (
+    "mode '{mode}' needs a LoRA adapter, and adapters need a local GGUF model: "
+    "this answer would come from the model server at {host} (disconnect it in Models, "
+    "or leave out --server)"
+)
 
 
 def _nothing_relevant(question: str, mode: str, start: float) -> Iterator[AnswerEvent]:

@@ -160,6 +160,7 @@ class Evaluation:
             "collection": self.config.collection or s.collection, "context": s.context_size,
             "system_prompt": s.system_prompt, "merged": self.engine.llms.merge,
             "reader": self._reader_key(),
+            "server": [s.server_url, s.server_model] if s.server_url else None,
         }  # fmt: skip
 
     def _reader_key(self) -> list[Any] | None:

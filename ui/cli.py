@@ -17,7 +17,8 @@ from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenR
 from engine.modes import MODES
 from engine.prompting import source_label
 from engine.types import IngestProgress, IngestReport, SearchResult
-from ui import cli_eval, cli_reader, cli_train
+from ui import cli_eval, cli_reader, cli_server, cli_train
+from ui.cli_server import add_server_options, open_engine
 from ui.interrupts import on_first_ctrl_c
 
 
@@ -51,6 +52,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--max-tokens", type=int, default=None)
     p.add_argument("--json", action="store_true")
+    add_server_options(p)
     p.set_defaults(handler=cmd_ask)
 
     p = sub.add_parser("docs", parents=[common], help="what is indexed, and what failed")
@@ -78,6 +80,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     cli_eval.register(sub, common)
     cli_train.register(sub, common)
     cli_reader.register(sub, common)
+    cli_server.register(sub, common)
 
     lora = sub.add_parser("lora", parents=[common], help="LoRA adapters: convert and inspect")
     lora_sub = lora.add_subparsers(dest="lora_command", metavar="ACTION", required=True)
@@ -96,20 +99,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("adapter", type=Path, metavar="ADAPTER.gguf")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_lora_info)
-
-
-def open_engine(args: argparse.Namespace) -> Engine:
-    engine = Engine(getattr(args, "data_dir", None))
-    engine.llms.on_merge = _merge_note
-    return engine
-
-
-def _merge_note(done: int, total: int) -> None:
-    """Progress of the one-time merge of the grounding adapter into the model, on stderr."""
-    if done == 1:
-        sys.stderr.write("Preparing the grounded model (first use only, under a minute)…\n")
-    elif done == total:
-        sys.stderr.write("Grounded model ready.\n")
 
 
 # -- ingest ---------------------------------------------------------------------------

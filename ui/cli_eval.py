@@ -15,11 +15,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from engine.core import Engine
 from engine.evaluation import EvalConfig, EvalProgress, Evaluation, render_markdown
 from engine.modes import MODES
 from engine.modes import parse_modes as check_modes
 from engine.types import UserError
+from ui.cli_server import add_server_options, open_engine
 from ui.interrupts import on_first_ctrl_c
 
 
@@ -37,6 +37,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--retrieval-only", action="store_true", help="search only, no generation")
     p.add_argument("--restart", action="store_true", help="ignore the saved partial run")
     p.add_argument("--json", action="store_true")
+    add_server_options(p)
     p.set_defaults(handler=cmd_eval)
 
 
@@ -55,7 +56,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         modes=args.modes, k=args.k, max_tokens=args.max_tokens, collection=args.collection,
         retrieval_only=args.retrieval_only, restart=args.restart,
     )  # fmt: skip
-    engine = Engine(getattr(args, "data_dir", None))
+    engine = open_engine(args)
     evaluation = Evaluation(engine, args.questions, config)
     cancel = threading.Event()
     bar = ProgressBar()
