@@ -427,3 +427,28 @@ def test_serve_on_a_port_in_use_is_one_line(served: str, tmp_path: Path) -> None
     assert done.returncode == 1
     assert done.stderr.startswith(f"quire: cannot listen on 127.0.0.1:{port}")
     assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_eval_scores_rag_through_a_server_and_skips_the_adapter_modes(
+    llama_server: tuple[subprocess.Popen, str], library: Path, tmp_path: Path
+) -> None:
+    _, url = llama_server
+    questions = tmp_path / "q.jsonl"
+    rows = [{"id": "k1", "question": KETTLE, "doc": "kettle.pdf", "pages": [2],
+             "answer": "ten minutes"},
+            {"id": "k2", "question": "How long is the warranty?", "doc": "kettle.pdf",
+             "pages": [3], "answer": "twenty-four months"}]  # fmt: skip
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = subprocess.run(
+        main_py(library, "eval", str(questions), "--modes", "rag,hybrid", "--max-tokens", "16",
+                "--server", url, "--json"),
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+        env={**os.environ, "QUIRE_SERVER_KEY": "llama-key"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["rag"]["n"] == 2
+    assert "local GGUF" in report["run"]["skipped"]["hybrid"]
+    answers = [d for d in report["details"] if d.get("mode") == "rag"]
+    assert len(answers) == 2 and all(d["answer"] and d["rank"] == 1 for d in answers)
