@@ -17,9 +17,9 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from engine.adapters import AdapterSet
+from engine.chat_template import ChatTemplate, TemplateRefused
 from engine.threads import answer_threads
 from engine.types import Timings, UserError
 
@@ -284,11 +284,15 @@ class ChatFormat:
         """The prompt text for `messages` in the model's chat format, and its stop strings."""
         if self._formatter is not None:
             try:
-                result = self._formatter(messages=messages)  # type: ignore[arg-type]
-            except Exception:  # templates that refuse a system role, e.g. Gemma 2's
-                result = self._formatter(messages=_fold_system(messages))  # type: ignore[arg-type]
-            stop = result.stop if isinstance(result.stop, list) else [result.stop or ""]
-            return result.prompt, [s for s in stop if s]
+                return self._formatter.render(messages)
+            except TemplateRefused:  # templates that refuse a system role, e.g. Gemma 2's
+                try:
+                    return self._formatter.render(_fold_system(messages))
+                except TemplateRefused as exc:
+                    raise UserError(
+                        f"{self._formatter.model}: this model's chat template refuses the "
+                        f"messages ({exc})"
+                    ) from None
         if self.kind == "gemma":
             turns = [_GEMMA_TURN.format(**m) for m in _fold_system(messages)]
             return "".join(turns) + "<start_of_turn>model\n", list(_GEMMA_STOP)
@@ -314,13 +318,14 @@ class ChatFormat:
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", "ignore")
 
-    def _make_formatter(self) -> Jinja2ChatFormatter | None:
+    def _make_formatter(self) -> ChatTemplate | None:
         if not self.template:
             return None
-        return Jinja2ChatFormatter(
-            template=self.template,
-            eos_token=self._piece(self.llm.token_eos()),
+        return ChatTemplate(
+            self.template,
             bos_token=self._piece(self.llm.token_bos()),
+            eos_token=self._piece(self.llm.token_eos()),
+            model=Path(self.llm.model_path).name,
         )
 
 

@@ -204,12 +204,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 _print_answer_end(event.answer.to_json(), args.json, event.answer.sources)
                 return 130 if event.answer.cancelled else 0
             elif isinstance(event, SourcesFound) and not args.json:
-                _print_found(event)
+                _print_found(event, mode)
     return 0
 
 
-def _print_found(event: SourcesFound) -> None:
+def _print_found(event: SourcesFound, mode: str) -> None:
     """The reader's quote, which opens the answer; or that nothing was relevant."""
+    if not MODES[mode].retrieves:
+        return
     if not event.sources:
         print("(no passage in your documents is relevant to this question)", file=sys.stderr)
     elif event.quote is not None:
@@ -231,7 +233,7 @@ def _ask_all(
         for mode, event in engine.compare(args.question, options):
             if isinstance(event, SourcesFound) and not args.json:
                 print(f"\n== {mode} ==")
-                _print_found(event)
+                _print_found(event, mode)
             elif isinstance(event, TokenReceived) and not args.json:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
