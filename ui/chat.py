@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -40,6 +39,7 @@ from engine.reader import Quote
 from engine.types import SearchResult
 from ui.bridge import Bridge
 from ui.feedback import FeedbackBar
+from ui.offline_text import OfflineTextBrowser
 from ui.runner import Request
 from ui.sources import QuoteBlock, QuotedSource, SourceList, WrapLabel, source_of
 
@@ -104,7 +104,7 @@ def saved_quote(data: dict[str, Any] | None) -> Quote | None:
         return None
 
 
-class MarkdownView(QTextBrowser):
+class MarkdownView(OfflineTextBrowser):
     """Read-only Markdown that grows to fit its text, so a streamed answer relays out the
     transcript only when it gains a line, not on every token. Signals: link_activated(str).
     """

@@ -42,7 +42,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QStackedWidget,
-    QTextBrowser,
     QTextEdit,
     QVBoxLayout,
     QWidget,
@@ -50,6 +49,7 @@ from PySide6.QtWidgets import (
 
 from engine.reader import Quote
 from engine.types import SearchResult
+from ui.offline_text import OfflineTextBrowser
 from ui.sources import QuotedSource, location
 
 MAX_TEXT_BYTES = 4_000_000
@@ -199,7 +199,7 @@ class ReaderPanel(QWidget):
         self._target = (0, False)  # the page and whether the quote (not the passage) is shown
         self._settling = QTimer(self, singleShot=True, interval=SETTLE_MS)
         self.pdf_view.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
-        self.text_view = QTextBrowser(self.stack)
+        self.text_view = OfflineTextBrowser(self.stack)  # loads no image a page names
         self.text_view.setOpenExternalLinks(False)
         self.stack.addWidget(self.pdf_view)
         self.stack.addWidget(self.text_view)
