@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import modes
 from engine.embedding import Embedder
+from engine.followup import Turn, recent, search_query
 from engine.generation import Cancelled, Generator, RefusalGate
 from engine.ingest import Ingestor, ProgressFn
 from engine.llms import Key, Llms
@@ -102,6 +103,7 @@ class AskOptions:
     max_tokens: int | None = None
     seed: int | None = 0
     cancel: threading.Event | None = None  # this request's stop: set it, from any thread
+    turns: list[Turn] | None = None  # earlier (question, answer) turns: this is a follow-up
 
 
 @dataclass(frozen=True)
@@ -393,8 +395,9 @@ class Engine:
             yield from self._ask_quire(remote, question, mode, opts, cancel, start)
             return
         sources: list[SearchResult] = []
+        query = search_query(question, opts.turns)  # a follow-up with what it follows
         if wanted.retrieves:
-            sources = self.sources(question, opts.k, opts.collection)
+            sources = self.sources(query, opts.k, opts.collection)
             if not sources:  # nothing relevant: say so rather than let the model guess
                 self.llms.last = None
                 yield from _nothing_relevant(question, mode, start)
@@ -402,7 +405,7 @@ class Engine:
         retrieval_s = time.perf_counter() - start
         reader = self.reader if wanted.retrieves else None
         rerank_s = reader.last.rerank_s if reader else 0.0
-        quote = reader.quote(question, sources) if reader else None
+        quote = reader.quote(query, sources) if reader else None
         if reader is not None and not reader.covers(quote):
             self.llms.last = None
             yield from _not_covered(question, mode, sources, start, retrieval_s, reader)
@@ -418,6 +421,7 @@ class Engine:
             self.settings.system_prompt,
             best_last=self._grounding(mode),  # the adapter reads the nearest source best
             quote=_quote_index(sources, quote),
+            turns=recent(opts.turns),
         )
         if quote is not None:
             quote.source = next(
@@ -472,7 +476,9 @@ class Engine:
         temperature = self.settings.temperature if opts.temperature is None else opts.temperature
         max_tokens = opts.max_tokens or self.settings.max_tokens
         try:
-            events = remote.ask_quire(question, mode, max_tokens, temperature, opts.seed, cancel)
+            events = remote.ask_quire(
+                question, mode, max_tokens, temperature, opts.seed, cancel, opts.turns or ()
+            )
             for kind, value in events:
                 if kind == "found":
                     sources, quote = value

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.followup import Turn, search_query
 from engine.modes import MODES, parse_modes
 from engine.reader import DEFAULTS
 from engine.scoring import (
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from engine.core import Engine
 
 METHODS = ("vector", "keyword", "hybrid", "reader")  # reader: hybrid, then reranked
+# Follow-up questions (`follows` in the file), searched as the app searches them (with the
+# question they follow) and as if asked alone, with the best method that runs.
+WITH_CONTEXT, ALONE = "follow-ups", "follow-ups alone"
 RUNS_DIR = "eval-runs"
 
 
@@ -138,6 +142,7 @@ class Evaluation:
         self.file = Path(questions_file)
         self.config = config
         self.questions = load_questions(self.file)
+        self.by_id = {q.id: q for q in self.questions}
         parse_modes(config.modes)
         runs = engine.data_dir / RUNS_DIR
         runs.mkdir(parents=True, exist_ok=True)
@@ -191,7 +196,8 @@ class Evaluation:
             if cancel.is_set():
                 break
             if mode not in skipped:
-                record = self._answer(question, mode, skipped, cancel)
+                turns = self._turns(question, mode, saved)
+                record = self._answer(question, mode, skipped, cancel, turns)
                 if record is not None and not record.get("cancelled"):
                     _append(self.checkpoint, record)
                     saved[(question.id, mode)] = record
@@ -218,7 +224,7 @@ class Evaluation:
         self, questions: list[Question], tick: _Ticker, cancel: threading.Event
     ) -> tuple[dict[str, dict[str, int | None]], dict[str, list[float]]]:
         """First-hit rank of every answerable question under each retrieval method."""
-        ranks: dict[str, dict[str, int | None]] = {m: {} for m in METHODS}
+        ranks: dict[str, dict[str, int | None]] = {m: {} for m in (*METHODS, ALONE)}
         seconds: dict[str, list[float]] = {m: [] for m in METHODS}
         depth = max(5, self._k())
         methods = self._methods()
@@ -227,11 +233,29 @@ class Evaluation:
                 if cancel.is_set():
                     return ranks, seconds
                 start = time.perf_counter()
-                found = self._search(question.question, depth, method)
+                query = search_query(question.question, self._turns(question))
+                found = self._search(query, depth, method)
                 seconds[method].append(time.perf_counter() - start)
                 ranks[method][question.id] = first_hit_rank(found, question)
                 tick(f"search {method}  {question.id}")
+            if question.follows is not None:  # and as if it were asked on its own
+                found = self._search(question.question, depth, methods[-1])
+                ranks[ALONE][question.id] = first_hit_rank(found, question)
         return ranks, seconds
+
+    def _turns(
+        self,
+        question: Question,
+        mode: str | None = None,
+        saved: dict[tuple[str, str], dict[str, Any]] | None = None,
+    ) -> list[Turn]:
+        """The turn a follow-up follows: the earlier question, with the answer this mode
+        gave it (when it has one yet)."""
+        earlier = self.by_id.get(question.follows or "")
+        if earlier is None:
+            return []
+        record = (saved or {}).get((earlier.id, mode or ""))
+        return [(earlier.question, str(record["answer"]) if record else "")]
 
     def _methods(self) -> tuple[str, ...]:
         """The search variants to run: the reader's only when there is one."""
@@ -251,7 +275,12 @@ class Evaluation:
         return self.config.k or self.engine.settings.top_k
 
     def _answer(
-        self, question: Question, mode: str, skipped: dict[str, str], cancel: threading.Event
+        self,
+        question: Question,
+        mode: str,
+        skipped: dict[str, str],
+        cancel: threading.Event,
+        turns: list[Turn] | None = None,
     ) -> dict[str, Any] | None:
         """Generate one answer (`cancel` stops it mid-answer: it is then not saved); a mode
         the engine refuses (no adapter) is skipped, with why."""
@@ -259,7 +288,7 @@ class Evaluation:
 
         options = AskOptions(
             k=self._k(), collection=self._collection(), temperature=0.0,
-            max_tokens=self.config.max_tokens, cancel=cancel,
+            max_tokens=self.config.max_tokens, cancel=cancel, turns=turns or None,
         )  # fmt: skip
         try:
             answer = self.engine.answer(question.question, mode, options)
@@ -290,6 +319,10 @@ class Evaluation:
         retrieval = {
             m: rank_metrics(list(ranks[m].values()), search_s[m]) for m in METHODS if ranks[m]
         }
+        if ranks[ALONE]:  # follow-ups: searched with the question before, and alone
+            used = ranks["reader"] if ranks.get("reader") else ranks["hybrid"]
+            retrieval[WITH_CONTEXT] = rank_metrics([used.get(q) for q in ranks[ALONE]], [])
+            retrieval[ALONE] = rank_metrics(list(ranks[ALONE].values()), [])
         modes: dict[str, dict[str, Any]] = {}
         for mode in self.config.modes:
             if mode in skipped:
@@ -374,7 +407,7 @@ _COLUMNS = (
 
 def table_rows(report: EvalReport) -> list[tuple[str, dict[str, Any]]]:
     """(label, metrics) in display order: the search variants, then the measured modes."""
-    searched = [(m, report.retrieval.get(m) or {}) for m in METHODS]
+    searched = [(m, report.retrieval.get(m) or {}) for m in (*METHODS, WITH_CONTEXT, ALONE)]
     rows = [(f"search: {m}", metrics) for m, metrics in searched if metrics.get("n")]
     measured = [
         (m, v) for m, v in report.modes.items() if any(v.get(k) is not None for k in METRICS)

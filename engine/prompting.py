@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from engine.followup import as_messages
 from engine.types import SearchResult
 
 DONT_KNOW = "The documents do not say."
@@ -60,6 +61,7 @@ def build_prompt(
     system_prompt: str | None = None,
     best_last: bool = False,
     quote: tuple[int, str] | None = None,
+    turns: Sequence[tuple[str, str]] = (),
 ) -> Prompt:
     """Number the sources and keep as many as fit in `budget_tokens`, best first.
 
@@ -69,12 +71,17 @@ def build_prompt(
     comes first and never changes between questions, so the model's KV cache reuses it.
     A source that only partly fits is cut at a word boundary. `quote` (the index of its
     source in `sources`, the sentence) is given first, as the reader's pick, numbered as
-    its source is numbered.
+    its source is numbered. `turns` (question, answer) come before the question as earlier
+    chat turns, the oldest dropped first when the sources would not fit beside them.
     """
     with_sources = bool(sources)
     system = system_prompt or (RAG_SYSTEM_PROMPT if with_sources else BASE_SYSTEM_PROMPT)
     tail = f"Question: {question}" if with_sources else question
     remaining = budget_tokens - count_tokens(system) - count_tokens(tail) - 16
+    history = list(turns)
+    while history and _cost(history, count_tokens) > remaining // 2:
+        history.pop(0)  # keep at least half the room for the sources
+    remaining -= _cost(history, count_tokens)
     fitted: list[tuple[SearchResult, str]] = []
     for source in sources:
         header = _header(len(fitted) + 1, source)
@@ -94,8 +101,13 @@ def build_prompt(
 
     if with_sources and not kept:
         user = f"Sources: (none fit)\n\n{tail}"
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    messages = [{"role": "system", "content": system}, *as_messages(history)]
+    messages.append({"role": "user", "content": user})
     return Prompt(messages=messages, sources=kept)
+
+
+def _cost(turns: list[tuple[str, str]], count_tokens: Callable[[str], int]) -> int:
+    return sum(count_tokens(q) + count_tokens(a) + 8 for q, a in turns)
 
 
 def _numbered(kept: list[SearchResult], source: SearchResult) -> int | None:

@@ -20,7 +20,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from engine.followup import as_messages
 from engine.generation import Cancelled, RefusalGate
 from engine.reader import Quote
 from engine.types import SearchResult, Timings, UserError
@@ -199,11 +200,13 @@ class RemoteGenerator:
         temperature: float = 0.2,
         seed: int | None = None,
         cancel: threading.Event | None = None,
+        turns: Sequence[tuple[str, str]] = (),
     ) -> Iterator[tuple[str, Any]]:
-        """Ask another Quire's `quire:<collection>` model: ("found", (sources, quote)) once,
-        then ("piece", text) for each piece of the answer; `last_extra` then holds the
-        closing fields (`not_covered`, `no_sources`)."""
-        body = self._body([{"role": "user", "content": question}], max_tokens, temperature, seed)
+        """Ask another Quire's `quire:<collection>` model (a follow-up goes with its earlier
+        `turns`): ("found", (sources, quote)) once, then ("piece", text) for each piece of
+        the answer; `last_extra` then holds the closing fields (`not_covered`, ...)."""
+        messages = [*as_messages(turns), {"role": "user", "content": question}]
+        body = self._body(messages, max_tokens, temperature, seed)
         body["references"] = False  # the answer alone; sources and quote come as fields
         if mode is not None:
             body["mode"] = mode

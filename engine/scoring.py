@@ -21,7 +21,7 @@ from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, RAG_SYSTEM_PROMPT, s
 from engine.types import UserError
 
 log = logging.getLogger(__name__)
-FIELDS = {"id", "question", "doc", "pages", "section", "answer", "kind"}
+FIELDS = {"id", "question", "doc", "pages", "section", "answer", "kind", "follows"}
 METRICS = (
     "hit_at_1", "hit_at_5", "mrr", "answer_containment", "citation_precision",
     "absent_dont_know", "false_refusal", "gold_in_sources", "retrieval_s", "first_token_s",
@@ -40,6 +40,7 @@ class Question:
     section: str | None = None
     answer: str | None = None
     kind: str | None = None
+    follows: str | None = None  # the id of the question this one follows up
 
     @property
     def absent(self) -> bool:
@@ -66,6 +67,11 @@ def load_questions(path: Path) -> list[Question]:
         question = _parse_line(line, f"{path}:{number}", unknown)
         if question.id in seen:
             raise UserError(f"{path}:{number}: duplicate id '{question.id}'")
+        if question.follows is not None and question.follows not in seen:
+            raise UserError(
+                f"{path}:{number}: 'follows' names '{question.follows}', which is not an "
+                "earlier question in the file"
+            )
         seen.add(question.id)
         questions.append(question)
     if not questions:
@@ -86,7 +92,7 @@ def _parse_line(line: str, where: str, unknown: set[str]) -> Question:
     for name in ("id", "question"):
         if not isinstance(row.get(name), str) or not row[name].strip():
             raise UserError(f"{where}: '{name}' must be a non-empty string")
-    for name in ("doc", "section", "answer", "kind"):
+    for name in ("doc", "section", "answer", "kind", "follows"):
         if row.get(name) is not None and not isinstance(row[name], str):
             raise UserError(f"{where}: '{name}' must be a string")
     pages = row.get("pages") or []
@@ -99,6 +105,7 @@ def _parse_line(line: str, where: str, unknown: set[str]) -> Question:
     return Question(
         id=row["id"], question=row["question"], doc=row.get("doc"), pages=tuple(pages),
         section=row.get("section"), answer=row.get("answer"), kind=row.get("kind"),
+        follows=row.get("follows"),
     )  # fmt: skip
 
 

@@ -210,12 +210,12 @@ class Api:
     ) -> Callable[[Engine, threading.Event], Any]:
         if model.startswith(PREFIX):
             collection = model[len(PREFIX) :]
-            question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+            question, turns = _question_and_turns(messages)
             if mode is not None and mode not in ("rag", "hybrid"):
                 raise ApiError(400, "'mode' must be rag or hybrid for a quire: model", "bad_mode")
 
             def ask(engine: Engine, cancel: threading.Event) -> Any:
-                options.cancel, options.collection = cancel, collection
+                options.cancel, options.collection, options.turns = cancel, collection, turns
                 return engine.ask(question, mode or engine.default_mode(), options)
 
             return ask
@@ -432,6 +432,20 @@ def _messages(raw: Any) -> list[dict[str, str]]:
     if not any(m["role"] == "user" for m in messages):
         raise ApiError(400, "no user message to answer", "invalid_messages")
     return messages
+
+
+def _question_and_turns(messages: list[dict[str, str]]) -> tuple[str, list[tuple[str, str]]]:
+    """The last user message, and the (question, answer) turns before it: a follow-up."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    turns: list[tuple[str, str]] = []
+    asked: str | None = None
+    for m in messages[:last]:
+        if m["role"] == "user":
+            asked = m["content"]
+        elif m["role"] == "assistant" and asked is not None:
+            turns.append((asked, m["content"]))
+            asked = None
+    return messages[last]["content"], turns
 
 
 def _positive(value: Any) -> int | None:

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.core import Answer, AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.followup import Turn, turns_of
 from engine.modes import MODES
 from engine.prompting import source_label
-from engine.types import IngestProgress, IngestReport, SearchResult
+from engine.types import IngestProgress, IngestReport, SearchResult, UserError
 from ui import cli_eval, cli_reader, cli_server, cli_train
 from ui.cli_server import add_server_options, open_engine
 from ui.interrupts import on_first_ctrl_c
@@ -52,6 +53,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--max-tokens", type=int, default=None)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--conversation", type=int, metavar="ID",
+        help="continue this saved conversation (a follow-up: searched and answered with it)",
+    )  # fmt: skip
     add_server_options(p)
     p.set_defaults(handler=cmd_ask)
 
@@ -195,17 +200,55 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.mode == "all":
         return _ask_all(engine, args, options, stop)
     mode = args.mode or engine.default_mode()
+    conversation = Conversation(engine, args.conversation)
+    options.turns = conversation.turns
     with on_first_ctrl_c(stop.set):
         for event in engine.ask(args.question, mode, options):
             if isinstance(event, TokenReceived) and not args.json:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
             elif isinstance(event, AnswerFinished):
-                _print_answer_end(event.answer.to_json(), args.json, event.answer.sources)
-                return 130 if event.answer.cancelled else 0
+                answer = event.answer
+                number = conversation.record(answer)
+                payload = {**answer.to_json(), "conversation": number}
+                _print_answer_end(payload, args.json, answer.sources)
+                if not args.json and number is not None:
+                    print(f"(conversation {number}: follow up with --conversation {number})",
+                          file=sys.stderr)  # fmt: skip
+                return 130 if answer.cancelled else 0
             elif isinstance(event, SourcesFound) and not args.json:
                 _print_found(event, mode)
     return 0
+
+
+class Conversation:
+    """The saved conversation an `ask` continues (--conversation) or starts: its earlier
+    turns, and the question and answer recorded in it, as the app records them."""
+
+    def __init__(self, engine: Engine, number: int | None) -> None:
+        from engine.history import History
+
+        self.history = History(engine.data_dir)
+        self.number = number
+        self.turns: list[Turn] | None = None
+        if number is not None:
+            if self.history.conversation(number) is None:
+                raise UserError(f"no conversation {number} (the app's History lists them)")
+            self.turns = turns_of(self.history.messages(number)) or None
+
+    def record(self, answer: Answer) -> int | None:
+        """Save the question and the answer; the conversation's number."""
+        from engine.history import Message
+
+        if self.number is None:
+            self.number = self.history.create()
+        self.history.add(self.number, Message("user", answer.question))
+        self.history.add(self.number, Message(
+            "assistant", answer.answer, answer.mode, answer.sources, vars(answer.timings).copy(),
+            answer.cancelled, prompt=answer.prompt or None,
+            quote=answer.quote.to_json() if answer.quote else None,
+        ))  # fmt: skip
+        return self.number
 
 
 def _print_found(event: SourcesFound, mode: str) -> None:
