@@ -1,4 +1,5 @@
-"""Load a document into segments by its suffix: PDF, plain text, Markdown or HTML.
+"""Load a document into segments by its suffix: PDF, plain text, Markdown, HTML, Word,
+OpenDocument, EPUB or reStructuredText.
 
 Every problem with the file itself raises `UserError` with one line naming the file.
 """
@@ -13,13 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from engine.office import OFFICE_SUFFIXES, RST_SUFFIXES
 from engine.types import Segment, UserError
 
 PDF_SUFFIXES = frozenset({".pdf"})
-TEXT_SUFFIXES = frozenset({".txt", ".text", ".rst", ".log"})
+TEXT_SUFFIXES = frozenset({".txt", ".text", ".log"})
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
-SUPPORTED_SUFFIXES = PDF_SUFFIXES | TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES
+SUPPORTED_SUFFIXES = (
+    PDF_SUFFIXES | TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES | OFFICE_SUFFIXES
+) | RST_SUFFIXES
 
 # UTF-32 first: its little-endian BOM starts with UTF-16's.
 _BOMS = (
@@ -58,6 +62,10 @@ def load(path: Path) -> list[Segment]:
         from engine.pdf import extract_pages
 
         segments = extract_pages(path)
+    elif suffix in OFFICE_SUFFIXES:
+        from engine.office import extract
+
+        segments = extract(path)
     else:
         segments = _load_text_file(path, suffix)
     if not segments:
@@ -78,6 +86,10 @@ def _load_text_file(path: Path, suffix: str) -> list[Segment]:
     else:
         text = decode_text(raw, path.name)
         parse = _parse_markdown if suffix in MARKDOWN_SUFFIXES else _parse_plain
+        if suffix in RST_SUFFIXES:
+            from engine.office import extract_rst
+
+            parse = extract_rst
         if suffix == ".log":
             parse = _parse_lines
     try:

@@ -28,7 +28,9 @@ from engine.types import IngestProgress, IngestReport
 from ui.banner import human_duration
 from ui.bridge import Bridge
 
-FILE_FILTER = "Documents (*.pdf *.txt *.md *.markdown *.html *.htm);;All files (*)"
+FILE_FILTER = (
+    "Documents (*.pdf *.docx *.odt *.epub *.txt *.md *.markdown *.rst *.html *.htm);;All files (*)"
+)
 PROGRESS_MS = 100  # progress shown at most this often
 FILE_PASSAGES = 60  # a file with this many passages so far counts as half done
 DOCUMENTS_MS = 1000  # the document list refreshed at most this often while indexing

@@ -47,8 +47,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.loaders import load
+from engine.office import OFFICE_SUFFIXES
 from engine.reader import Quote
-from engine.types import SearchResult
+from engine.types import SearchResult, UserError
 from ui.offline_text import OfflineTextBrowser
 from ui.sources import QuotedSource, location
 
@@ -399,6 +401,9 @@ class ReaderPanel(QWidget):
             return False
         self._loaded = None
         suffix = path.suffix.lower()
+        if suffix in OFFICE_SUFFIXES:  # a zip file: show the text Quire read from it
+            raw = _as_markdown(path)
+            suffix = ".md"
         if suffix in (".html", ".htm"):
             self.text_view.setHtml(raw)
         elif suffix in (".md", ".markdown"):
@@ -509,6 +514,22 @@ def _quote_of(source: SearchResult) -> Quote | None:
 
 def _at_quote(source: SearchResult) -> bool:
     return isinstance(source, QuotedSource) and source.at_quote
+
+
+def _as_markdown(path: Path) -> str:
+    """A Word, OpenDocument or EPUB file's text as Quire reads it, its sections as headings."""
+    try:
+        segments = load(path)
+    except UserError as exc:
+        return f"*{exc}*"
+    parts: list[str] = []
+    section = None
+    for segment in segments:
+        if segment.section and segment.section != section:
+            parts.append(f"## {segment.section}")
+            section = segment.section
+        parts.append(segment.text)
+    return "\n\n".join(parts)[:MAX_TEXT_BYTES]
 
 
 def _selection(cursor: QTextCursor, colour: QColor) -> QTextEdit.ExtraSelection:
