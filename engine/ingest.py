@@ -26,6 +26,7 @@ import numpy as np
 
 from engine import chunking, loaders
 from engine.embedding import Embedder
+from engine.schema import printable
 from engine.store import Store, resolved
 from engine.types import Chunk, IngestProgress, IngestReport, UserError
 
@@ -171,8 +172,7 @@ class Ingestor:
                 digest = _hash(path)
             except (OSError, UserError) as exc:
                 reason = str(exc) if isinstance(exc, UserError) else _os_reason(exc)
-                self.store.record_failure(collection, str(path), reason)
-                report.failed.append((str(path), reason))
+                self._fail(collection, path, reason, report)
                 continue
             if good and good.hash == digest:
                 self.store.touch_document(collection, str(path), info.st_size, info.st_mtime)
@@ -232,10 +232,15 @@ class Ingestor:
     def _record_failure(
         self, parsed: Parsed, job: _Job, collection: str, report: IngestReport, tick: _Ticker
     ) -> None:
-        tick.current = job.path.name
-        self.store.record_failure(collection, str(job.path), parsed.error or "unreadable")
-        report.failed.append((str(job.path), parsed.error or "unreadable"))
+        tick.current = printable(job.path.name)
+        self._fail(collection, job.path, parsed.error or "unreadable", report)
         tick.file_done(0, job.size)
+
+    def _fail(self, collection: str, path: Path, reason: str, report: IngestReport) -> None:
+        """Report a file that could not be indexed, and keep the reason in `docs`."""
+        reason = printable(reason)  # it names the file, which may not be UTF-8
+        self.store.record_failure(collection, str(path), reason)
+        report.failed.append((str(path), reason))
 
     def _embed_and_store(
         self,
@@ -252,7 +257,8 @@ class Ingestor:
         texts: list[str] = []
         owner: list[tuple[int, int]] = []  # (document, chunk) of each text, in embedding order
         for doc, (parsed, job) in enumerate(pending):
-            own = [chunking.embedding_text(c, job.path.stem) for c in parsed.chunks]
+            title = printable(job.path.stem)
+            own = [chunking.embedding_text(c, title) for c in parsed.chunks]
             for i in sorted(range(len(own)), key=lambda i: -len(own[i])):
                 texts.append(own[i])
                 owner.append((doc, i))
@@ -268,7 +274,7 @@ class Ingestor:
             if cancel.is_set():
                 return
             piece = range(start, min(start + EMBED_SLICE, len(texts)))
-            tick.current = pending[owner[start][0]][1].path.name
+            tick.current = printable(pending[owner[start][0]][1].path.name)
             embedded = self.embedder.embed([texts[i] for i in piece], sort_by_length=False)
             for row, i in zip(embedded, piece, strict=True):
                 doc, chunk = owner[i]
@@ -295,7 +301,7 @@ class Ingestor:
         report.indexed.append(str(job.path))
         report.chunks += len(parsed.chunks)
         report.pages += parsed.pages
-        tick.current = job.path.name
+        tick.current = printable(job.path.name)
         tick.file_done(parsed.pages, job.size)
 
     def _write(self, parsed: Parsed, job: _Job, collection: str, vectors: np.ndarray) -> None:
@@ -407,7 +413,7 @@ def parse_file(path: Path, chunk_tokens: int, overlap: int) -> Parsed:
     try:
         segments = loaders.load(path)
         chunks = chunking.chunk_segments(
-            segments, _count_tokens, chunk_tokens, overlap, title=path.stem
+            segments, _count_tokens, chunk_tokens, overlap, title=printable(path.stem)
         )
     except UserError as exc:
         return Parsed(path, [], 0, str(exc))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.sqlite import Step, execute_script
@@ -32,6 +32,20 @@ class DocumentRecord:
     chunks: int
     indexed_at: float | None
     error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as `docs --json` prints it: the path shown, not stored, exactly."""
+        return asdict(self) | {"path": printable(self.path)}
+
+
+def printable(text: str) -> str:
+    """`text` with the bytes of a file name that are not UTF-8 (Python keeps them as
+    surrogate escapes, which cannot be printed or stored as text) shown as U+FFFD."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)

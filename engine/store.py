@@ -23,6 +23,7 @@ from engine.schema import (
     DocumentRecord,
     StoreStats,
     migrations,
+    printable,
     take_legacy_version,
 )
 from engine.sqlite import connect, migrate, user_version
@@ -202,15 +203,15 @@ class Store:
     def document(self, collection: str, path: str | Path) -> DocumentRecord | None:
         """The record for `path` in `collection`, or None if it was never seen."""
         row = self.conn.execute(
-            self._DOC_SQL + "WHERE c.name = ? AND d.path = ?", (collection, _abs(path))
+            self._DOC_SQL + "WHERE c.name = ? AND d.path = ?", (collection, _key(path))
         ).fetchone()
-        return DocumentRecord(*row) if row else None
+        return _record(row) if row else None
 
     def documents(self, collection: str | None = None) -> list[DocumentRecord]:
         """Every indexed and failed document, by collection and path."""
         where, args = ("WHERE c.name = ? ", (collection,)) if collection else ("", ())
         rows = self.conn.execute(self._DOC_SQL + where + "ORDER BY c.name, d.path", args)
-        return [DocumentRecord(*row) for row in rows.fetchall()]
+        return [_record(row) for row in rows.fetchall()]
 
     def paths(self, collection: str = DEFAULT_COLLECTION) -> list[str]:
         rows = self.conn.execute(
@@ -218,7 +219,7 @@ class Store:
             "WHERE c.name = ? ORDER BY d.path",
             (collection,),
         )
-        return [str(row[0]) for row in rows.fetchall()]
+        return [_path(row[0]) for row in rows.fetchall()]
 
     def replace_document(
         self,
@@ -237,12 +238,23 @@ class Store:
         vectors = self._check_vectors(vectors, len(chunks))
         with self._transaction():
             cid = self._collection_id(collection, create=True)
-            doc_id = self._document_id(cid, _abs(path), name)
+            doc_id = self._document_id(cid, _key(path), printable(name))
             self._delete_chunks([doc_id])  # before the title changes: FTS deletes need the old one
+            title = None if title is None else printable(title)
             self.conn.execute(
                 "UPDATE documents SET name = ?, title = ?, hash = ?, size = ?, mtime = ?, "
                 "pages = ?, chunk_count = ?, indexed_at = ?, error = NULL WHERE id = ?",
-                (name, title, hash, size, mtime, pages, len(chunks), time.time(), doc_id),
+                (
+                    printable(name),
+                    title,
+                    hash,
+                    size,
+                    mtime,
+                    pages,
+                    len(chunks),
+                    time.time(),
+                    doc_id,
+                ),
             )
             ids = self._insert_chunks(doc_id, title, chunks)
             self._insert_vectors(cid, ids, vectors)
@@ -255,7 +267,7 @@ class Store:
             self.conn.execute(
                 "INSERT INTO documents(collection_id, path, name, error) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(collection_id, path) DO UPDATE SET error = excluded.error",
-                (cid, _abs(path), Path(path).name, reason),
+                (cid, _key(path), printable(Path(path).name), printable(reason)),
             )
 
     def touch_document(self, collection: str, path: str | Path, size: int, mtime: float) -> None:
@@ -264,7 +276,7 @@ class Store:
             self.conn.execute(
                 "UPDATE documents SET size = ?, mtime = ? WHERE path = ? AND collection_id = "
                 "(SELECT id FROM collections WHERE name = ?)",
-                (size, mtime, _abs(path), collection),
+                (size, mtime, _key(path), collection),
             )
 
     def remove_document(self, collection: str, path: str | Path) -> bool:
@@ -283,7 +295,7 @@ class Store:
             raise ValueError(f"expected vectors of shape ({n}, {self.dim}), got {array.shape}")
         return array
 
-    def _document_id(self, cid: int, path: str, name: str) -> int:
+    def _document_id(self, cid: int, path: str | bytes, name: str) -> int:
         """The id of (collection, path), inserting an empty row if it is new."""
         self.conn.execute(
             "INSERT INTO documents(collection_id, path, name) VALUES (?, ?, ?) "
@@ -415,7 +427,7 @@ class Store:
             f"JOIN collections k ON k.id = d.collection_id WHERE c.id IN ({marks})",
             list(chunk_ids),
         ).fetchall()
-        by_id = {row[0]: ChunkRow(*row) for row in rows}
+        by_id = {row[0]: ChunkRow(row[0], row[1], _path(row[2]), *row[3:]) for row in rows}
         return [by_id[i] for i in chunk_ids if i in by_id]
 
     def vectors(self, chunk_ids: Sequence[int]) -> np.ndarray:
@@ -497,8 +509,24 @@ class _Transaction:
         self.on_rollback()
 
 
-def _abs(path: str | Path) -> str:
-    return str(resolved(path))
+def _key(path: str | Path) -> str | bytes:
+    """How a path is stored: its text, or the bytes of a file name that is not UTF-8 (a
+    BLOB: SQLite text must be UTF-8), so that it reads back as the same path."""
+    text = str(resolved(path))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def _path(stored: str | bytes) -> str:
+    """A stored path as Python names the file (undecodable bytes as surrogate escapes)."""
+    return os.fsdecode(stored) if isinstance(stored, bytes) else stored
+
+
+def _record(row: Sequence[Any]) -> DocumentRecord:
+    return DocumentRecord(row[0], row[1], _path(row[2]), *row[3:])
 
 
 def resolved(path: str | Path) -> Path:

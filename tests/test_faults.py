@@ -434,3 +434,24 @@ def test_cli_symlink_loop_is_a_failed_document_and_can_be_removed(tmp_path: Path
     removed = quire(data, "remove", str(loop))
     assert removed.returncode == 0, removed.stderr[-2000:]
     assert json.loads(quire(data, "docs", "--json").stdout)["documents"] == []
+
+
+# -- file names that are not UTF-8 --------------------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux file names are bytes")
+def test_cli_ingests_a_folder_with_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    """Issue 22: one such name aborted the whole ingest with UnicodeEncodeError."""
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "first.txt").write_text("The lighthouse keeper logs the weather at dawn.")
+    bad = library / os.fsdecode(b"bad-\xff.txt")
+    bad.write_text("Ferries leave the harbour every hour.")
+    data = tmp_path / "data"
+    result = quire(data, "ingest", str(library))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Indexed 2 files" in result.stderr
+    listing = quire(data, "docs")
+    assert listing.returncode == 0 and str(library / "bad-\ufffd.txt") in listing.stdout
+    docs = json.loads(quire(data, "docs", "--json").stdout)["documents"]
+    assert sorted(d["name"] for d in docs) == ["bad-\ufffd.txt", "first.txt"]

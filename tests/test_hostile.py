@@ -241,3 +241,38 @@ def test_a_file_past_its_parse_budget_is_reported_and_the_rest_indexed(
     [(path, reason)] = report.failed
     assert Path(path).name == "slow.html" and "took too long" in reason
     assert {d.name: bool(d.error) for d in documents} == {"good.txt": False, "slow.html": True}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux file names are bytes")
+def test_a_file_name_that_is_not_utf8_is_indexed_and_kept_exactly(
+    tmp_path: Path, embedder: Any
+) -> None:
+    """Issue 22: `bad-\\xff.txt` raised UnicodeEncodeError in the store and nothing in the
+    folder was indexed. Its path is kept byte for byte and shown with U+FFFD."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    (folder / "good.txt").write_text(GOOD)
+    bad = folder / os.fsdecode(b"bad-\xff.txt")
+    bad.write_text("The ferry to the island leaves at dawn from the north pier.")
+    empty = folder / os.fsdecode(b"empty-\xfe.txt")
+    empty.write_text("  ")
+    index = tmp_path / "index.sqlite3"
+    report, documents = _ingest(index, embedder, [folder])
+    assert sorted(report.indexed) == sorted([str(bad), str(folder / "good.txt")])
+    [(path, reason)] = report.failed
+    assert path == str(empty) and reason == "empty-\ufffd.txt: the file is empty"
+    by_name = {d.name: d for d in documents}
+    assert set(by_name) == {"good.txt", "bad-\ufffd.txt", "empty-\ufffd.txt"}
+    assert by_name["bad-\ufffd.txt"].path == str(bad)  # the real file, not its display name
+    assert by_name["bad-\ufffd.txt"].to_json()["path"] == str(folder / "bad-\ufffd.txt")
+    again, _ = _ingest(index, embedder, [folder])
+    assert sorted(again.skipped) == sorted([str(bad), str(folder / "good.txt")])
+    with Store(index) as store:
+        ((top, _),) = store.vector_search(embedder.embed_query("ferry to the island"), 1)
+        [row] = store.fetch([top])
+        assert (row.document, row.path) == ("bad-\ufffd.txt", str(bad))
+        assert store.remove_document("default", empty)
+    bad.unlink()
+    final, documents = _ingest(index, embedder, [folder])
+    assert final.removed == [str(bad)]  # found gone by its exact name
+    assert sorted(d.name for d in documents) == ["empty-\ufffd.txt", "good.txt"]

@@ -17,6 +17,7 @@ from engine.core import Answer, AnswerFinished, AskOptions, Engine, SourcesFound
 from engine.followup import Turn, turns_of
 from engine.modes import MODES
 from engine.prompting import source_label
+from engine.schema import printable
 from engine.types import IngestProgress, IngestReport, SearchResult, UserError
 from ui import cli_eval, cli_reader, cli_server, cli_train
 from ui.cli_server import add_server_options, open_engine
@@ -156,7 +157,7 @@ def print_report(report: IngestReport) -> None:
         file=sys.stderr,
     )
     for path, reason in report.failed:
-        print(f"  failed: {path}: {reason}", file=sys.stderr)
+        print(f"  failed: {printable(path)}: {printable(reason)}", file=sys.stderr)
     if report.cancelled:
         print(
             "  cancelled: the files above were kept; run ingest again to finish.", file=sys.stderr
