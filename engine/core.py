@@ -439,6 +439,7 @@ class Engine:
                 opts.seed,
                 cancel=cancel,
                 gate=self.refusal_gate(mode, prompt.sources),
+                guard=self._user_adapter(mode),
             )
             for piece in pieces_in:
                 pieces.append(piece)
@@ -573,6 +574,10 @@ class Engine:
         from models.bundled import grounding_adapter
 
         return grounding_adapter(self.model_path())
+
+    def _user_adapter(self, mode: str) -> bool:
+        """Whether `mode` answers with an adapter of the user's own (its loops are cut)."""
+        return modes.mode(mode).adapter and not self._grounding(mode)
 
     def _grounding(self, mode: str) -> bool:
         """Whether `mode` answers with Quire's own grounding adapter."""

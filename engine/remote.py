@@ -175,8 +175,10 @@ class RemoteGenerator:
         seed: int | None = None,
         cancel: threading.Event | None = None,
         gate: RefusalGate | None = None,
+        guard: bool = False,
     ) -> Iterator[str]:
-        """Yield the answer piece by piece, as `Generator.stream` does. Setting `cancel`
+        """Yield the answer piece by piece, as `Generator.stream` does (`guard` is for a
+        local adapter and never set here). Setting `cancel`
         (from any thread) closes the stream at once and raises `Cancelled`, even while the
         server is still reading the prompt."""
         if gate is not None:

@@ -86,3 +86,14 @@ def test_a_phrase_repeated_back_to_back_is_a_loop_and_a_short_list_is_not() -> N
     assert not looping([8, 44, 4, 44, 4, 44, 4])  # "8, 4, 4, 4": ", 4" three times
     assert looping([8] + [44, 4] * 6)  # but six times is
     assert not looping([1, 2, 3, 4] * 3 + [9])  # it ended: the loop is not at the end
+
+
+def test_a_guarded_answer_ends_when_it_loops(gemma: Generator) -> None:
+    """A user's own adapter may loop to the token limit; the guard cuts the loop (the base
+    model loops on this prompt too: "Say hello mendatanguser\\nSay hello ...")."""
+    messages = [{"role": "user", "content": "Say hello"}]
+    loose = "".join(gemma.stream(messages, max_tokens=150, temperature=0))
+    assert gemma.last_timings.tokens == 150
+    guarded = "".join(gemma.stream(messages, max_tokens=150, temperature=0, guard=True))
+    assert gemma.last_timings.tokens < 60
+    assert loose.startswith(guarded[:20])
