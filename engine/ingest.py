@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +47,30 @@ PARSE_SECONDS = 60.0
 PARSE_SECONDS_PER_MB = 6.0
 
 
+# A file's parse may grow its worker's address space by this much, plus this many bytes per
+# byte of the file: a 1 MB PDF whose content stream inflates to 400 MB took PDFium past
+# 5.9 GB. Real files need far less: the 23 MB FreedomBox manual 30 MB, a 50 MB text file
+# 400 MB (tests/test_hostile.py has the bomb).
+PARSE_MEMORY = 512 << 20
+PARSE_MEMORY_PER_BYTE = 16
+# Files parsed in this process when they are few and small: plain text, whose parsers are
+# linear (tests/test_hostile.py). Anything else may hold a bomb, and is read in a worker.
+INLINE_SUFFIXES = loaders.TEXT_SUFFIXES | loaders.MARKDOWN_SUFFIXES | loaders.HTML_SUFFIXES
+
+
 def parse_deadline(size: int) -> float:
     """Seconds a file of `size` bytes may take to parse in a worker."""
     return PARSE_SECONDS + PARSE_SECONDS_PER_MB * size / 1e6
+
+
+def parse_memory(size: int) -> int:
+    """Bytes of memory a worker may add to parse a file of `size` bytes."""
+    return PARSE_MEMORY + PARSE_MEMORY_PER_BYTE * size
+
+
+def too_large(path: Path, memory: int) -> str:
+    """The report for a file whose parse went past its memory budget."""
+    return f"{path.name}: too large to read (past its {memory >> 20} MB memory budget); skipped"
 
 
 @dataclass
@@ -80,6 +103,7 @@ class Ingestor:
         workers: int | None = None,
         deadline: Callable[[int], float] = parse_deadline,
         parser: Callable[[Path, int, int], Parsed] | None = None,
+        memory: Callable[[int], int] = parse_memory,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -88,6 +112,7 @@ class Ingestor:
         self.workers = workers or os.cpu_count() or 1
         self.deadline = deadline  # seconds allowed to parse a file of n bytes in a worker
         self.parser = parser or parse_file  # a module-level function: workers import it
+        self.memory = memory  # bytes of memory a worker may add to parse a file of n bytes
 
     def run(
         self,
@@ -184,29 +209,36 @@ class Ingestor:
     def _parse_all(
         self, jobs: list[_Job], cancel: threading.Event
     ) -> Iterator[tuple[Parsed, _Job]]:
-        """Parse jobs in worker processes (in order), or inline when the job is small."""
+        """Parse jobs in worker processes (in order), or inline when they are a little
+        plain text: a PDF's memory has no bound but the worker's (see _parse_within)."""
         args = (str(self.embedder.folder / "tokenizer.json"), self.chunk_tokens, self.overlap)
         small = sum(job.size for job in jobs) < INLINE_BYTES
-        if len(jobs) <= 1 or self.workers <= 1 or small:
+        if small and all(job.path.suffix.lower() in INLINE_SUFFIXES for job in jobs):
             _init_worker(args[0])
             for job in jobs:
                 yield self.parser(job.path, *args[1:]), job
             return
         left = jobs
         while left and not cancel.is_set():
-            left = yield from self._parse_pooled(left, args, cancel)
+            left, broken = yield from self._parse_pooled(left, args, cancel)
+            if broken:  # a worker died: the first file not read, or one read beside it?
+                yield from self._parse_pooled(left[:1], args, cancel)  # alone, it tells
+                left = left[1:]
 
     def _parse_pooled(
         self, jobs: list[_Job], args: tuple[str, int, int], cancel: threading.Event
-    ) -> Generator[tuple[Parsed, _Job], None, list[_Job]]:
+    ) -> Generator[tuple[Parsed, _Job], None, tuple[list[_Job], bool]]:
         """Parse in worker processes, yielding in order. A file past its deadline is
-        yielded as failed and its workers are killed; returns the jobs still to parse
-        (empty when all were)."""
+        yielded as failed and its workers are killed; so is a file alone in a pool whose
+        worker dies (out of memory). Returns the jobs still to parse (none when all were)
+        and whether a worker died while several files were being read."""
         context = multiprocessing.get_context("spawn")  # fork is unsafe beside ORT threads
         workers = min(self.workers, len(jobs))
         pool = ProcessPoolExecutor(workers, context, _init_worker, (args[0], os.getpid()))
+        started = pool.submit(os.getpid)  # done: a worker ran, so a break is a file's doing
         futures: list[Future[Parsed]] = [
-            pool.submit(self.parser, job.path, *args[1:]) for job in jobs
+            pool.submit(_parse_within, self.memory(job.size), self.parser, job.path, *args[1:])
+            for job in jobs
         ]
         stuck = False
         try:
@@ -219,11 +251,19 @@ class Ingestor:
                     _kill_workers(pool)
                     reason = f"{job.path.name}: still being read after {limit:.0f} s; skipped"
                     yield Parsed(job.path, [], 0, reason), job
-                    return jobs[i + 1 :]
+                    return jobs[i + 1 :], False
+                except BrokenProcessPool:
+                    if not started.done() or started.exception() is not None:
+                        raise  # no worker ever started: not any file's fault
+                    stuck = True
+                    if len(jobs) > 1:
+                        return jobs[i:], True
+                    yield Parsed(job.path, [], 0, too_large(job.path, self.memory(job.size))), job
+                    return [], False
                 yield parsed, job
                 if cancel.is_set():
                     break
-            return []
+            return [], False
         finally:
             for future in futures:
                 future.cancel()
@@ -402,6 +442,40 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
         return
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         process.kill()
+
+
+def _parse_within(
+    memory: int, parser: Callable[[Path, int, int], Parsed], path: Path, *args: int
+) -> Parsed:
+    """`parser(path, *args)` in a worker whose address space may grow by `memory` bytes
+    meanwhile: past that an allocation fails, and PDFium, which then aborts, takes the
+    worker down with it (the parent reports the file as too large to read)."""
+    with _address_space_limit(memory):
+        try:
+            return parser(path, *args)
+        except MemoryError:
+            return Parsed(path, [], 0, too_large(path, memory))
+
+
+@contextmanager
+def _address_space_limit(extra: int) -> Iterator[None]:
+    """Lower RLIMIT_AS to this process's size plus `extra` bytes, then put it back; where
+    there is no /proc (not Linux), the parse deadline alone bounds a file."""
+    try:
+        import resource
+
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+    except (ImportError, OSError, ValueError, IndexError):
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = pages * resource.getpagesize() + extra
+    limit = min(x for x in (limit, soft, hard) if x != resource.RLIM_INFINITY)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def _count_tokens(text: str) -> int:

@@ -7,11 +7,13 @@ that raised UnicodeError, symlink loops and duplicates.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from engine.markdown import clean_inline, extract_markdown
 from engine.store import Store
 from engine.types import UserError
 from tests.conftest import REPO
+from tests.factory import write_pdf
 
 GOOD = "Sourdough starter needs feeding twice a day with equal weights of flour and water."
 # Inputs that took 30 to over 90 s before parsing was made linear (1-2 MB each).
@@ -276,3 +279,87 @@ def test_a_file_name_that_is_not_utf8_is_indexed_and_kept_exactly(
     final, documents = _ingest(index, embedder, [folder])
     assert final.removed == [str(bad)]  # found gone by its exact name
     assert sorted(d.name for d in documents) == ["empty-\ufffd.txt", "good.txt"]
+
+
+def write_pdf_bomb(path: Path, megabytes: int, unit: bytes = b"0 ") -> Path:
+    """A one-page PDF whose FlateDecode content stream inflates to `megabytes` MB of
+    `unit`, then draws one line of text (about 1 MB on disk for 1000 MB inflated)."""
+    squeeze = zlib.compressobj(9)
+    block = unit * ((1 << 20) // len(unit))
+    parts = [squeeze.compress(block) for _ in range(megabytes)]
+    parts += [squeeze.compress(b" BT /F1 12 Tf 72 720 Td (Boom) Tj ET"), squeeze.flush()]
+    stream = b"".join(parts)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 5 0 R"
+        b" /Resources << /Font << /F1 3 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream),
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    path.write_bytes(bytes(out))
+    return path
+
+
+BOMB_SCRIPT = """
+import json, resource, sys, time
+from pathlib import Path
+from engine.embedding import Embedder
+from engine.ingest import Ingestor
+from engine.store import Store
+start = time.monotonic()
+embedder = Embedder(Path(sys.argv[1]))
+with Store(Path(sys.argv[2]), model=embedder.name, dim=embedder.dim) as store:
+    report = Ingestor(store, embedder, workers=2).run([Path(sys.argv[3])])
+peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF,
+           resource.RUSAGE_CHILDREN))
+print(json.dumps({"indexed": report.indexed, "failed": report.failed, "peak": peak * 1024,
+                  "seconds": time.monotonic() - start}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and ru_maxrss")
+def test_a_pdf_decompression_bomb_is_too_large_to_read_and_the_rest_indexed(
+    tmp_path: Path, embedder: Any
+) -> None:
+    """Issue 22: a 1 MB PDF inflating to 1000 MB took PDFium past 2 GB (the issue's own
+    reached 5.9 GB) and was read in this process. Now its worker's memory is bounded."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    (folder / "good.txt").write_text(GOOD)
+    write_pdf(folder / "manual.pdf", [["The pump runs at noon and stops at dusk."]])
+    bomb = write_pdf_bomb(folder / "bomb.pdf", 1000)
+    assert bomb.stat().st_size < 2 << 20
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BOMB_SCRIPT,
+            str(embedder.folder),
+            str(tmp_path / "i.db"),
+            str(folder),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcome = json.loads(result.stdout)
+    assert sorted(Path(p).name for p in outcome["indexed"]) == ["good.txt", "manual.pdf"]
+    [(path, reason)] = outcome["failed"]
+    assert Path(path).name == "bomb.pdf" and "too large to read" in reason, reason
+    assert outcome["peak"] < 1 << 30, f"peak memory {outcome['peak'] >> 20} MB"
+    assert outcome["seconds"] < 60
