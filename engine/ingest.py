@@ -21,6 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,13 @@ import numpy as np
 from engine import chunking, loaders
 from engine.embedding import Embedder
 from engine.schema import printable
+from engine.settings import Settings
 from engine.store import Store, resolved
 from engine.types import Chunk, IngestProgress, IngestReport, UserError
 
 ProgressFn = Callable[[IngestProgress], None]
 EMBED_SLICE = 64  # chunks embedded between two cancel checks and progress reports
+BEAT_SECONDS = 1.0  # progress while a worker reads a big file, and a cancel check
 # Chunks gathered across documents before embedding: one length-sorted pass over many
 # small documents pads less and keeps ONNX batches full (measured in docs/benchmarks.md).
 EMBED_BATCH = 256
@@ -81,6 +84,7 @@ class Parsed:
     chunks: list[Chunk]
     pages: int
     error: str | None = None
+    chars: int = 0  # of text, before chunking (what max_file_mb bounds for a PDF)
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Ingestor:
         deadline: Callable[[int], float] = parse_deadline,
         parser: Callable[[Path, int, int], Parsed] | None = None,
         memory: Callable[[int], int] = parse_memory,
+        max_file_mb: float = Settings.max_file_mb,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -113,6 +118,7 @@ class Ingestor:
         self.deadline = deadline  # seconds allowed to parse a file of n bytes in a worker
         self.parser = parser or parse_file  # a module-level function: workers import it
         self.memory = memory  # bytes of memory a worker may add to parse a file of n bytes
+        self.max_file_mb = max_file_mb  # larger text files, and PDFs with more text, fail
 
     def run(
         self,
@@ -133,9 +139,11 @@ class Ingestor:
         tick.files_done = len(files) - len(jobs)
         tick.bytes_total = sum(job.size for job in jobs)
         pending: list[tuple[Parsed, _Job]] = []
-        for parsed, job in self._parse_all(jobs, cancel):
+        for parsed, job in self._parse_all(jobs, cancel, tick):
             if cancel.is_set():
                 break
+            if parsed.error is None and parsed.chars > self.max_file_mb * 1e6:
+                parsed.error = self._over_limit(job.path, parsed.chars, " of text")
             if parsed.error is not None:
                 self._record_failure(parsed, job, collection, report, tick)
                 continue
@@ -194,6 +202,8 @@ class Ingestor:
                 if good and (good.size, good.mtime) == (info.st_size, info.st_mtime):
                     report.skipped.append(str(path))  # unchanged: not even hashed
                     continue
+                if info.st_size > self.max_file_mb * 1e6 and _plain_text(path):
+                    raise UserError(self._over_limit(path, info.st_size))  # not even read
                 digest = _hash(path)
             except (OSError, UserError) as exc:
                 reason = str(exc) if isinstance(exc, UserError) else _os_reason(exc)
@@ -206,27 +216,37 @@ class Ingestor:
             jobs.append(_Job(path, digest, info.st_size, info.st_mtime))
         return jobs
 
+    def _over_limit(self, path: Path, size: int, what: str = "") -> str:
+        return (
+            f"{path.name}: {size / 1e6:.3g} MB{what}, larger than the {self.max_file_mb:g} MB "
+            "limit (max_file_mb in settings); skipped"
+        )
+
     def _parse_all(
-        self, jobs: list[_Job], cancel: threading.Event
+        self, jobs: list[_Job], cancel: threading.Event, tick: _Ticker
     ) -> Iterator[tuple[Parsed, _Job]]:
         """Parse jobs in worker processes (in order), or inline when they are a little
         plain text: a PDF's memory has no bound but the worker's (see _parse_within)."""
         args = (str(self.embedder.folder / "tokenizer.json"), self.chunk_tokens, self.overlap)
         small = sum(job.size for job in jobs) < INLINE_BYTES
-        if small and all(job.path.suffix.lower() in INLINE_SUFFIXES for job in jobs):
+        if small and all(_plain_text(job.path) for job in jobs):
             _init_worker(args[0])
             for job in jobs:
                 yield self.parser(job.path, *args[1:]), job
             return
         left = jobs
         while left and not cancel.is_set():
-            left, broken = yield from self._parse_pooled(left, args, cancel)
+            left, broken = yield from self._parse_pooled(left, args, cancel, tick)
             if broken:  # a worker died: the first file not read, or one read beside it?
-                yield from self._parse_pooled(left[:1], args, cancel)  # alone, it tells
+                yield from self._parse_pooled(left[:1], args, cancel, tick)  # alone, it tells
                 left = left[1:]
 
     def _parse_pooled(
-        self, jobs: list[_Job], args: tuple[str, int, int], cancel: threading.Event
+        self,
+        jobs: list[_Job],
+        args: tuple[str, int, int],
+        cancel: threading.Event,
+        tick: _Ticker,
     ) -> Generator[tuple[Parsed, _Job], None, tuple[list[_Job], bool]]:
         """Parse in worker processes, yielding in order. A file past its deadline is
         yielded as failed and its workers are killed; so is a file alone in a pool whose
@@ -240,34 +260,34 @@ class Ingestor:
             pool.submit(_parse_within, self.memory(job.size), self.parser, job.path, *args[1:])
             for job in jobs
         ]
-        stuck = False
+        done = False  # all read: else the workers still reading are killed, not waited for
         try:
             for i, (job, future) in enumerate(zip(jobs, futures, strict=True)):
                 limit = self.deadline(job.size)
-                try:
-                    parsed = future.result(timeout=limit)  # it is running: earlier ones are done
-                except TimeoutError:  # concurrent.futures raises the builtin one
-                    stuck = True
-                    _kill_workers(pool)
+                try:  # it is running: earlier ones are done
+                    parsed = _wait(future, limit, cancel, partial(tick.reading, job.path.name))
+                except TimeoutError:
                     reason = f"{job.path.name}: still being read after {limit:.0f} s; skipped"
                     yield Parsed(job.path, [], 0, reason), job
                     return jobs[i + 1 :], False
                 except BrokenProcessPool:
                     if not started.done() or started.exception() is not None:
                         raise  # no worker ever started: not any file's fault
-                    stuck = True
                     if len(jobs) > 1:
                         return jobs[i:], True
                     yield Parsed(job.path, [], 0, too_large(job.path, self.memory(job.size))), job
                     return [], False
+                if parsed is None or cancel.is_set():
+                    return [], False
                 yield parsed, job
-                if cancel.is_set():
-                    break
+            done = True
             return [], False
         finally:
             for future in futures:
                 future.cancel()
-            pool.shutdown(wait=not stuck, cancel_futures=True)
+            if not done:
+                _kill_workers(pool)
+            pool.shutdown(wait=done, cancel_futures=True)
 
     def _record_failure(
         self, parsed: Parsed, job: _Job, collection: str, report: IngestReport, tick: _Ticker
@@ -314,7 +334,6 @@ class Ingestor:
             if cancel.is_set():
                 return
             piece = range(start, min(start + EMBED_SLICE, len(texts)))
-            tick.current = printable(pending[owner[start][0]][1].path.name)
             embedded = self.embedder.embed([texts[i] for i in piece], sort_by_length=False)
             for row, i in zip(embedded, piece, strict=True):
                 doc, chunk = owner[i]
@@ -324,8 +343,8 @@ class Ingestor:
                     self._finish(pending[doc], vectors[doc], collection, report, tick)
             doc = owner[piece[-1]][0]
             parsed, job = pending[doc]
-            done = len(parsed.chunks) - left[doc]
-            tick.chunks(len(piece), job.size * done / len(parsed.chunks) if left[doc] else 0.0)
+            share = 1 - left[doc] / len(parsed.chunks) if left[doc] else 0.0
+            tick.chunks(len(piece), job.path.name, share, job.size * share)
 
     def _finish(
         self,
@@ -368,9 +387,18 @@ class _Ticker:
         self.bytes_done = self.bytes_total = 0
         self.partial = 0.0  # bytes' worth of the current file's passages already embedded
         self.current = ""
+        self.share = 0.0  # of the current file's passages embedded
+        self.is_reading = False  # the current file is being read (not yet embedded)
 
-    def chunks(self, n: int, partial_bytes: float = 0.0) -> None:
+    def reading(self, name: str) -> None:
+        """A worker is still reading `name` (said about every second while it does)."""
+        self.current, self.share, self.is_reading = printable(name), 0.0, True
+        self._emit()
+
+    def chunks(self, n: int, name: str, share: float, partial_bytes: float) -> None:
+        """`n` more passages embedded; `share` of those of `name` are now done."""
         self.chunks_done += n
+        self.current, self.share, self.is_reading = printable(name), share, False
         self.partial = partial_bytes
         self._emit()
 
@@ -378,7 +406,8 @@ class _Ticker:
         self.files_done += 1
         self.pages_done += pages
         self.bytes_done += size
-        self.partial = 0.0
+        self.partial = self.share = 0.0
+        self.is_reading = False
         self._emit()
 
     def _emit(self) -> None:
@@ -394,6 +423,8 @@ class _Ticker:
                     elapsed,
                     min(self.bytes_total, self.bytes_done + round(self.partial)),
                     self.bytes_total,
+                    self.share,
+                    self.is_reading,
                 )
             )
 
@@ -442,6 +473,29 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
         return
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         process.kill()
+
+
+def _wait(
+    future: Future[Parsed], limit: float, cancel: threading.Event, beat: Callable[[], None]
+) -> Parsed | None:
+    """The future's result, or None once `cancel` is set; TimeoutError after `limit` s.
+    Calls `beat` about every second meanwhile (progress through a big file)."""
+    end = time.monotonic() + limit
+    while True:
+        try:
+            return future.result(timeout=max(0.0, min(BEAT_SECONDS, end - time.monotonic())))
+        except TimeoutError:  # concurrent.futures raises the builtin one
+            if cancel.is_set():
+                return None
+            if time.monotonic() >= end:
+                raise
+            beat()
+
+
+def _plain_text(path: Path) -> bool:
+    """Plain text, Markdown or HTML: its size on disk is its size as text, and its parsers
+    are linear (tests/test_hostile.py); a PDF's text is known only once read."""
+    return path.suffix.lower() in INLINE_SUFFIXES
 
 
 def _parse_within(
@@ -494,7 +548,7 @@ def parse_file(path: Path, chunk_tokens: int, overlap: int) -> Parsed:
     if not chunks:
         return Parsed(path, [], 0, f"{path.name}: no text to index")
     pages = len({s.page for s in segments if s.page is not None})
-    return Parsed(path, chunks, pages)
+    return Parsed(path, chunks, pages, chars=sum(len(s.text) for s in segments))
 
 
 def _walk(root: Path) -> Iterator[Path]:

@@ -99,6 +99,8 @@ class IngestProgress:
     elapsed_s: float
     bytes_done: int = 0  # of the files this run (re)indexes: finished files plus the
     bytes_total: int = 0  # share of the current batch's passages already embedded
+    current_share: float = 0.0  # of the current file's passages embedded so far (0-1)
+    reading: bool = False  # the current file is still being read, before any embedding
 
     @property
     def chunks_per_s(self) -> float:

@@ -124,3 +124,64 @@ def test_a_file_that_never_finishes_parsing_is_skipped_and_the_rest_indexed(
     assert reason == "b-hang.md: still being read after 3 s; skipped"
     assert [d.error for d in store.documents("default") if d.name == "b-hang.md"] == [reason]
     assert multiprocessing.active_children() == []  # the stuck worker was killed, not left
+
+
+def test_a_big_file_shows_progress_while_read_and_within_its_embedding(
+    tmp_path: Path, store: Store, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22: a 200 MB text file printed nothing for 120 s. Now a file being read in a
+    worker is said about every second, and its share of passages grows per batch."""
+    from ui.cli import _ProgressPrinter
+
+    monkeypatch.setattr(ingest, "INLINE_BYTES", 0)  # read in a worker, as a big file is
+    monkeypatch.setattr(ingest, "BEAT_SECONDS", 0.05)  # a worker takes longer to start
+    monkeypatch.setattr(ingest, "EMBED_SLICE", 8)
+    big = tmp_path / "big.txt"
+    big.write_text(" ".join(f"Sentence {i} of the harbour master's log." for i in range(600)))
+    seen: list[IngestProgress] = []
+    report = Ingestor(store, embedder, workers=1).run([big], progress=seen.append)
+    assert report.indexed == [str(big)] and report.chunks > 24
+    reading = [p for p in seen if p.reading]
+    assert reading and reading[0] is seen[0] and reading[0].current == "big.txt"
+    inside = [p for p in seen if p.files_done == 0 and not p.reading]
+    shares = [p.current_share for p in inside]
+    assert len(shares) >= 3 and shares == sorted(shares) and 0 < shares[0] < shares[-1] < 1
+    assert [p.bytes_done for p in inside] == sorted(p.bytes_done for p in inside)
+    assert 0 < inside[-1].bytes_done < big.stat().st_size
+    lines = [_ProgressPrinter.doing(p) for p in (reading[0], inside[-1])]
+    assert lines[0] == "reading big.txt"
+    assert lines[1].startswith(f"big.txt {inside[-1].current_share:.0%}")
+
+
+def test_files_over_max_file_mb_are_reported_and_the_rest_indexed(
+    tmp_path: Path, store: Store, embedder: Any
+) -> None:
+    """Issue 22: no size cap, so one 200 MB text file took minutes and 1.2 GB. A text
+    file over max_file_mb is reported without being read; a PDF, by the text it holds."""
+    from engine.settings import Settings
+    from tests.factory import write_pdf
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.txt").write_text(TOPICS["tomatoes.txt"])
+    (docs / "long.txt").write_text("The tide turns at noon. " * 4000)  # 96 KB
+    lines = [f"Line {n} of the ferry timetable, with its stops and times." for n in range(60)]
+    write_pdf(docs / "book.pdf", [lines] * 20)  # 65 KB of text
+    report = Ingestor(store, embedder, workers=1, max_file_mb=0.05).run([docs])
+    assert report.indexed == [str(docs / "good.txt")]
+    failed = {Path(p).name: reason for p, reason in report.failed}
+    limit = "larger than the 0.05 MB limit (max_file_mb in settings); skipped"
+    assert failed == {
+        "long.txt": f"long.txt: 0.096 MB, {limit}",
+        "book.pdf": f"book.pdf: 0.0648 MB of text, {limit}",
+    }
+    assert {d.name: d.error for d in store.documents() if d.error} == failed
+    assert Settings().max_file_mb == 50 == Ingestor(store, embedder).max_file_mb
+    huge = docs / "huge.txt"
+    with huge.open("wb") as handle:
+        handle.truncate(60 << 20)  # sparse: 60 MB that nothing needs to read
+    again = Ingestor(store, embedder, workers=1).run([huge])
+    assert again.failed == [
+        (str(huge), "huge.txt: 62.9 MB, larger than the 50 MB limit (max_file_mb in settings); "
+         "skipped")
+    ]  # fmt: skip

@@ -134,7 +134,7 @@ class _ProgressPrinter:
         self.last = now
         line = (
             f"[{p.files_done}/{p.files_total} files] {p.pages_done} pages, "
-            f"{p.chunks_done} chunks, {p.chunks_per_s:.1f} chunks/s  {p.current}"
+            f"{p.chunks_done} chunks, {p.chunks_per_s:.1f} chunks/s  {self.doing(p)}"
         )
         if self.tty:
             sys.stderr.write("\r" + line[:120].ljust(self.width))
@@ -146,6 +146,20 @@ class _ProgressPrinter:
     def finish(self) -> None:
         if self.tty and self.width:
             sys.stderr.write("\n")
+
+    @staticmethod
+    def doing(p: IngestProgress) -> str:
+        """The current file, how far into it (a big one takes minutes), and the time left."""
+        if p.reading:
+            what = f"reading {p.current}"
+        elif p.current_share > 0:
+            what = f"{p.current} {p.current_share:.0%}"
+        else:
+            what = p.current
+        if p.eta_s is None or p.files_done == p.files_total:
+            return what
+        minutes, seconds = divmod(round(p.eta_s), 60)
+        return f"{what}, ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
 def print_report(report: IngestReport) -> None:
