@@ -23,7 +23,16 @@ from typing import Any
 
 from engine.generation import ChatFormat, Generator, load_vocab
 from engine.training import TARGET_MODULES, ProgressFn, TrainConfig, Trainer, missing_extra
-from engine.trainset import Encoded, Example, Problem, TrainData, encode, read_examples, split
+from engine.trainset import (
+    Encoded,
+    Example,
+    Problem,
+    TrainData,
+    encode,
+    no_examples,
+    read_examples,
+    split,
+)
 from engine.trainset import with_system as with_system_prompt
 from engine.types import UserError
 from models.lora import convert_peft
@@ -114,9 +123,7 @@ class TrainJob:
         train, val, val_problems = self._split(checked)
         problems = checked.problems + val_problems
         if not train:
-            raise UserError(
-                f"{self.data_path}: no usable training examples ({len(problems)} lines left out)"
-            )
+            raise no_examples(self.data_path, problems)
         name = adapter_name(self.name or self.data_path.stem)
         folder = adapters_dir(self.models_dir)
         if self.config.start_from:

@@ -45,6 +45,6 @@ def _ids(path: Path) -> set[str]:
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             ids.add(str(json.loads(line).get("id")))
-        except (json.JSONDecodeError, AttributeError):
+        except (ValueError, RecursionError, AttributeError):  # not JSON, nested too deep
             continue  # eval reports a bad line with its number; adding still works
     return ids

@@ -12,14 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from engine.types import UserError
 
 ROLES = ("system", "user", "assistant")
+# A line longer than this is refused unread: over 250k tokens, it fits no context that can
+# be trained on a laptop, and parsing and tokenizing 50 MB took 195 s and 2.45 GB.
+MAX_LINE_BYTES = 1 << 20
+PROBLEMS_IN_ERROR = 3  # bad lines named in the one-line error when no line is usable
 Messages = list[dict[str, str]]
 # (messages, answer) -> (prompt tokens, answer tokens): `ChatFormat.encode_example`.
 Encoder = Callable[[Messages, str], tuple[list[int], list[int]]]
@@ -68,35 +72,64 @@ class Encoded:
         return len(self.prompt) + len(self.answer)
 
 
-def read_examples(path: Path) -> TrainData:
-    """Parse a JSONL file; UserError only when the file itself cannot be read."""
+def read_examples(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> TrainData:
+    """Parse a JSONL file line by line; UserError only when the file cannot be read."""
     path = Path(path).expanduser()
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the training data ({exc.strerror or exc})") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text; training data is JSON Lines") from exc
     examples: list[Example] = []
     problems: list[Problem] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            for number, line in enumerate(read_lines(fh, max_line_bytes, digest), 1):
+                try:
+                    examples.append(parse_line(line, number, max_line_bytes))
+                except ValueError as exc:
+                    problems.append(Problem(number, str(exc)))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the training data ({exc.strerror or exc})") from exc
+    return TrainData(path, examples, problems, digest.hexdigest())
+
+
+def read_lines(fh: IO[bytes], limit: int, digest: Any = None) -> Iterator[bytes | int]:
+    """Each line of a binary file without its line end (and a first line's BOM); a line
+    over `limit` bytes is read past, never held, and given as its length. `digest` (a
+    hashlib object) sees every byte."""
+    first = True
+    while line := fh.readline(limit + 1):
+        if digest is not None:
+            digest.update(line)
+        if len(line) > limit and not line.endswith(b"\n"):
+            length = len(line)
+            while line and not line.endswith(b"\n"):
+                line = fh.readline(1 << 20)
+                length += len(line)
+                if digest is not None:
+                    digest.update(line)
+            yield length - line.endswith(b"\n")
+        else:
+            line = line.removesuffix(b"\n").removesuffix(b"\r")
+            yield line.removeprefix(b"\xef\xbb\xbf") if first else line
+        first = False
+
+
+def parse_line(line: bytes | int | str, number: int, limit: int = MAX_LINE_BYTES) -> Example:
+    """One example from one line (a length: a line too long to read); ValueError says
+    what is wrong with it."""
+    if isinstance(line, int):
+        raise ValueError(f"{line / 1e6:.1f} MB long; a line may hold {limit // 1024} KB")
+    if isinstance(line, bytes):
         try:
-            examples.append(parse_line(line, number))
-        except ValueError as exc:
-            problems.append(Problem(number, str(exc)))
-    return TrainData(path, examples, problems, hashlib.sha256(raw).hexdigest())
-
-
-def parse_line(line: str, number: int) -> Example:
-    """One example from one line; ValueError says what is wrong with it."""
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 text (byte {exc.start + 1})") from exc
     if not line.strip():
         raise ValueError("empty line")
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc.msg})") from exc
+    except RecursionError as exc:
+        raise ValueError("not JSON (nested too deeply)") from exc
     if not isinstance(row, dict):
         raise ValueError("not a JSON object")
     if "messages" in row:
@@ -133,7 +166,24 @@ def _text(value: Any, name: str) -> str:
         raise ValueError(f'"{name}" must be text')
     if not value.strip():
         raise ValueError(f'"{name}" is empty')
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON's "\ud800" escape: half a character
+        raise ValueError(
+            f'"{name}" holds a lone surrogate escape (\\u{ord(value[exc.start]):x})'
+        ) from exc
     return value
+
+
+def no_examples(path: Path, problems: list[Problem]) -> UserError:
+    """The one-line error for a data file with no usable line: the first few bad lines,
+    and where to see them all."""
+    if not problems:
+        return UserError(f"{path}: no training examples (the file is empty)")
+    shown = "; ".join(map(str, problems[:PROBLEMS_IN_ERROR]))
+    more = len(problems) - PROBLEMS_IN_ERROR
+    rest = f"; and {more} more (train --check lists every line)" if more > 0 else ""
+    return UserError(f"{path}: no usable training examples: {shown}{rest}")
 
 
 def with_system(messages: Messages, system_prompt: str) -> Messages:

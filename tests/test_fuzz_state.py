@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from engine.settings import LIMITS, Settings, _fits
+from engine.trainset import read_examples
 
 INPUTS = int(os.environ.get("QUIRE_FUZZ_INPUTS", "700"))
 
@@ -93,3 +94,29 @@ def test_mutated_settings_load_as_valid_values(
         settings.save(tmp_path)  # what was kept saves and loads again without a warning
         caplog.clear()
         assert Settings.load(tmp_path) == settings and not caplog.records
+
+
+def training_line(rng: random.Random) -> bytes:
+    """A good example, or one mutated (any bytes but a line end)."""
+    if rng.random() < 0.5:
+        row: Any = {"prompt": "Name a colour.", "completion": "red"}
+    else:
+        row = {"messages": [{"role": "user", "content": "Hi?"},
+                            {"role": "assistant", "content": "Hello."}]}  # fmt: skip
+    text = json.dumps(row).encode()
+    if rng.random() < 0.5:
+        return text
+    return mutate_bytes(rng, text).replace(b"\n", b" ")
+
+
+def test_mutated_training_data_reports_every_bad_line_by_number(tmp_path: Path) -> None:
+    rng = random.Random(9)
+    path = tmp_path / "data.jsonl"
+    for _ in range(max(1, INPUTS // 20)):
+        lines = [training_line(rng) for _ in range(rng.randint(1, 30))]
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        data = read_examples(path)
+        seen = sorted([e.line for e in data.examples] + [p.line for p in data.problems])
+        assert seen == list(range(1, len(lines) + 1))
+        for example in data.examples:  # what is kept can be encoded and printed
+            json.dumps(example.messages, ensure_ascii=False).encode("utf-8")

@@ -71,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     job = engine.train_job(args.data, args.out, config, args.base, args.val)
     if args.check:
         checked = job.check()
-        print_problems(checked.problems)
+        print_problems(checked.problems, limit=None)  # what --check is for: every line
         payload = {"examples": len(checked.encoded), "problems": [str(p) for p in checked.problems]}
         print(json.dumps(payload, indent=2) if args.json else f"{len(checked.encoded)} usable")
         return 0 if checked.encoded else 1
@@ -104,12 +104,15 @@ def cmd_export_training(args: argparse.Namespace) -> int:
     return 0 if count else 1
 
 
-def print_problems(problems: list[Any]) -> None:
-    """Each left-out line on stderr (the first few, then a count)."""
-    for problem in problems[:PROBLEMS_SHOWN]:
+def print_problems(problems: list[Any], limit: int | None = PROBLEMS_SHOWN) -> None:
+    """Each left-out line on stderr (the first `limit`, then a count; None: every one)."""
+    for problem in problems[:limit]:
         print(f"  skipped {problem}", file=sys.stderr)
-    if len(problems) > PROBLEMS_SHOWN:
-        print(f"  ... and {len(problems) - PROBLEMS_SHOWN} more lines skipped", file=sys.stderr)
+    if limit is not None and len(problems) > limit:
+        print(
+            f"  ... and {len(problems) - limit} more lines skipped (--check lists them all)",
+            file=sys.stderr,
+        )
 
 
 def print_stopped(step: int, total: int) -> None:
