@@ -154,6 +154,7 @@ class Ingestor:
         if pending and not cancel.is_set():
             self._embed_and_store(pending, collection, report, tick, cancel)
         report.cancelled = cancel.is_set()
+        report.left = tick.total - tick.files_done if report.cancelled else 0
         report.seconds = time.perf_counter() - start
         return report
 
@@ -441,6 +442,9 @@ def _init_worker(tokenizer_json: str, parent: int | None = None) -> None:
     """
     if parent is not None:
         _end_with_parent(parent)
+        # Ctrl+C reaches the whole process group: the parent stops cleanly (and kills
+        # the workers); a worker's own KeyboardInterrupt only printed a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     global _TOKENIZER
     if _TOKENIZER is None:
         from tokenizers import Tokenizer

@@ -85,6 +85,7 @@ class IngestReport:
     pages: int = 0
     seconds: float = 0.0
     cancelled: bool = False
+    left: int = 0  # files a cancel left to do: the next run does them
 
 
 @dataclass

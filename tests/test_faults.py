@@ -7,6 +7,7 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -455,3 +456,50 @@ def test_cli_ingests_a_folder_with_a_file_name_that_is_not_utf8(tmp_path: Path) 
     assert listing.returncode == 0 and str(library / "bad-\ufffd.txt") in listing.stdout
     docs = json.loads(quire(data, "docs", "--json").stdout)["documents"]
     assert sorted(d["name"] for d in docs) == ["bad-\ufffd.txt", "first.txt"]
+
+
+# -- Ctrl+C during an ingest ----------------------------------------------------------------
+
+
+def test_ctrl_c_during_ingest_says_what_was_kept_and_what_is_left(tmp_path: Path) -> None:
+    """Issue 22: Ctrl+C printed only "quire: stopped" (and each spawn worker a traceback).
+    Now the files finished are kept and said, with the number still to go."""
+    from tests.factory import write_pdf
+
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "a.txt").write_text("The lighthouse keeper logs the weather at dawn.")
+    (library / "b.txt").write_text("Ferries leave the harbour every hour in summer.")
+    write_pdf(library / "c.pdf", [["The pump runs at noon and stops at dusk."]])  # a worker
+    long = " ".join(f"Entry {i}: the tide came in at {i % 12} o'clock." for i in range(12_000))
+    (library / "z-long.txt").write_text(long)  # minutes of embedding on two cores
+    data = tmp_path / "data"
+    command = [sys.executable, str(REPO / "main.py"), "--data-dir", str(data), "ingest"]
+    lines: list[str] = []
+    with subprocess.Popen(
+        [*command, str(library)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl+C reaches
+    ) as proc:
+        assert proc.stderr is not None
+        try:
+            for line in proc.stderr:  # progress, every 2 s
+                lines.append(line)
+                if line.startswith("[3/4 files]"):  # a, b and c are in; z-long is embedding
+                    os.killpg(proc.pid, signal.SIGINT)
+                    break
+            lines += proc.stderr.readlines()
+            assert proc.wait(timeout=120) == 130, "".join(lines)[-2000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = "".join(lines)
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-2000:]
+    assert lines[-1] == (
+        "  stopped: 3 files indexed and kept, 1 still to go; run ingest again to finish.\n"
+    )
+    docs = json.loads(quire(data, "docs", "--json").stdout)["documents"]
+    assert sorted(d["name"] for d in docs) == ["a.txt", "b.txt", "c.pdf"]

@@ -113,9 +113,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     engine = open_engine(args)
     printer = _ProgressPrinter()
-    report = engine.ingest(args.paths, args.collection, printer)
+    stop = threading.Event()  # the first Ctrl+C sets it: finished files are kept
+    with on_first_ctrl_c(stop.set):
+        report = engine.ingest(args.paths, args.collection, printer, stop)
     printer.finish()
     print_report(report)
+    if report.cancelled:
+        return 130
     return 1 if report.failed else 0
 
 
@@ -173,8 +177,11 @@ def print_report(report: IngestReport) -> None:
     for path, reason in report.failed:
         print(f"  failed: {printable(path)}: {printable(reason)}", file=sys.stderr)
     if report.cancelled:
+        kept = len(report.indexed)
         print(
-            "  cancelled: the files above were kept; run ingest again to finish.", file=sys.stderr
+            f"  stopped: {kept} file{'s' * (kept != 1)} indexed and kept, {report.left} still "
+            "to go; run ingest again to finish.",
+            file=sys.stderr,
         )
 
 
