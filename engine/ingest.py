@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -20,7 +21,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from engine.store import Store, resolved
 from engine.types import Chunk, IngestProgress, IngestReport, UserError
 
 ProgressFn = Callable[[IngestProgress], None]
+log = logging.getLogger(__name__)
 EMBED_SLICE = 64  # chunks embedded between two cancel checks and progress reports
 BEAT_SECONDS = 1.0  # progress while a worker reads a big file, and a cancel check
 # Chunks gathered across documents before embedding: one length-sorted pass over many
@@ -85,6 +87,7 @@ class Parsed:
     pages: int
     error: str | None = None
     chars: int = 0  # of text, before chunking (what max_file_mb bounds for a PDF)
+    notes: list[str] = field(default_factory=list)  # what libraries logged while reading
 
 
 @dataclass
@@ -142,6 +145,8 @@ class Ingestor:
         for parsed, job in self._parse_all(jobs, cancel, tick):
             if cancel.is_set():
                 break
+            for note in parsed.notes:  # for the app's log, not the terminal
+                log.info("%s: %s", printable(job.path.name), note)
             if parsed.error is None and parsed.chars > self.max_file_mb * 1e6:
                 parsed.error = self._over_limit(job.path, parsed.chars, " of text")
             if parsed.error is not None:
@@ -445,6 +450,8 @@ def _init_worker(tokenizer_json: str, parent: int | None = None) -> None:
         # Ctrl+C reaches the whole process group: the parent stops cleanly (and kills
         # the workers); a worker's own KeyboardInterrupt only printed a traceback.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        logging.getLogger().addHandler(_NOTES)  # library warnings: kept, not printed
+        logging.captureWarnings(True)
     global _TOKENIZER
     if _TOKENIZER is None:
         from tokenizers import Tokenizer
@@ -508,11 +515,44 @@ def _parse_within(
     """`parser(path, *args)` in a worker whose address space may grow by `memory` bytes
     meanwhile: past that an allocation fails, and PDFium, which then aborts, takes the
     worker down with it (the parent reports the file as too large to read)."""
+    _NOTES.take()
     with _address_space_limit(memory):
         try:
-            return parser(path, *args)
+            parsed = parser(path, *args)
         except MemoryError:
-            return Parsed(path, [], 0, too_large(path, memory))
+            parsed = Parsed(path, [], 0, too_large(path, memory))
+    parsed.notes = _NOTES.take()
+    return parsed
+
+
+class _Notes(logging.Handler):
+    """What libraries log in a worker while it reads a file, sent back with the file.
+
+    A worker has no logging set up, so pypdf's repairs ("incorrect startxref pointer(1)")
+    reached the user's terminal through logging's last-resort handler; the parent logs
+    them at INFO instead, which the app's log keeps and the CLI does not print.
+    """
+
+    KEEP = 20  # per file: a damaged PDF can repeat one warning a thousand times
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.messages) < self.KEEP:
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):  # a library's own bad format string
+                message = str(record.msg)
+            self.messages.append(f"{record.name}: {message}")
+
+    def take(self) -> list[str]:
+        messages, self.messages = self.messages, []
+        return messages
+
+
+_NOTES = _Notes()
 
 
 @contextmanager

@@ -503,3 +503,17 @@ def test_ctrl_c_during_ingest_says_what_was_kept_and_what_is_left(tmp_path: Path
     )
     docs = json.loads(quire(data, "docs", "--json").stdout)["documents"]
     assert sorted(d["name"] for d in docs) == ["a.txt", "b.txt", "c.pdf"]
+
+
+def test_cli_ingest_keeps_library_warnings_off_the_terminal(tmp_path: Path) -> None:
+    """Issue 22: pypdf's repairs of a damaged PDF were printed as 'quire: incorrect
+    startxref pointer(1)'; the file is indexed and the report says nothing of them."""
+    from tests.test_pdf import repaired_pdf
+
+    library = tmp_path / "library"
+    library.mkdir()
+    repaired_pdf(library / "repaired.pdf")
+    result = quire(tmp_path / "data", "ingest", str(library))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "startxref" not in result.stderr and "pypdf" not in result.stderr, result.stderr
+    assert "Indexed 1 files" in result.stderr

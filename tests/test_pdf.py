@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pypdf
 import pypdfium2
@@ -160,3 +161,34 @@ def test_real_manual_pages_and_sections(corpus: Path) -> None:
     trouble = [s for s in segments if s.section == "Troubleshooting" and s.page == 40]
     assert trouble and trouble[0].text.startswith("4.2.5 Troubleshooting")
     assert "xz -d before writing it" in trouble[0].text
+
+
+def repaired_pdf(path: Path) -> Path:
+    """A PDF that PDFium rejects and pypdf reads after repairs it logs as warnings (junk
+    before the header, so every offset is off): 'incorrect startxref pointer(1)'."""
+    good = write_pdf(path.with_name("source.pdf"), [["The pump runs at noon and stops at dusk."]])
+    path.write_bytes(b"junk" * 400 + good.read_bytes())  # PDFium looks 1 KB in
+    good.unlink()
+    return path
+
+
+def test_library_warnings_go_to_the_log_not_the_terminal(
+    tmp_path: Path,
+    embedder: Any,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 22: pypdf's repairs reached the user as 'quire: incorrect startxref
+    pointer(1)'. A worker keeps them and the ingest logs them at INFO (the app's log)."""
+    from engine.ingest import Ingestor
+    from engine.store import Store
+
+    bad = repaired_pdf(tmp_path / "repaired.pdf")
+    caplog.set_level("INFO", logger="engine.ingest")
+    with Store(tmp_path / "index.sqlite3", model=embedder.name, dim=embedder.dim) as store:
+        report = Ingestor(store, embedder, workers=1).run([bad])
+    assert report.indexed == [str(bad)]
+    notes = [r.getMessage() for r in caplog.records if r.name == "engine.ingest"]
+    assert "repaired.pdf: pypdf._reader: incorrect startxref pointer(1)" in notes
+    assert all(r.levelname == "INFO" for r in caplog.records if r.name == "engine.ingest")
+    assert "startxref" not in capfd.readouterr().err  # the worker printed nothing
