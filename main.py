@@ -93,9 +93,14 @@ def run_gui(data_dir: Path | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from engine.types import UserError
     from ui.app import run
 
-    return run(data_dir)
+    try:
+        return run(data_dir)
+    except UserError as exc:  # the data folder cannot be made, before any window opens
+        print(f"quire: {exc}", file=sys.stderr)
+        return 1
 
 
 def cli_entry() -> None:

@@ -21,7 +21,7 @@ from engine.followup import Turn, recent, search_query
 from engine.generation import Cancelled, Generator, RefusalGate
 from engine.ingest import Ingestor, ProgressFn
 from engine.llms import Key, Llms
-from engine.paths import default_data_dir, models_dir
+from engine.paths import default_data_dir, ensure_data_dir, models_dir
 from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, NOT_COVERED, build_prompt
 from engine.reader import Quote, Reader
 from engine.remote import QUIRE_PREFIX, RemoteGenerator, Server, load_key, normalize_url
@@ -125,7 +125,7 @@ class Engine:
 
     def __init__(self, data_dir: Path | None = None, settings: Settings | None = None) -> None:
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_data_dir(self.data_dir)  # the user's alone (0700); a file there: one line
         self.settings = settings if settings is not None else Settings.load(self.data_dir)
         self.models_dir = models_dir(self.data_dir)
         self._store: Store | None = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.paths import ensure_data_dir, private_file
 from engine.prompting import source_label
 from engine.sqlite import migrate
 from engine.types import SearchResult
@@ -85,8 +86,8 @@ class History:
     """Conversations and their messages. One History per thread (SQLite connections)."""
 
     def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.path = data_dir / HISTORY_FILE
+        self.path = ensure_data_dir(data_dir) / HISTORY_FILE
+        private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
         self.conn = sqlite3.connect(self.path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA foreign_keys=ON")

@@ -13,6 +13,8 @@ from dataclasses import MISSING, Field, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from engine.paths import ensure_data_dir, private_opener
+
 SETTINGS_FILE = "settings.json"
 MAX_BYTES = 1 << 20  # a settings file is a few hundred bytes; past this it is not one
 # Numbers outside these (inclusive) bounds break an answer or a search; a field of
@@ -96,9 +98,9 @@ class Settings:
 
     def save(self, data_dir: Path) -> None:
         """Write atomically so a crash never leaves half a settings file."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = data_dir / (SETTINGS_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        tmp = ensure_data_dir(data_dir) / (SETTINGS_FILE + ".tmp")
+        with open(tmp, "w", encoding="utf-8", opener=private_opener) as out:
+            out.write(json.dumps(asdict(self), indent=2))
         os.replace(tmp, data_dir / SETTINGS_FILE)
 
 

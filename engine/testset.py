@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from engine.paths import ensure_data_dir, private_opener
 from engine.types import SearchResult
 
 FILE = "test-questions.jsonl"
@@ -32,8 +33,8 @@ def add_question(data_dir: Path, question: str, gold: SearchResult) -> dict:
         row["pages"] = [gold.page]
     elif gold.section:
         row["section"] = gold.section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as out:
+    ensure_data_dir(path.parent)
+    with open(path, "a", encoding="utf-8", opener=private_opener) as out:
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
     return row
 

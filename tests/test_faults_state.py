@@ -5,10 +5,18 @@ folder, interrupted training installs, and the models folder."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+import stat
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from engine.history import History, Message
+from engine.paths import ensure_data_dir
+from engine.settings import Settings
 from engine.testset import add_question
 from engine.types import SearchResult
 from tests.test_faults import assert_one_line_error, quire
@@ -99,3 +107,81 @@ def test_a_test_set_with_a_hostile_line_still_takes_new_questions(data_dir: Path
     gold = SearchResult(1, "a.txt", "/docs/a.txt", 2, None, 0.9, "text")
     row = add_question(data_dir, "Which page?", gold)
     assert row == {"id": "mine-001", "question": "Which page?", "doc": "a.txt", "pages": [2]}
+
+
+# -- the data folder: a file in its way; who may read it ----------------------------------
+
+
+def test_a_data_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    """Before the fix: a FileExistsError traceback from docs, ingest and ask."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("in the way")
+    (tmp_path / "a.txt").write_text("Some text.")
+    for command in (["docs"], ["ingest", str(tmp_path / "a.txt")], ["ask", "Why?"]):
+        result = quire(blocker, *command)
+        assert_one_line_error(result, str(blocker), "a file is in the way of the data folder")
+    app = quire(blocker)  # the desktop app, offscreen: stops before any window
+    assert_one_line_error(app, str(blocker), "a file is in the way of the data folder")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_the_data_folder_and_its_files_are_the_users_alone(tmp_path: Path) -> None:
+    """Before the fix: the folder 0755, history.sqlite3 and logs/quire.log 0644."""
+    from ui.app import setup_logging
+
+    data = tmp_path / "data"
+    assert quire(data, "docs").returncode == 0
+    assert mode(data) == 0o700
+    history = History(data)
+    history.add(history.create(), Message("user", "A private question"))
+    assert mode(data / "history.sqlite3-wal") == 0o600  # SQLite's own files follow
+    Settings(top_k=4).save(data)
+    add_question(data, "Which page?", SearchResult(1, "a.txt", "/a.txt", 2, None, 0.9, "x"))
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        log_file = setup_logging(data)
+        logging.getLogger("quire").warning("a line in the log")
+        [handler] = [h for h in root.handlers if h not in handlers and hasattr(h, "doRollover")]
+        handler.doRollover()  # the new file after a rotation too
+        logging.getLogger("quire").warning("a line in the new log")
+    finally:
+        for added in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(added)
+            added.close()
+        root.setLevel(level)
+        history.close()
+    names = ["history.sqlite3", "settings.json", "test-questions.jsonl", "logs/quire.log",
+             "logs/quire.log.1"]  # fmt: skip
+    assert {n: oct(mode(data / n)) for n in names} == {n: oct(0o600) for n in names}
+    assert log_file == data / "logs" / "quire.log" and mode(data / "logs") == 0o700
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_an_open_data_folder_is_tightened_on_start_with_a_note(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    (data / "logs").mkdir(parents=True)
+    for name in ("history.sqlite3", "logs/quire.log"):
+        (data / name).write_bytes(b"")
+        (data / name).chmod(0o644)
+    data.chmod(0o755)
+    (data / "logs").chmod(0o755)
+    caplog.set_level(logging.INFO)
+    assert ensure_data_dir(data) == data
+    assert [mode(data), mode(data / "logs")] == [0o700, 0o700]
+    assert [mode(data / "history.sqlite3"), mode(data / "logs" / "quire.log")] == [0o600] * 2
+    notes = [r.getMessage() for r in caplog.records]
+    assert f"{data}: made private (mode 700, was 755)" in notes, notes
+    # A folder with no Quire file in it is someone's own: --data-dir never changes it.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    (theirs / "notes.txt").write_text("mine")
+    (theirs / "notes.txt").chmod(0o644)
+    ensure_data_dir(theirs)
+    assert [mode(theirs), mode(theirs / "notes.txt")] == [0o755, 0o644]

@@ -8,9 +8,12 @@ import threading
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
+
+from engine.paths import ensure_data_dir, private_opener
 
 ICON = Path(__file__).resolve().parent / "resources" / "quire.svg"
 
@@ -73,15 +76,22 @@ def create_app(argv: list[str] | None = None) -> QApplication:
 LOG_BYTES = 1_000_000  # per file; 3 older ones are kept: quire.log.1 .. .3
 
 
+class _PrivateLog(RotatingFileHandler):
+    """The log file, and each new one after a rotation, readable by the user alone."""
+
+    def _open(self) -> Any:
+        return open(self.baseFilename, self.mode, encoding=self.encoding, opener=private_opener)
+
+
 def setup_logging(data_dir: Path) -> Path:
-    """Log to stderr and to a rotating file in the data folder; returns the file."""
-    folder = data_dir / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
+    """Log to stderr and to a rotating file (0600) in the data folder; returns the file."""
+    folder = ensure_data_dir(data_dir) / "logs"
+    folder.mkdir(mode=0o700, exist_ok=True)
     path = folder / "quire.log"
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    for handler in (RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=3), None):
+    for handler in (_PrivateLog(path, maxBytes=LOG_BYTES, backupCount=3), None):
         handler = handler or logging.StreamHandler()
         handler.setFormatter(formatter)
         root.addHandler(handler)
