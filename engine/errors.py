@@ -51,27 +51,49 @@ _SQLITE_MESSAGES = (
     ("unable to open database file", "cantopen"),
 )
 _FULL_BYTES = 1 << 20  # less free space than this, and an I/O error means a full disk
+# What to do about each, per database: the index of the documents, and the chat history.
 _SQLITE_ADVICE = {
-    "full": "the disk is full; free some space and run the command again "
-    "(what was indexed before is kept)",
-    "readonly": "the index cannot be written (read-only file, folder or disk); check its "
-    "permissions, or pick another data folder with --data-dir",
-    "ioerr": "disk input/output error while using the index; check the disk, then try again",
-    "corrupt": "the index is damaged; move it aside (Quire starts a new one) and ingest "
-    "your documents again",
-    "notadb": "this is not a Quire index (not an SQLite database); move it aside or pick "
-    "another data folder with --data-dir",
-    "busy": "the index is busy in another Quire process; wait for it to finish, then try again",
-    "cantopen": "cannot open the index (a read-only disk or folder?); check the folder's "
-    "permissions, or pick another data folder with --data-dir",
+    "index": {
+        "full": "the disk is full; free some space and run the command again "
+        "(what was indexed before is kept)",
+        "readonly": "the index cannot be written (read-only file, folder or disk); check its "
+        "permissions, or pick another data folder with --data-dir",
+        "ioerr": "disk input/output error while using the index; check the disk, then try again",
+        "corrupt": "the index is damaged; move it aside (Quire starts a new one) and ingest "
+        "your documents again",
+        "notadb": "this is not a Quire index (not an SQLite database); move it aside or pick "
+        "another data folder with --data-dir",
+        "busy": "the index is busy in another Quire process; wait for it to finish, then try again",
+        "cantopen": "cannot open the index (a read-only disk or folder?); check the folder's "
+        "permissions, or pick another data folder with --data-dir",
+    },
+    "history": {
+        "full": "the disk is full; free some space and run the command again (the "
+        "conversations before are kept)",
+        "readonly": "the chat history cannot be written (read-only file, folder or disk); "
+        "check its permissions, or pick another data folder with --data-dir",
+        "ioerr": "disk input/output error while using the chat history; check the disk, then "
+        "try again",
+        "corrupt": "the chat history is damaged; Quire sets it aside and starts a new one the "
+        "next time it opens it",
+        "notadb": "the chat history is not an SQLite database; Quire sets it aside and starts "
+        "a new one the next time it opens it",
+        "busy": "the chat history is busy in another Quire process; wait for it to finish, "
+        "then try again",
+        "cantopen": "cannot open the chat history (a read-only disk or folder?); check the "
+        "folder's permissions, or pick another data folder with --data-dir",
+    },
 }
 
 
-def describe(exc: BaseException, path: Path | str | None = None) -> UserError | None:
+def describe(
+    exc: BaseException, path: Path | str | None = None, database: str = "index"
+) -> UserError | None:
     """A UserError for an environment failure, or None when `exc` is a bug.
 
-    `path` names the file involved when the exception does not (SQLite errors never do):
-    the CLI passes the index file.
+    `path` names the file involved when the exception does not (SQLite errors never do),
+    and `database` which of Quire's databases it is ("index" or "history"): the CLI passes
+    the index file; the history names itself.
     """
     if isinstance(exc, UserError):
         return exc
@@ -80,13 +102,13 @@ def describe(exc: BaseException, path: Path | str | None = None) -> UserError | 
     kind = sqlite_kind(exc)
     if kind is None:
         return None
-    where = path or "the index"
+    where = path or f"the {database}"
     disk = _disk_flags(Path(path)) if path is not None else None
     if kind in ("readonly", "cantopen") and disk and disk.f_flag & getattr(os, "ST_RDONLY", 1):
         return UserError(f"{where}: {_OS_ERRORS[errno.EROFS]}")
     if kind in ("ioerr", "cantopen") and disk and disk.f_bavail * disk.f_frsize < _FULL_BYTES:
         kind = "full"  # a write that found no room at all is reported as an I/O error
-    return UserError(f"{where}: {_SQLITE_ADVICE[kind]}")
+    return UserError(f"{where}: {_SQLITE_ADVICE[database][kind]}")
 
 
 def _os_error(exc: OSError, path: Path | str | None) -> UserError | None:

@@ -7,18 +7,27 @@ exported) with the pages it cited even after the documents changed.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from engine.errors import describe, sqlite_kind
 from engine.paths import ensure_data_dir, private_file
 from engine.prompting import source_label
 from engine.sqlite import migrate
 from engine.types import SearchResult
 
+P = ParamSpec("P")
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 HISTORY_FILE = "history.sqlite3"
 UNTITLED = "New conversation"
 TITLE_CHARS = 60
@@ -82,26 +91,88 @@ class Message:
     quote: dict[str, Any] | None = None  # the reader's quote, as Quote.to_json() gives it
 
 
+def _named(method: Callable[Concatenate[History, P], T]) -> Callable[Concatenate[History, P], T]:
+    """`method` with the history's SQLite errors as one-line errors naming its file."""
+
+    @functools.wraps(method)
+    def named(self: History, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if sqlite_kind(exc) is None:
+                raise  # a bug, or an OSError that names its own file
+            raise _history_error(exc, self.path) from exc
+
+    return named
+
+
+def _history_error(exc: Exception, path: Path) -> Exception:
+    return describe(exc, path, "history") or exc
+
+
+def _set_aside(path: Path, inode: int, why: Exception) -> Path | None:
+    """Keep a damaged history (with its WAL) as `history.sqlite3.bad` (`.bad-2`, ... when
+    that is taken); None when another process already did (the file is a new one)."""
+    names = (path.with_name(f"{path.name}.bad{f'-{n}' if n > 1 else ''}") for n in count(1))
+    bad = next(name for name in names if not name.exists())
+    try:
+        if path.stat().st_ino != inode:
+            return None
+        for suffix in ("", "-wal", "-shm"):
+            part = path.with_name(path.name + suffix)
+            if part.exists():
+                os.replace(part, bad.with_name(bad.name + suffix))
+    except OSError as exc:
+        raise _history_error(why, path) from exc
+    log.warning("%s: damaged (%s); kept it as %s and started a new chat history", path, why, bad)
+    return bad
+
+
 class History:
-    """Conversations and their messages. One History per thread (SQLite connections)."""
+    """Conversations and their messages. One History per thread (SQLite connections).
+
+    A damaged history file is set aside (`history.sqlite3.bad`, with a warning) and a new
+    one started: conversations are worth keeping for the user to recover, never worth
+    stopping the app or a command for. Its SQLite errors name the history, not the index.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.path = ensure_data_dir(data_dir) / HISTORY_FILE
-        private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
-        self.conn = sqlite3.connect(self.path, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.set_aside: Path | None = None  # where a damaged history was kept, this time
         try:
-            migrate(self.conn, MIGRATIONS)
+            self.conn = self._open()
+        except Exception as exc:
+            if sqlite_kind(exc) not in ("corrupt", "notadb"):
+                raise _history_error(exc, self.path) from exc
+            self.set_aside = _set_aside(self.path, self._inode, exc)
+            try:
+                self.conn = self._open()
+            except Exception as again:
+                raise _history_error(again, self.path) from again
+
+    def _open(self) -> sqlite3.Connection:
+        private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
+        self._inode = self.path.stat().st_ino
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            found = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+            if found != ["ok"]:  # damage that only a query of the wrong page would meet
+                where = " ".join(" ".join(found).split())[:200]
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {where}")
+            migrate(conn, MIGRATIONS)
         except BaseException:
-            self.conn.close()
+            conn.close()
             raise
+        return conn
 
     def close(self) -> None:
         self.conn.close()
 
     # -- conversations -----------------------------------------------------------
 
+    @_named
     def create(self, title: str = UNTITLED) -> int:
         now = time.time()
         cur = self.conn.execute(
@@ -110,6 +181,7 @@ class History:
         )
         return int(cur.lastrowid or 0)
 
+    @_named
     def conversations(self) -> list[Conversation]:
         """All conversations, the most recently updated first."""
         rows = self.conn.execute(
@@ -122,17 +194,20 @@ class History:
     def conversation(self, conversation_id: int) -> Conversation | None:
         return next((c for c in self.conversations() if c.id == conversation_id), None)
 
+    @_named
     def rename(self, conversation_id: int, title: str) -> None:
         title = " ".join(title.split()) or UNTITLED
         self.conn.execute(
             "UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)
         )
 
+    @_named
     def delete(self, conversation_id: int) -> None:
         self.conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
     # -- messages ------------------------------------------------------------------
 
+    @_named
     def add(self, conversation_id: int, message: Message) -> int:
         """Append a message; the first question also names an untitled conversation."""
         now = time.time()
@@ -162,6 +237,7 @@ class History:
             )
         return int(cur.lastrowid or 0)
 
+    @_named
     def messages(self, conversation_id: int) -> list[Message]:
         rows = self.conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id",
@@ -171,17 +247,20 @@ class History:
 
     # -- feedback, for fine-tuning ---------------------------------------------------
 
+    @_named
     def rate(self, message_id: int, rating: int) -> None:
         """Thumbs up (1), down (-1) or neither (0) on an answer."""
         if rating not in (-1, 0, 1):
             raise ValueError(f"rating must be -1, 0 or 1, not {rating}")
         self.conn.execute("UPDATE messages SET rating = ? WHERE id = ?", (rating, message_id))
 
+    @_named
     def correct(self, message_id: int, text: str | None) -> None:
         """Keep the user's corrected answer (None or blank removes the correction)."""
         value = text.strip() if text and text.strip() else None
         self.conn.execute("UPDATE messages SET corrected = ? WHERE id = ?", (value, message_id))
 
+    @_named
     def training_examples(self) -> list[dict[str, Any]]:
         """Approved and corrected answers as chat examples for `main.py train`.
 
@@ -201,6 +280,7 @@ class History:
             examples.append({"messages": turns})
         return examples
 
+    @_named
     def export_training(self, path: Path) -> int:
         """Write `training_examples()` as JSON Lines (atomically); returns how many."""
         examples = self.training_examples()

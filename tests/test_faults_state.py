@@ -11,6 +11,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,3 +186,71 @@ def test_an_open_data_folder_is_tightened_on_start_with_a_note(
     (theirs / "notes.txt").chmod(0o644)
     ensure_data_dir(theirs)
     assert [mode(theirs), mode(theirs / "notes.txt")] == [0o755, 0o644]
+
+
+# -- a damaged chat history ---------------------------------------------------------------
+
+
+def damaged_history(data: Path) -> None:
+    """A data folder with a healthy index and a history that is not a database."""
+    library = data.parent / "library"
+    library.mkdir(exist_ok=True)
+    (library / "tides.txt").write_text("The lighthouse keeper logs the weather at dawn.")
+    assert quire(data, "ingest", str(library)).returncode == 0
+    (data / "history.sqlite3").write_bytes(b"this was a chat history " * 400)
+
+
+def assert_history_set_aside(result: subprocess.CompletedProcess[str], data: Path) -> None:
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "index" not in result.stderr, result.stderr  # the index is never blamed
+    note = f"quire: {data / 'history.sqlite3'}: damaged (file is not a database); kept it as "
+    assert note + f"{data / 'history.sqlite3.bad'} and started a new chat history" in (
+        result.stderr
+    )
+    assert (data / "history.sqlite3.bad").read_bytes() == b"this was a chat history " * 400
+    docs = json.loads(quire(data, "docs", "--json").stdout)["documents"]
+    assert [d["name"] for d in docs] == ["tides.txt"]  # the index was left alone
+
+
+def test_export_training_with_a_damaged_history_sets_it_aside(tmp_path: Path) -> None:
+    """Before the fix: 'index.sqlite3: this is not a Quire index ... move it aside'."""
+    data = tmp_path / "data"
+    damaged_history(data)
+    result = quire(data, "export-training", str(tmp_path / "out.jsonl"))
+    assert_history_set_aside(result, data)
+    assert "Wrote 0 training example(s)" in result.stderr
+
+
+def test_ask_with_a_damaged_history_records_the_answer_in_a_new_one(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    damaged_history(data)
+    result = quire(data, "ask", "Who logs the weather?", "--max-tokens", "8", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_history_set_aside(result, data)
+    number = json.loads(result.stdout)["conversation"]
+    history = History(data)
+    try:
+        assert [m.role for m in history.messages(number)] == ["user", "assistant"]
+    finally:
+        history.close()
+
+
+@pytest.mark.gui
+def test_the_app_opens_on_a_damaged_history(tmp_path: Path, qtbot: Any) -> None:
+    """Before the fix: the app opened on a 'Quire hit a bug' dialog."""
+    from PySide6.QtCore import QSettings
+
+    from ui.app import create_app
+    from ui.main_window import MainWindow
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qs"))
+    create_app()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "history.sqlite3").write_bytes(b"this was a chat history " * 400)
+    window = MainWindow(data)
+    qtbot.addWidget(window)
+    assert window.history.conversations() == []
+    assert (data / "history.sqlite3.bad").is_file()
+    window.close()

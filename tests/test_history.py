@@ -175,3 +175,52 @@ def test_export_training_command(data_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Wrote 1 training example" in result.stderr
     assert json.loads(out.read_text())["messages"][-1]["content"] == "Yes [1]."
+
+
+def _damage(path: Path) -> bytes:
+    """Scribble over the middle of a real history, as a bad disk sector would."""
+    data = bytearray(path.read_bytes())
+    data[4096 * 2 : 4096 * 2 + 3000] = b"\xab" * 3000
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def test_a_damaged_history_is_set_aside_and_a_new_one_started(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = History(data_dir)
+    for n in range(40):  # pages enough that damage hides past the header
+        history.add(history.create(), Message("user", f"question {n} " * 40))
+    history.close()
+    path = data_dir / HISTORY_FILE
+    damaged = _damage(path)
+    history = History(data_dir)  # before the fix: opened, then "malformed" on a query
+    assert history.set_aside == data_dir / "history.sqlite3.bad"
+    assert history.set_aside.read_bytes() == damaged  # kept as it was, for recovery
+    assert history.conversations() == []
+    _conversation(history)
+    history.close()
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith(f"{path}: damaged (database disk image is malformed")
+    assert "\n" not in record.getMessage() and "history.sqlite3.bad and started a new" in (
+        record.getMessage()
+    )
+    path.write_bytes(b"not a database at all " * 300)  # the second time: another name
+    history = History(data_dir)
+    assert history.set_aside == data_dir / "history.sqlite3.bad-2"
+    history.close()
+    assert (data_dir / "history.sqlite3.bad").read_bytes() == damaged
+
+
+def test_history_errors_name_the_history_not_the_index(data_dir: Path) -> None:
+    history = History(data_dir)
+    cid = history.create()
+    pages = history.conn.execute("PRAGMA page_count").fetchone()[0]
+    history.conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL past this
+    with pytest.raises(UserError) as caught:
+        history.add(cid, Message("user", "x" * 100_000))
+    message = str(caught.value)
+    assert message.startswith(f"{data_dir / HISTORY_FILE}: the disk is full")
+    assert "index" not in message and "conversations before are kept" in message
+    history.close()
