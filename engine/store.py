@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import describe
 from engine.fts import fts_query, fts_terms, rare_terms
 from engine.schema import (
     DEFAULT_COLLECTION,
@@ -26,7 +27,7 @@ from engine.schema import (
     printable,
     take_legacy_version,
 )
-from engine.sqlite import connect, migrate, user_version
+from engine.sqlite import connect, driver, migrate, user_version
 from engine.types import Chunk, UserError
 from engine.vectors import VectorIndex
 
@@ -38,6 +39,9 @@ OVERSAMPLE = 10  # binary KNN candidates per result, rescored by exact cosine
 MAX_KNN = 4096  # vec0's limit on k
 FTS_WEIGHTS = "1.0, 0.5, 0.5"  # text, section, title
 KEYWORD_ROWS = 2000  # rows BM25 scores at most, unless the rarest term alone has more
+# Index files this process found intact, by (path, (size, mtime)): a file once checked
+# is not checked again by the next thread's Store until it changes.
+_CHECKED: set[tuple[str, tuple[int, int] | None]] = set()
 
 
 class Store:
@@ -54,6 +58,7 @@ class Store:
     ) -> None:
         self.path = Path(path)
         self.conn: Any = connect(self.path, readonly=readonly)
+        self._check_intact()
         meta = self._read_meta()
         self.model = meta.get("embedding_model") or model or DEFAULT_MODEL
         self.dim = int(meta.get("embedding_dim") or dim or DEFAULT_DIM)
@@ -78,6 +83,28 @@ class Store:
                 self.set_quantization(quantization)
 
     # -- schema ---------------------------------------------------------------
+
+    def _check_intact(self) -> None:
+        """Check the file's pages when opened (PRAGMA quick_check: 25 ms for a 22 MB
+        index): a damaged page of vectors or FTS passed `docs` and `ingest` ("skipped
+        unchanged") and failed only `search`. Now all say what search says."""
+        try:
+            info = self.path.stat()
+        except OSError:  # in memory, or gone: nothing to remember it by
+            info = None
+        key = (str(resolved(self.path)), (info.st_size, info.st_mtime_ns) if info else None)
+        if key in _CHECKED:
+            return
+        try:
+            rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
+        except BaseException:
+            self.conn.close()
+            raise  # not a database, unreadable...: errors.describe names it
+        if [tuple(row) for row in rows] != [("ok",)]:
+            self.conn.close()
+            error = driver().DatabaseError(f"database disk image is malformed ({rows[0][0]})")
+            raise describe(error, self.path) or error
+        _CHECKED.add(key)
 
     def _read_meta(self) -> dict[str, str]:
         has = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()

@@ -7,7 +7,9 @@ import contextlib
 import errno
 import json
 import os
+import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -517,3 +519,38 @@ def test_cli_ingest_keeps_library_warnings_off_the_terminal(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr[-2000:]
     assert "startxref" not in result.stderr and "pypdf" not in result.stderr, result.stderr
     assert "Indexed 1 files" in result.stderr
+
+
+# -- a damaged index ----------------------------------------------------------------------
+
+
+def garble_table(index: Path, table: str) -> None:
+    """Overwrite the first page of `table` in a closed index with random bytes."""
+    conn = sqlite3.connect(index)
+    try:
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        [root] = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,))
+    finally:
+        conn.close()
+    with index.open("r+b") as handle:
+        handle.seek((root[0] - 1) * size)
+        handle.write(random.Random(22).randbytes(size))
+
+
+def test_a_damaged_index_is_one_line_naming_it_for_every_command(tmp_path: Path) -> None:
+    """Issue 22: with its vectors' page garbled, `docs` listed the files and `ingest` said
+    "skipped 2 unchanged"; only `search` said the index was damaged. Now every command
+    says so, in the same line, when it opens the index."""
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "a.txt").write_text("The lighthouse keeper logs the weather at dawn.")
+    (library / "b.txt").write_text("Ferries leave the harbour every hour.")
+    data = tmp_path / "data"
+    assert quire(data, "ingest", str(library)).returncode == 0
+    index = data / "index.sqlite3"
+    garble_table(index, "embeddings")
+    lines = set()
+    for command in (["docs"], ["ingest", str(library)], ["search", "lighthouse"]):
+        lines.add(assert_one_line_error(quire(data, *command), str(index), "damaged"))
+    assert lines == {f"quire: {index}: the index is damaged; move it aside (Quire starts a new "
+                     "one) and ingest your documents again"}  # fmt: skip

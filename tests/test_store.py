@@ -398,3 +398,15 @@ def test_keyword_search_drops_common_terms_past_the_row_cap(
     hits = store.keyword_search("common aardvark", 20)
     assert [store.fetch([i])[0].text for i, _ in hits] == ["common aardvark sighting"]
     assert len(store.keyword_search("common", 20)) == 9  # the rarest term always stays
+
+
+def test_a_damaged_page_is_found_when_the_index_opens(tmp_path: Path) -> None:
+    """Issue 22: a garbled page of vectors passed every command that did not search."""
+    from tests.test_faults import garble_table
+
+    index = tmp_path / "damaged.sqlite3"
+    with Store(index, model="test-model", dim=DIM) as store:
+        _put(store, tmp_path / "a.txt", ["alpha"], _unit(np.random.default_rng(0), 1))
+    garble_table(index, "embeddings")
+    with pytest.raises(UserError, match=f"^{index}: the index is damaged; move it aside"):
+        Store(index)
