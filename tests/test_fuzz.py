@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,36 @@ def test_parse_file_turns_every_loader_problem_into_parsed_error(
         assert parsed.error and parsed.error.startswith(name)
     with pytest.raises(UserError):
         raise UserError("UserError stays the one kind of failure a file may cause")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux file names are bytes")
+def test_file_names_of_random_bytes_are_indexed_and_found_again(
+    tmp_path: Path, embedder: Any
+) -> None:
+    """Any byte but '/' and NUL may be in a Linux file name (issue 22: one that is not UTF-8
+    aborted the whole ingest). Each is indexed, shown printably and found again by path."""
+    from engine.ingest import Ingestor
+    from engine.store import Store
+
+    rng = random.Random("quire-fuzz-names")
+    folder = tmp_path / "names"
+    folder.mkdir()
+    allowed = [b for b in range(1, 256) if b != ord("/")]
+    paths: set[str] = set()
+    while len(paths) < 30:
+        raw = bytes(rng.choice(allowed) for _ in range(rng.randint(1, 60)))
+        path = folder / os.fsdecode(b"n" + raw + b".txt")  # "n" first: not a hidden file
+        path.write_text(f"Note {len(paths)}: the pump runs at noon.")
+        paths.add(str(path))
+    with Store(tmp_path / "index.sqlite3", model=embedder.name, dim=embedder.dim) as store:
+        report = Ingestor(store, embedder, workers=1).run([folder])
+        assert report.failed == [] and set(report.indexed) == paths
+        documents = store.documents()
+        assert {d.path for d in documents} == paths
+        for doc in documents:
+            doc.name.encode("utf-8")  # printable: no surrogate escapes left
+            assert doc.to_json()["path"].encode("utf-8")
+        again = Ingestor(store, embedder, workers=1).run([folder])
+        assert set(again.skipped) == paths and again.indexed == []
+        assert all(store.remove_document("default", path) for path in paths)
+        assert store.documents() == []
