@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -363,3 +364,33 @@ def test_a_pdf_decompression_bomb_is_too_large_to_read_and_the_rest_indexed(
     assert Path(path).name == "bomb.pdf" and "too large to read" in reason, reason
     assert outcome["peak"] < 1 << 30, f"peak memory {outcome['peak'] >> 20} MB"
     assert outcome["seconds"] < 60
+
+
+def test_a_huge_single_line_is_chunked_in_linear_time(tmp_path: Path, embedder: Any) -> None:
+    """Issue 22: a 5 MB file of one line was still embedding at 300 s. Its chunking is
+    linear (0.47 and 3.7 CPU-s for 1 and 8 MB here); the time is the embedding, about
+    7,000 passages at ~22 a second on two cores, now shown with an ETA (test_ingest.py)."""
+    words = ["the", "pump", "runs", "at", "noon", "valve", "opens", "dawn", "for", "ferry"]
+    rng = random.Random(22)
+    line = " ".join(" ".join(rng.choices(words, k=12)) + "." for _ in range(180_000))
+    assert len(line) > 8 << 20
+    seconds = []
+    for megabytes in (1, 8):
+        path = tmp_path / f"line-{megabytes}.txt"
+        path.write_text(line[: megabytes << 20])
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                CHUNK_SCRIPT,
+                str(embedder.folder / "tokenizer.json"),
+                str(path),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        seconds.append(float(result.stdout.split()[-1]))
+    assert seconds[1] < 12 * seconds[0] + 1.0, seconds  # quadratic would be 64x
