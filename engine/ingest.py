@@ -145,10 +145,7 @@ class Ingestor:
         for parsed, job in self._parse_all(jobs, cancel, tick):
             if cancel.is_set():
                 break
-            for note in parsed.notes:  # for the app's log, not the terminal
-                log.info("%s: %s", printable(job.path.name), note)
-            if parsed.error is None and parsed.chars > self.max_file_mb * 1e6:
-                parsed.error = self._over_limit(job.path, parsed.chars, " of text")
+            self._vet(parsed, job)
             if parsed.error is not None:
                 self._record_failure(parsed, job, collection, report, tick)
                 continue
@@ -221,6 +218,14 @@ class Ingestor:
                 continue
             jobs.append(_Job(path, digest, info.st_size, info.st_mtime))
         return jobs
+
+    def _vet(self, parsed: Parsed, job: _Job) -> None:
+        """Log what libraries said while reading the file (for the app's log, not the
+        terminal), and fail a file holding more text than max_file_mb."""
+        for note in parsed.notes:
+            log.info("%s: %s", printable(job.path.name), note)
+        if parsed.error is None and parsed.chars > self.max_file_mb * 1e6:
+            parsed.error = self._over_limit(job.path, parsed.chars, " of text")
 
     def _over_limit(self, path: Path, size: int, what: str = "") -> str:
         return (
