@@ -111,6 +111,19 @@ def describe(
     return UserError(f"{where}: {_SQLITE_ADVICE[database][kind]}")
 
 
+def disk_full(exc: BaseException, path: Path | str) -> bool:
+    """True when `exc` is a write that found no room where `path` lives: ENOSPC or EDQUOT,
+    a library's own error saying so (torch, safetensors and onnx wrap the OSError), or any
+    failure with less than a megabyte left on that disk."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    if any(words in text for words in ("No space left", "StorageFull", "Disk quota")):
+        return True
+    disk = _disk_flags(Path(path))
+    return disk is not None and disk.f_bavail * disk.f_frsize < _FULL_BYTES
+
+
 def _os_error(exc: OSError, path: Path | str | None) -> UserError | None:
     advice = _OS_ERRORS.get(exc.errno or 0)
     if advice is None:

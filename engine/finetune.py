@@ -3,7 +3,8 @@
 Everything a run writes is built in a hidden folder beside the adapters and moved into
 place at the end, the GGUF last, so the app never sees half an adapter. A stopped run
 leaves only its checkpoint (`adapters/.checkpoints/NAME.pt`), which the same command
-picks up again.
+picks up again; a run is kept there until its adapter is in place, so a kill or a full
+disk while installing loses no training: the same command installs it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.errors import describe, disk_full
 from engine.generation import ChatFormat, Generator, load_vocab
 from engine.training import TARGET_MODULES, ProgressFn, TrainConfig, Trainer, missing_extra
 from engine.trainset import (
@@ -160,6 +162,7 @@ class TrainJob:
             examples = {e.line: e for e in checked.data.examples}
             samples = [examples[item.line] for item in held_out[:SAMPLE_COUNT]]
             self._install(model, result, samples, checked.data, folder)
+            checkpoint.unlink(missing_ok=True)  # only once the adapter is in place
         return result
 
     def check(self) -> Checked:
@@ -188,9 +191,7 @@ class TrainJob:
         self, model: Any, result: TrainResult, samples: list[Example], data: TrainData, folder: Path
     ) -> None:
         """PEFT folder, GGUF adapter and card, built aside, then moved in (the GGUF last)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        _remove_stale(folder)
-        work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+        work = install_dir(folder)
         try:
             # float16 halves the files; llama.cpp computes in float32 all the same.
             model.half().save_pretrained(work / "peft", save_embedding_layers=False)
@@ -204,6 +205,8 @@ class TrainJob:
             _replace_dir(work / "peft", final[0])
             os.replace(work / "card.json", final[1])
             os.replace(work / "adapter.gguf", folder / f"{result.name}.gguf")
+        except Exception as exc:
+            raise install_error(exc, folder, "adapter") from exc
         finally:
             shutil.rmtree(work, ignore_errors=True)
         result.peft_dir, result.card = final
@@ -317,15 +320,57 @@ def _replace_dir(src: Path, dst: Path) -> None:
     """Move a folder over an older one of the same name (the old one is removed after)."""
     old = None
     if dst.exists():
-        old = dst.with_name(f".old-{dst.name}-{os.getpid()}")
+        old = dst.with_name(f".old-{os.getpid()}-{dst.name}")
         os.replace(dst, old)
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _remove_stale(folder: Path) -> None:
-    """Leftovers of runs that were killed while installing: never loaded, safe to delete."""
-    for path in folder.glob(".tmp-*"):
-        if time.time() - path.stat().st_mtime > 3600:
-            shutil.rmtree(path, ignore_errors=True)
+STALE_S = 3600.0  # where no process id can be checked: a leftover older than this is stale
+
+
+def install_dir(folder: Path) -> Path:
+    """A hidden folder in `folder` to build a run's result in, named with this process's
+    id (`.tmp-PID-...`) so that a later run knows when it is a leftover."""
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale(folder)
+    return Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=folder))
+
+
+def remove_stale(folder: Path) -> None:
+    """Delete what runs killed while installing left in `folder` (`.tmp-PID-*` and
+    `.old-PID-*`): never loaded, and removed once the process that made them is gone."""
+    for path in [*folder.glob(".tmp-*"), *folder.glob(".old-*")]:
+        match = re.match(r"\.(?:tmp|old)-(\d+)-", path.name)
+        try:
+            if match and os.name == "posix":
+                stale = not _running(int(match.group(1)))
+            else:  # no process to ask about: left to its age
+                stale = time.time() - path.stat().st_mtime > STALE_S
+            if stale:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        except OSError:
+            continue  # another run removed it, or it cannot be: the next run tries again
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def install_error(exc: BaseException, folder: Path, what: str) -> BaseException:
+    """What to raise when installing `what` into `folder` failed: a full disk names the
+    folder and says the trained run is kept; other environment errors are one line; a bug
+    is itself."""
+    if disk_full(exc, folder):
+        return UserError(
+            f"{folder}: the disk is full; the {what} was not installed. The trained run is "
+            "kept: free some space and run the same command again to install it"
+        )
+    return describe(exc, folder) or exc

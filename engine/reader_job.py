@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.finetune import install_dir, install_error
 from engine.reader_pairs import Pair, build_pairs
 from engine.reader_train import (
     ProgressFn,
@@ -155,8 +156,7 @@ class ReaderJob:
         from models.bundled import TOKENIZER_FILES
 
         root = readers_dir(self.models_dir)
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.name}.", dir=root))
+        tmp = install_dir(root)  # a kill's leftover of an earlier run is removed first
         target = root / self.name
         try:
             os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only
@@ -166,15 +166,16 @@ class ReaderJob:
                 shutil.copyfile(self.base_dir / name, tmp / name)
             write_card(tmp, card)
             if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{self.name}.old.", dir=root))
+                old = Path(tempfile.mkdtemp(prefix=f".old-{os.getpid()}-", dir=root))
                 os.replace(target, old / self.name)
                 shutil.rmtree(old, ignore_errors=True)
             os.replace(tmp, target)
-        except OSError as exc:
+        except Exception as exc:
+            error = install_error(exc, root, "reader")  # while the disk is still full
             shutil.rmtree(tmp, ignore_errors=True)
-            if exc.errno == 28:
-                raise UserError(f"{root}: the disk is full; the reader was not installed") from exc
-            raise UserError(f"{target}: could not install the reader ({exc})") from exc
+            if error is exc and isinstance(exc, OSError):
+                raise UserError(f"{target}: could not install the reader ({exc})") from exc
+            raise error from exc
         return target
 
 

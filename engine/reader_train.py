@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.reader_pairs import Pair
-from engine.training import check_counts
+from engine.training import check_counts, save_checkpoint
 from engine.types import UserError
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -138,6 +138,8 @@ class ReaderTrainer:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=0.01)
         step = self._resume(torch, model, optimizer)
+        if step >= self.total_steps and self.log.val_after:
+            return model  # trained before; only its install was cut short (a kill, a full disk)
         if step == 0:
             self.log.val_before = self.validate(torch, model)
         saved_at = self.log.seconds
@@ -251,10 +253,7 @@ class ReaderTrainer:
             "lora": {k: v for k, v in model.state_dict().items() if "lora_" in k},
             "optimizer": optimizer.state_dict(), "log": asdict(self.log),
         }  # fmt: skip
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint)
+        save_checkpoint(torch, state, self.checkpoint)
 
     def _resume(self, torch: Any, model: Any, optimizer: Any) -> int:
         if not self.checkpoint.is_file():

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.errors import disk_full
 from engine.trainset import Encoded
 from engine.types import UserError
 
@@ -201,7 +202,9 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=0.0)
         step = self._resume(torch, model, optimizer)
-        epoch_of_last_val = -1
+        # A run whose install was cut short (a kill, a full disk) resumes at its end.
+        finished_before = step >= self.total_steps
+        epoch_of_last_val = step if finished_before else -1
         saved_at = self.log.seconds
         while step < self.total_steps:
             if cancel is not None and cancel.is_set():
@@ -223,7 +226,8 @@ class Trainer:
                 progress(self._progress(step))
         if epoch_of_last_val != step:
             self.log.val_loss = self.validate(torch, model)
-        self.checkpoint.unlink(missing_ok=True)
+        if not finished_before:
+            self._save_checkpoint(torch, model, optimizer, step)  # kept until installed
         return model
 
     # -- the model ---------------------------------------------------------------------
@@ -381,13 +385,11 @@ class Trainer:
             "optimizer": optimizer.state_dict(),
             "log": asdict(self.log),
         }
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint)
+        save_checkpoint(torch, state, self.checkpoint)
 
     def _resume(self, torch: Any, model: Any, optimizer: Any) -> int:
-        """The step to start from: a matching checkpoint's, else 0."""
+        """The step to start from: a matching checkpoint's (its last, when only the install
+        is left to do), else 0."""
         if not self.checkpoint.is_file():
             return 0
         try:
@@ -400,3 +402,21 @@ class Trainer:
         optimizer.load_state_dict(state["optimizer"])
         self.log = StepLog(**{**state["log"], "resumed_from": int(state["step"])})
         return int(state["step"])
+
+
+def save_checkpoint(torch: Any, state: dict[str, Any], checkpoint: Path) -> None:
+    """Write a run's state atomically, by rename; a full disk is one line naming the
+    folder (the checkpoint before stays as it was)."""
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, checkpoint)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        if not disk_full(exc, checkpoint.parent):
+            raise
+        raise UserError(
+            f"{checkpoint.parent}: the disk is full; free some space, then run the same "
+            "command again (it resumes from the last checkpoint)"
+        ) from exc

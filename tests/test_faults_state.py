@@ -4,11 +4,13 @@ folder, interrupted training installs, and the models folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,11 @@ from engine.history import History, Message
 from engine.paths import ensure_data_dir
 from engine.settings import Settings
 from engine.testset import add_question
-from engine.types import SearchResult
-from tests.test_faults import assert_one_line_error, quire
+from engine.training import TrainProgress
+from engine.types import SearchResult, UserError
+from tests.conftest import REPO
+from tests.test_faults import assert_one_line_error, quire, tmpfs
+from tests.test_training import job, shared_weights, write_examples
 
 
 def test_settings_of_the_wrong_type_fall_back_with_one_warning_each(tmp_path: Path) -> None:
@@ -254,3 +259,142 @@ def test_the_app_opens_on_a_damaged_history(tmp_path: Path, qtbot: Any) -> None:
     assert window.history.conversations() == []
     assert (data / "history.sqlite3.bad").is_file()
     window.close()
+
+
+# -- training: a kill or a full disk while the adapter is installed -----------------------
+
+
+@pytest.mark.slow
+def test_a_kill_while_installing_keeps_the_run_and_the_next_run_installs_it(
+    tmp_path: Path, llm_path: Path
+) -> None:
+    """Before the fix the checkpoint was deleted before the install: the run was lost."""
+    models = shared_weights(tmp_path / "models")
+    env = {**os.environ, "QUIRE_MODELS_DIR": str(models)}
+    data = write_examples(tmp_path / "d.jsonl")
+    command = [sys.executable, str(REPO / "main.py"), "--data-dir", str(tmp_path / "data"),
+               "train", str(data), "--base", str(llm_path), "--max-steps", "1", "--rank", "4",
+               "--progress-json"]  # fmt: skip
+    adapters = models / "adapters"
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    assert proc.stderr is not None
+    try:
+        line = ""
+        while not line.startswith("PROGRESS"):
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "the run ended before its first step"
+        deadline = time.monotonic() + 120
+        while not list(adapters.glob(".tmp-*")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    [leftover] = adapters.glob(".tmp-*")
+    checkpoint = adapters / ".checkpoints" / "d.pt"
+    assert checkpoint.is_file() and not (adapters / "d.gguf").exists()
+    started = time.monotonic()
+    again = subprocess.run([*command[:-1], "--json"], capture_output=True, text=True, env=env,
+                           cwd=REPO, timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    result = json.loads(again.stdout)
+    assert result["resumed_from"] == result["steps"] == 1  # installed, not trained again
+    assert (adapters / "d.gguf").is_file() and not checkpoint.exists()
+    assert not leftover.exists() and not list(adapters.glob(".tmp-*"))
+    print(f"install-only rerun: {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_installing_says_so_and_keeps_the_run(
+    tmp_path: Path, llm_path: Path
+) -> None:
+    """Before the fix: the checkpoint was gone, and the error named a hidden temp file."""
+    models = shared_weights(tmp_path / "models")
+    outside = tmp_path / "checkpoints"
+    outside.mkdir()
+    with tmpfs(models / "adapters", "16m") as adapters:
+        (adapters / ".checkpoints").symlink_to(outside)  # the run's state on another disk
+        data = write_examples(tmp_path / "d.jsonl")
+
+        def fill_at_the_end(progress: TrainProgress) -> None:
+            if progress.step == progress.total_steps:
+                with (adapters / "filler").open("wb") as filler, contextlib.suppress(OSError):
+                    while True:
+                        filler.write(b"\0" * 65536)
+                        filler.flush()
+
+        with pytest.raises(UserError) as caught:
+            job(data, llm_path, models, max_steps=1, rank=4).run(fill_at_the_end)
+        message = str(caught.value)
+        assert message.startswith(f"{adapters}: the disk is full; the adapter was not installed")
+        assert ".tmp-" not in message and "same command again" in message
+        assert (outside / "d.pt").is_file() and not list(adapters.glob(".tmp-*"))
+        (adapters / "filler").unlink()
+        result = job(data, llm_path, models, max_steps=1, rank=4).run()
+        assert result.resumed_from == result.steps == 1 and result.adapter == adapters / "d.gguf"
+        assert result.adapter.is_file() and not (outside / "d.pt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("room_mb", [0, 4], ids=["lora", "onnx-export"])
+def test_a_full_disk_while_installing_a_reader_says_so_and_keeps_the_run(
+    tmp_path: Path, models_dir: Path, room_mb: int
+) -> None:
+    """The reader already said "disk is full" when an OSError reached it. Before the fix it
+    did not say the run was kept, a killed install's hidden folder stayed for ever, and it
+    looked at the disk only after deleting its files (so a full disk met without an OSError
+    was a traceback: once the ONNX export truncated its file silently and quantizing it
+    raised a DecodeError)."""
+    pytest.importorskip("torch")
+    from engine.core import Engine
+    from engine.reader_job import ReaderJob
+    from engine.reader_questions import start_reader
+    from engine.reader_train import ReaderConfig, ReaderProgress
+    from engine.retrieval import Retriever
+    from engine.scoring import load_questions
+    from models.bundled import reader_base
+    from tests.test_reader_train_cli import DOCS, write_questions
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    engine = Engine(tmp_path / "data")
+    engine.ingest([docs])
+    questions = load_questions(write_questions(tmp_path / "mine.jsonl"))
+    models, outside = tmp_path / "models", tmp_path / "checkpoints"
+    models.mkdir()
+    outside.mkdir()
+
+    def reader_job() -> ReaderJob:
+        return ReaderJob(questions, Retriever(engine.store, engine.embedder), models,
+                         reader_base(models_dir), "mine", ReaderConfig(max_steps=1, batch_size=2),
+                         start_from=start_reader())  # fmt: skip
+
+    try:
+        with tmpfs(models / "readers", "256m") as readers:  # the float ONNX is 90 MB
+            (readers / ".checkpoints").symlink_to(outside)
+
+            def fill_at_the_end(progress: ReaderProgress) -> None:
+                if progress.step == progress.total_steps:
+                    with (readers / "filler").open("wb") as filler, contextlib.suppress(OSError):
+                        while True:
+                            filler.write(b"\0" * 65536)
+                            filler.flush()
+                    size = (readers / "filler").stat().st_size
+                    os.truncate(readers / "filler", size - room_mb * 1024 * 1024)
+
+            with pytest.raises(UserError) as caught:
+                reader_job().run(fill_at_the_end)
+            message = str(caught.value)
+            assert message.startswith(f"{readers}: the disk is full; the reader was not installed")
+            assert "same command again" in message and not list(readers.glob(".tmp-*"))
+            assert (outside / "mine.pt").is_file()
+            (readers / "filler").unlink()
+            (readers / ".tmp-999999999-killed").mkdir()  # a run killed while installing
+            result = reader_job().run()
+            assert result.folder == readers / "mine" and (readers / "mine" / "model.onnx").is_file()
+            assert result.steps == 1 and not (outside / "mine.pt").exists()
+            assert not list(readers.glob(".tmp-*"))
+    finally:
+        engine.close()
