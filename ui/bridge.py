@@ -3,8 +3,9 @@
 Each method submits one operation and returns its `Request` (whose `stop()` stops it);
 results come back to the callbacks the caller passed, in the GUI thread, and a failure
 goes to the caller's own `failed` (or, when it passed none, to `on_failure`: the window's
-banner). Five signals remain, for the state several views show whoever asked for it: the
-status, the settings, a collection's documents, and indexing's progress and end.
+banner). Six signals remain, for the state several views show whoever asked for it: the
+status, the modes that can run, the settings, a collection's documents, and indexing's
+progress and end.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
 from engine.evaluation import EvalConfig, EvalReport, Evaluation
+from engine.remote import normalize_url, save_key
 from engine.settings import Settings
 from engine.types import IngestProgress, IngestReport
 from ui.banner import human_duration
@@ -30,12 +32,14 @@ Failed = Callable[[str], None]
 class Bridge(QObject):
     """The window's handle on the engine.
 
-    Signals: status_changed(Status), settings_applied(Settings),
+    Signals: status_changed(Status), modes_changed(dict mode -> reason it cannot run or
+    None; emitted just before each status), settings_applied(Settings),
     documents_listed(collection, list), ingest_progressed(IngestProgress),
     ingest_finished(IngestReport).
     """
 
     status_changed = Signal(object)
+    modes_changed = Signal(object)
     settings_applied = Signal(object)
     documents_listed = Signal(str, list)
     ingest_progressed = Signal(object)
@@ -78,7 +82,7 @@ class Bridge(QObject):
         """Start the engine thread and report the status; with `preload`, load the models
         right after (requests queue behind)."""
         self.runner.start()
-        self.submit(lambda e, r: e.status(), self.status_changed.emit, self.failure("Problem"))
+        self.submit(self._report, None, self.failure("Problem"))
         if preload:
             self.preload()
 
@@ -192,7 +196,7 @@ class Bridge(QObject):
                 progress = self._progress_for(engine, request, engine.settings.collection)
                 reports = engine.reindex([Path(f) for f in folders], progress, request.cancel)
             finally:
-                request.post(self.status_changed.emit, engine.status())
+                self._report(engine, request)
             for report in reports:
                 request.post(self.ingest_finished.emit, report)
 
@@ -207,7 +211,7 @@ class Bridge(QObject):
             progress = self._progress_for(engine, request, collection)
             report = engine.ingest(paths, collection, progress, request.cancel)
         finally:
-            request.post(self.status_changed.emit, engine.status())
+            self._report(engine, request)
         request.post(self.documents_listed.emit, collection, engine.documents(collection))
         return report
 
@@ -262,16 +266,21 @@ class Bridge(QObject):
         def work(engine: Engine, request: Request) -> None:
             engine.remove([Path(p) for p in paths], collection)
             request.post(self.documents_listed.emit, collection, engine.documents(collection))
-            request.post(self.status_changed.emit, engine.status())
+            self._report(engine, request)
 
         return self.submit(work, None, failed or self.failure("Could not remove"))
 
     # -- settings, collections, adapters -----------------------------------------------
 
-    def _settled(self, engine: Engine, request: Request) -> None:
-        """Post the engine's settings and status, as they are now, to the window."""
-        request.post(self.settings_applied.emit, copy.deepcopy(engine.settings))
+    def _report(self, engine: Engine, request: Request) -> None:
+        """Post the modes that can run now, then the status, to the window."""
+        request.post(self.modes_changed.emit, engine.available_modes())
         request.post(self.status_changed.emit, engine.status())
+
+    def _settled(self, engine: Engine, request: Request) -> None:
+        """Post the engine's settings, modes and status, as they are now, to the window."""
+        request.post(self.settings_applied.emit, copy.deepcopy(engine.settings))
+        self._report(engine, request)
 
     def apply_settings(
         self, settings: Settings, load_model: bool = False, failed: Failed | None = None
@@ -287,6 +296,31 @@ class Bridge(QObject):
                 self._settled(engine, request)
 
         return self.submit(work, None, failed or self.failure("Could not apply the settings"))
+
+    def use_server(
+        self,
+        url: str | None,
+        model: str | None = None,
+        key: str | None = None,
+        done: Callable[[Any], None] | None = None,
+        failed: Failed | None = None,
+    ) -> Request:
+        """Answer with a model server from now on, or with the local model again (`url`
+        None). The key goes to `server_key` (mode 0600), never into the settings; "" removes
+        it, None leaves it as it is. `done(None)` once the settings and status are posted."""
+
+        def work(engine: Engine, request: Request) -> None:
+            wanted = copy.deepcopy(engine.settings)
+            wanted.server_url = normalize_url(url) if url else None
+            wanted.server_model = (model or None) if url else None
+            try:
+                if url and key is not None:
+                    save_key(engine.data_dir, key)
+                engine.apply_settings(wanted)
+            finally:
+                self._settled(engine, request)
+
+        return self.submit(work, done, failed or self.failure("Could not change the model"))
 
     def manage_collection(
         self, action: str, name: str, new_name: str = "", failed: Failed | None = None

@@ -50,10 +50,20 @@ BASE_MODEL_NOTE = (
 )
 
 
-def welcome_text(documents: int, passages: int, collection: str, model: str, adapter: str) -> str:
-    """The empty chat's card, saying where things stand: what is indexed, what answers."""
+def welcome_text(
+    documents: int, passages: int, collection: str, model: str, adapter: str, remote: bool = False
+) -> str:
+    """The empty chat's card, saying where things stand: what is indexed, what answers
+    (and, with a model server, that the questions go to it)."""
     answers = f"Answers come from <b>{html.escape(model)}</b>"
     answers += f" with <b>{html.escape(adapter)}</b>." if adapter else "."
+    if remote:
+        answers = answers[:-1] + ", a model server (Models… to disconnect)."
+    stays = (
+        "Your questions and the passages found go to that server."
+        if remote
+        else "Nothing leaves this computer."
+    )
     if documents == 0:
         return (
             "<h2>Chat with your documents</h2>"
@@ -62,7 +72,7 @@ def welcome_text(documents: int, passages: int, collection: str, model: str, ada
             "(<b>Ctrl+O</b>, or drop files on the window).</p>"
             "<p>2. <b>Ask a question</b> below (<b>Ctrl+Enter</b>). Every answer lists the "
             "pages it comes from; click one to open it.</p>"
-            f"<p>{answers} Nothing leaves this computer.</p>"
+            f"<p>{answers} {stays}</p>"
         )
     return (
         "<h2>Ask your documents</h2>"
@@ -70,7 +80,7 @@ def welcome_text(documents: int, passages: int, collection: str, model: str, ada
         f"“{html.escape(collection)}” ({passages:,} passages). Ask a question below "
         "(<b>Ctrl+Enter</b>); every answer lists the pages it comes from.</p>"
         f"<p>{answers} <b>Search</b> (Ctrl+F) finds passages without the model; "
-        "<b>Compare</b> shows the answer modes side by side. Nothing leaves this computer.</p>"
+        f"<b>Compare</b> shows the answer modes side by side. {stays}</p>"
     )
 
 
@@ -331,24 +341,32 @@ class ChatView(QWidget):
         return bar
 
     def set_lora_available(self, available: bool, label: str | None = None) -> None:
-        """Grey out LoRA and Hybrid until an adapter is loaded; name the adapter in them.
+        """Grey out LoRA and Hybrid until an adapter is loaded; name the adapter in them."""
+        hint = None if available else LORA_HINT
+        self.set_modes({m.name: hint if m.adapter else None for m in MODES.values()}, label)
 
-        The first time one is there, Hybrid becomes the mode: with the bundled model that
+    def set_modes(self, reasons: dict[str, str | None], label: str | None = None) -> None:
+        """Grey out the modes that cannot run now, with the reason as their tooltip, and
+        name the adapter in the adapter modes.
+
+        Each time Hybrid becomes possible, it becomes the mode: with the bundled model that
         is Quire's grounding adapter, the answers the app is meant to give.
         """
         model = self.mode.model()
         assert isinstance(model, QStandardItemModel)
         for row, mode in enumerate(MODES.values()):
-            if not mode.adapter:
-                continue
+            reason = reasons.get(mode.name)
             item = model.item(row)
-            item.setEnabled(available)
-            item.setToolTip("" if available else LORA_HINT)
-            text = f"{mode.label} · {label}" if available and label else mode.label
-            self.mode.setItemText(row, text)
-        if not available and MODES[self.mode.currentData()].adapter:
-            self.mode.setCurrentIndex(self.mode.findData("rag"))
-        elif available and not self._hybrid_chosen:
+            item.setEnabled(reason is None)
+            item.setToolTip(reason or "")
+            named = mode.adapter and reason is None and label
+            self.mode.setItemText(row, f"{mode.label} · {label}" if named else mode.label)
+        if reasons.get("hybrid") is not None:
+            self._hybrid_chosen = False
+        if reasons.get(self.mode.currentData()) is not None:
+            usable = [m for m in ("rag", "hybrid", "base", "lora") if reasons.get(m) is None]
+            self.mode.setCurrentIndex(self.mode.findData(usable[0] if usable else "rag"))
+        elif reasons.get("hybrid") is None and not self._hybrid_chosen:
             self._hybrid_chosen = True
             self.mode.setCurrentIndex(self.mode.findData("hybrid"))
 

@@ -1,7 +1,9 @@
 """The Compare tab: one question answered in every mode, side by side, with timings.
 
 Base | RAG | LoRA | Hybrid columns stream their answers one after the other through the
-worker's Engine (`Engine.compare`); a mode that cannot run shows why, greyed out.
+worker's Engine (`Engine.compare`); a mode that cannot run shows why, greyed out (the
+adapter modes with a model server: adapters need the local model). The titles name the
+adapter, and the server's model when one answers.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class ModeColumn(QFrame):
         self.text = ""
         self.answer: Answer | None = None
         self.sources: list[SearchResult] = []
+        self.reason: str | None = None  # why this mode cannot run now (None: it can)
         layout = QVBoxLayout(self)
         self.title = title = QLabel(label, self)
         title.setObjectName("sectionTitle")
@@ -90,7 +93,7 @@ class ModeColumn(QFrame):
 
     def reset(self, reason: str | None) -> None:
         """Empty the column; a `reason` greys it out with that hint."""
-        self.text, self.answer, self.sources = "", None, []
+        self.text, self.answer, self.sources, self.reason = "", None, [], reason
         self.setEnabled(reason is None)
         self.hint.setText(f"Not available: {reason}" if reason else NOT_YET)
         self.body.set_markdown("")
@@ -189,16 +192,23 @@ class CompareView(QWidget):
         row.addWidget(self.stop_button)
         return row
 
-    def set_lora_available(self, available: bool, label: str | None = None) -> None:
-        """Before a run: grey out the adapter modes with the hint when none is loaded, and
-        name the adapter in their titles."""
+    def set_modes(
+        self, reasons: dict[str, str | None], adapter: str | None = None, model: str | None = None
+    ) -> None:
+        """Before a run: grey out the modes that cannot run now, with the reason; name the
+        adapter in the adapter modes' titles, and a model server's model (`model`) in the
+        others'. A column whose mode stays possible keeps its last answer."""
         if self.busy:
             return
-        for mode in (m for m in MODES.values() if m.adapter):
-            reason = None if available else "load a LoRA adapter first (Adapter… in the toolbar)"
+        for mode in MODES.values():
+            reason = reasons.get(mode.name)
             column = self.columns[mode.name]
-            column.reset(reason)
-            column.title.setText(f"{mode.label} · {label}" if available and label else mode.label)
+            if reason != column.reason:
+                column.reset(reason)
+                if reason is None:
+                    column.hint.setText("")
+            name = adapter if mode.adapter and adapter else model
+            column.title.setText(f"{mode.label} · {name}" if name and not reason else mode.label)
 
     @Slot()
     def compare(self) -> None:

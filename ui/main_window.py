@@ -8,6 +8,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -29,14 +30,16 @@ from PySide6.QtWidgets import (
 
 from engine.core import Answer, Status
 from engine.history import History
+from engine.modes import MODES
 from engine.paths import default_data_dir, models_dir
+from engine.remote import load_key
 from engine.settings import Settings
 from engine.testset import test_set_path
-from engine.types import SearchResult
+from engine.types import SearchResult, UserError
 from ui.adapter_dialog import AdapterDialog, adapter_name, adapter_text
 from ui.banner import Banner, human_size
 from ui.bridge import Bridge
-from ui.chat import BASE_MODEL_NOTE, ChatView, welcome_text
+from ui.chat import BASE_MODEL_NOTE, LORA_HINT, ChatView, welcome_text
 from ui.compare import CompareView
 from ui.evaluate import EvaluatePage
 from ui.finetune import FineTuneView
@@ -44,8 +47,12 @@ from ui.history_view import HistoryView
 from ui.library import LibraryView, dropped_paths
 from ui.pdf_view import ReaderPanel
 from ui.search import SearchView
+from ui.serving import ServeSwitch
 from ui.settings_dialog import SettingsDialog
 from ui.watcher import FolderWatcher
+
+if TYPE_CHECKING:
+    from ui.models_dialog import ModelsDialog
 
 APP = "Quire"
 DEFAULT_TOKENS_PER_S = 45.0  # the bundled model on 2 quiet cores (benchmarks/threads.py)
@@ -84,7 +91,10 @@ class MainWindow(QMainWindow):
         self.history = History(self.data_dir)
         self.bridge = Bridge(self.data_dir, self)
         self.status: Status | None = None
+        self.mode_reasons: dict[str, str | None] = {}  # from the engine, before each status
         self.adapter_dialog: AdapterDialog | None = None
+        self.models_dialog: ModelsDialog | None = None
+        self.serve = ServeSwitch(self.data_dir, self)
         self.last_tokens_per_s = DEFAULT_TOKENS_PER_S  # updated by every answer
         self._build()
         self._menus()
@@ -144,7 +154,7 @@ class MainWindow(QMainWindow):
         column.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
         self.model_label, self.adapter_label, self.index_label = QLabel(), QLabel(), QLabel()
-        for label in (self.model_label, self.adapter_label, self.index_label):
+        for label in (self.serve.label, self.model_label, self.adapter_label, self.index_label):
             self.statusBar().addPermanentWidget(label)
         self.model_label.setText("Model: Gemma 3 270M (bundled)")
         self.adapter_label.setText("No adapter")
@@ -163,6 +173,7 @@ class MainWindow(QMainWindow):
         add(file, "&Add documents…", self.add_documents, "Ctrl+O")
         add(file, "&New conversation", self.new_conversation, "Ctrl+N")
         add(file, "&Models…", self.open_models, "Ctrl+M")
+        file.addAction(self.serve.action)
         add(file, "&Export training examples…", self.export_training)
         file.addSeparator()
         add(file, "&Quit", self.close, "Ctrl+Q")
@@ -197,22 +208,55 @@ class MainWindow(QMainWindow):
             self.last_tokens_per_s = speed
 
     @Slot()
-    def open_models(self) -> None:
-        """The Models window: use a GGUF already on this computer, or download one."""
+    def open_models(self) -> ModelsDialog:
+        """The Models window: use a GGUF already on this computer, download one, connect
+        to a model server, or serve this Quire."""
         from ui.models_dialog import ModelsDialog
 
+        if self.models_dialog is not None:  # a fresh one: the files may have changed
+            self.models_dialog.close()
+            self.models_dialog.deleteLater()
+        try:
+            key = load_key(self.data_dir)
+        except UserError as exc:
+            key = None
+            self.banner.show_message(str(exc))
         dialog = ModelsDialog(
-            models_dir(self.data_dir), self.settings.model_path, self.last_tokens_per_s, self
-        )
+            models_dir(self.data_dir), self.settings.model_path, self.last_tokens_per_s, self,
+            settings=self.settings, key=key,
+        )  # fmt: skip
         dialog.model_chosen.connect(self._use_model)
+        dialog.server.connect_requested.connect(self._connect_server)
+        dialog.server.disconnect_requested.connect(lambda: self._connect_server(None, "", None))
+        self.serve.attach(dialog.serve)
         self.models_dialog = dialog
         dialog.show()
+        return dialog
 
     @Slot(str)
     def _use_model(self, path: str) -> None:
+        """A local GGUF answers from now on (instead of a model server, if one did)."""
         new = copy.deepcopy(self.settings)
-        new.model_path = path
+        new.model_path, new.server_url, new.server_model = path, None, None
         self.bridge.apply_settings(new, load_model=True)
+
+    def _connect_server(self, url: str | None, model: str, key: str | None) -> None:
+        """A model server answers from now on; None: the local model again."""
+        dialog = self.models_dialog
+
+        def tell(text: str) -> None:  # in the Models window, while it is the same one
+            if dialog is not None and dialog is self.models_dialog:
+                dialog.server.show_result(text)
+            else:
+                self.banner.show_message(text)
+
+        own = self.serve.process.address
+        if url and own and url.rstrip("/") == own.rstrip("/"):
+            tell("That is this Quire's own API: it would ask itself.")
+            return
+        connected = f"Connected: answers come from {model} (Base and RAG)."
+        done = connected if url else "Disconnected: answers come from the local model."
+        self.bridge.use_server(url, model, key, lambda _r: tell(done), tell)
 
     @Slot(object)
     def _use_reader(self, folder: str | None) -> None:
@@ -291,6 +335,11 @@ class MainWindow(QMainWindow):
         bridge = self.bridge
         bridge.on_failure = self.banner.show_message  # what no view shows itself
         bridge.status_changed.connect(self._on_status_changed)
+        bridge.modes_changed.connect(self._on_modes_changed)
+        self.serve.serving.connect(
+            lambda address: self.statusBar().showMessage(f"Quire serves on {address}", 10000)
+        )
+        self.serve.failed.connect(self.banner.show_message)
         bridge.settings_applied.connect(self._on_settings_applied)
         bridge.ingest_finished.connect(lambda _r: self.search.run_search())
         self.chat.answer_finished.connect(self._on_answer_speed)
@@ -430,17 +479,33 @@ class MainWindow(QMainWindow):
             self._apply_collection(name)
 
     @Slot(object)
+    def _on_modes_changed(self, reasons: dict) -> None:
+        """The modes that can run (the status follows): the adapter modes' reason in the
+        app's words when it is the missing adapter, the engine's (a model server) else."""
+        local = not self.settings.server_url
+        self.mode_reasons = {
+            mode: LORA_HINT if local and reason and MODES[mode].adapter else reason
+            for mode, reason in reasons.items()
+        }
+
+    @Slot(object)
     def _on_status_changed(self, status: Status) -> None:
         self.status = status
+        remote = bool(self.settings.server_url)
         self.model_label.setText(f"Model: {status.model}")
+        self.model_label.setToolTip(
+            f"Answers come from the model server at {self.settings.server_url}"
+            if remote
+            else "Answers come from a local GGUF model (File ▸ Models…)"
+        )
         self.adapter_label.setText(adapter_text(status.adapter, status.adapter_scale))
         failed = f", {status.failed} failed" if status.failed else ""
         self.index_label.setText(
             f"Index: {status.documents} documents{failed}, {status.chunks} passages, "
             f"{human_size(status.bytes)}"
         )
-        self.chat.set_lora_available(status.adapter is not None, status.adapter)
-        self.compare.set_lora_available(status.adapter is not None, status.adapter)
+        self.chat.set_modes(self.mode_reasons, status.adapter)
+        self.compare.set_modes(self.mode_reasons, status.adapter, status.model if remote else None)
         self.chat.model_note = BASE_MODEL_NOTE if "bundled" in status.model else ""
         self._fill_collections(status.collections)
         mine = next((c for c in status.collections if c.name == self.settings.collection), None)
@@ -451,6 +516,7 @@ class MainWindow(QMainWindow):
                 self.settings.collection,
                 status.model,
                 adapter_name(status.adapter),
+                remote,
             )
         )
 
@@ -470,6 +536,8 @@ class MainWindow(QMainWindow):
     def _on_settings_applied(self, settings: Settings) -> None:
         collection_changed = settings.collection != self.settings.collection
         self.settings = copy.deepcopy(settings)
+        if self.models_dialog is not None:
+            self.models_dialog.show_settings(self.settings)
         if collection_changed:
             self._apply_collection(settings.collection, save=False)
             if self.status is not None:  # the list showed the old name as the current one
@@ -534,6 +602,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.save_layout()
+        if self.models_dialog is not None:
+            self.models_dialog.close()
+        self.serve.stop()
         self.bridge.close()
         self.history.close()
         super().closeEvent(event)

@@ -1,5 +1,6 @@
 """The Models window: the bundled model, GGUF files already on this computer (found where
-LM Studio, GPT4All and similar apps keep them, or in a folder you add; used in place), and
+LM Studio, GPT4All and similar apps keep them, or in a folder you add; used in place), a
+model server to answer instead (ui/server_panel.py), serving this Quire to other apps, and
 a short list of small instruct models to download. Nothing is downloaded unless you click
 Download; Cancel keeps the partial file and the next Download resumes it.
 """
@@ -23,9 +24,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.settings import Settings
 from engine.types import UserError
 from models.catalog import CURATED, Offer, discover
 from models.registry import GGUFInfo, list_models
+from ui.server_panel import ServerPanel, in_use_text
+from ui.serving import ServePanel
 
 FOLDERS_KEY = "models/folders"
 
@@ -76,7 +80,8 @@ class _Download(QObject):
 
 
 class ModelsDialog(QDialog):
-    """Signals: model_chosen(str path to a GGUF model)."""
+    """Signals: model_chosen(str path to a GGUF model); the server panels (`server`,
+    `serve`) have their own."""
 
     model_chosen = Signal(str)
 
@@ -87,15 +92,28 @@ class ModelsDialog(QDialog):
         tokens_per_s: float,
         parent: QWidget | None = None,
         home: Path | None = None,
+        settings: Settings | None = None,
+        key: str | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
-        self.resize(820, 560)
+        self.resize(860, 720)
         self.models_dir, self.current, self.home = Path(models_dir), current, home
+        self.server_url: str | None = None  # a model server answers instead of `current`
         self.tokens_per_s = tokens_per_s
         self._thread: QThread | None = None
         self._download: _Download | None = None
+        self._listed = False  # the local list is filled
+        settings = settings or Settings(model_path=current)
+        self.setStyleSheet("QGroupBox { font-weight: 600; }")  # the title, not its children
         layout = QVBoxLayout(self)
+        self.in_use = QLabel("", self)
+        self.in_use.setWordWrap(True)
+        self.in_use.setStyleSheet(
+            "background: #eef2ff; border: 1px solid #c7d2fe; border-radius: 8px;"
+            " padding: 8px 12px; color: #1e1b4b;"
+        )
+        layout.addWidget(self.in_use)
         layout.addWidget(QLabel("<b>On this computer</b> (used where they are, not copied)"))
         self.local = QTreeWidget(self)
         self.local.setHeaderLabels(["Model", "Found in", "Size", "Details"])
@@ -112,6 +130,10 @@ class ModelsDialog(QDialog):
         row.addWidget(add)
         row.addStretch(1)
         layout.addLayout(row)
+        self.server = ServerPanel(settings, key, self)
+        layout.addWidget(self.server)
+        self.serve = ServePanel(parent=self)
+        layout.addWidget(self.serve)
         layout.addWidget(
             QLabel(
                 "<b>Download</b> (from Hugging Face, only when you click; "
@@ -146,29 +168,44 @@ class ModelsDialog(QDialog):
             row.addWidget(widget)
         layout.addLayout(row)
         layout.addWidget(self.status)
-        self.refresh()
+        self.show_settings(settings)
 
     # -- on this computer ------------------------------------------------------------------
+
+    def show_settings(self, settings: Settings) -> None:
+        """Say which model answers now: a local GGUF (marked in the list) or a server."""
+        self.in_use.setText(in_use_text(settings))
+        self.server.show_settings(settings)
+        wanted = (settings.model_path, settings.server_url)
+        if wanted != (self.current, self.server_url) or not self._listed:
+            self.current, self.server_url = wanted
+            self.refresh()
 
     def folders(self) -> list[Path]:
         return [Path(p) for p in (QSettings().value(FOLDERS_KEY) or []) if p]
 
     def refresh(self) -> None:
+        self._listed = True
         self.local.clear()
         for entry in list_models(self.models_dir):
             if entry.kind == "llm" and not entry.error:
                 where = "bundled with Quire" if entry.bundled else "Quire's models folder"
                 info = entry.info
                 details = _details(info) if info is not None else ""
-                self._add_local(entry.path, entry.name, where, entry.size_bytes, details)
+                in_use = entry.bundled and not self.current
+                self._add_local(entry.path, entry.name, where, entry.size_bytes, details, in_use)
         for found in discover(self.folders(), self.home):
             info = found.info
             self._add_local(found.path, found.path.name, found.app, info.size_bytes, _details(info))
         for column, width in enumerate((300, 170, 80)):
             self.local.setColumnWidth(column, width)
 
-    def _add_local(self, path: Path, name: str, where: str, size: int, details: str) -> None:
-        mark = "  (in use)" if self.current and Path(self.current) == path else ""
+    def _add_local(
+        self, path: Path, name: str, where: str, size: int, details: str, in_use: bool = False
+    ) -> None:
+        mark = ""
+        if in_use or (self.current and Path(self.current) == path):
+            mark = "  (when disconnected)" if self.server_url else "  (in use)"
         item = QTreeWidgetItem([name + mark, where, f"{size / 1e6:.0f} MB", details])
         item.setData(0, Qt.ItemDataRole.UserRole, str(path))
         item.setToolTip(0, str(path))
@@ -258,4 +295,5 @@ class ModelsDialog(QDialog):
     def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
         self.cancel_download()
         self._end()
+        self.server.shutdown()
         super().closeEvent(event)
