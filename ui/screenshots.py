@@ -166,6 +166,7 @@ def render_all(out: Path, work: Path) -> None:
     pause(300)
 
     render_results(window, events, out, work)
+    render_models(window, out)
     window.close()
 
 
@@ -257,6 +258,59 @@ def render_finetune(window: MainWindow, out: Path, work: Path) -> None:
     save(window, out, "10-finetune.png")
 
 
+def free_port(wanted: int) -> int:
+    """`wanted` when nothing listens there (the address a user would see), else any."""
+    import socket
+
+    for port in (wanted, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise OSError("no free port")
+
+
+def render_models(window: MainWindow, out: Path) -> None:
+    """The Models window connected to a model server (llama-cpp-python's own, with the
+    bundled model, where the llama.cpp preset looks), and this Quire serving too."""
+    import subprocess
+
+    from engine.paths import models_dir
+    from models.bundled import ensure_llm
+    from ui.serving import DEFAULT_PORT
+
+    port = free_port(8080)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model",
+         str(ensure_llm(models_dir(window.data_dir))), "--model_alias", "gemma-3-270m-it",
+         "--host", "127.0.0.1", "--port", str(port), "--chat_format", "gemma"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        dialog = window.open_models()
+        panel = dialog.server
+        panel.url.setText(f"http://127.0.0.1:{port}/v1")
+        for _ in range(60):  # until the server has loaded its model
+            panel.test()
+            wait_until(panel.test_button.isEnabled, 15_000)
+            if panel.model.count():
+                break
+            pause(500)
+        panel.connect_server()
+        wait_for(window.bridge.status_changed)
+        dialog.serve.port.setValue(free_port(DEFAULT_PORT))
+        dialog.serve.switch.click()
+        wait_for(window.serve.serving, 120_000)
+        save(dialog, out, "15-model-server.png")
+        window.serve.stop()
+        dialog.close()
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
 def wait_until(done: Callable[[], bool], timeout_ms: int) -> None:
     waited = 0
     while not done() and waited < timeout_ms:
@@ -264,8 +318,21 @@ def wait_until(done: Callable[[], bool], timeout_ms: int) -> None:
         waited += 200
 
 
+def render_models_only(out: Path, work: Path) -> None:
+    """`python -m ui.screenshots OUT models`: the model-server screenshots alone."""
+    from ui.main_window import MainWindow
+
+    window = MainWindow(work / "data", preload=False)
+    window.resize(1440, 900)
+    window.show()
+    wait_for(window.bridge.status_changed, 30_000)
+    render_models(window, out)
+    window.close()
+
+
 def main(argv: list[str]) -> int:
     out = Path(argv[0] if argv else "docs/screenshots").resolve()
+    only_models = argv[1:] == ["models"]
     out.mkdir(parents=True, exist_ok=True)
     if "QUIRE_MODELS_DIR" not in os.environ and (REPO / ".cache" / "models").is_dir():
         os.environ["QUIRE_MODELS_DIR"] = str(REPO / ".cache" / "models")
@@ -275,7 +342,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="quire-shots-") as tmp:
         QSettings.setDefaultFormat(QSettings.Format.IniFormat)
         QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, tmp)
-        render_all(out, Path(tmp))
+        (render_models_only if only_models else render_all)(out, Path(tmp))
     app.processEvents()
     return 0
 
