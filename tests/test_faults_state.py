@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -398,3 +399,33 @@ def test_a_full_disk_while_installing_a_reader_says_so_and_keeps_the_run(
             assert not list(readers.glob(".tmp-*"))
     finally:
         engine.close()
+
+
+# -- the models folder --------------------------------------------------------------------
+
+
+def test_a_read_only_models_folder_with_stale_stamps_still_answers(
+    tmp_path: Path, models_dir: Path, llm_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the fix `ask` stopped: '.quire-tmp-...stamp.json: the disk is read-only'."""
+    from models.bundled import EMBEDDER_DIRNAME, LLM_STAMP_SUFFIX, READER_DIRNAME, ensure_reader
+
+    ensure_reader(models_dir)
+    with tmpfs(tmp_path / "models", "400m") as models:
+        for name in (EMBEDDER_DIRNAME, READER_DIRNAME):
+            shutil.copytree(models_dir / name, models / name)
+        for name in (llm_path.name, llm_path.name + LLM_STAMP_SUFFIX):
+            shutil.copy2(models_dir / name, models / name)
+        os.utime(models / llm_path.name)  # a copy that kept no times: its stamp is stale
+        monkeypatch.setenv("QUIRE_MODELS_DIR", str(models))
+        data = tmp_path / "data"
+        library = tmp_path / "library"
+        library.mkdir()
+        (library / "tides.txt").write_text("The lighthouse keeper logs the weather at dawn.")
+        assert quire(data, "ingest", str(library)).returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(models)], check=True)
+        result = quire(data, "ask", "Who logs the weather?", "--max-tokens", "8", "--json")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert json.loads(result.stdout)["sources"][0]["document"] == "tides.txt"
+        [note] = result.stderr.strip().splitlines()  # what the README promises
+        assert note.startswith("quire: grounding adapter not merged, applied at runtime: ")
