@@ -28,7 +28,9 @@ def main() -> None:
     parser.add_argument("--million", action="store_true", help="search at 1M chunks too")
     parser.add_argument("--full", action="store_true", help="ingest the whole shared corpus")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--only", nargs="+", help="search ingest generation app reader training")
+    parser.add_argument(
+        "--only", nargs="+", help="search ingest generation server app reader training"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     full = ["--full"] if args.full else []
@@ -39,6 +41,7 @@ def main() -> None:
             ("generation.py", "--json", str(args.out / "generation.json")),
             ("grounded.py", "--json", str(args.out / "grounded.json")),
         ],
+        "server": [("server.py", "--json", str(args.out / "server.json"))],
         "app": [("app.py", *full, "--json", str(args.out / "app.json"))],
         "reader": [("reader.py", "--answers", "12", "--json", str(args.out / "reader.json"))],
         "training": [("training.py", "--json", str(args.out / "training.json"))],

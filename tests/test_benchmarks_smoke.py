@@ -77,3 +77,14 @@ def test_reader_benchmark_times_rerank_and_quote(tmp_path: Path) -> None:
     assert figures["questions"] == 2 and figures["passages"] == 20
     assert 0 < figures["warm"] < figures["cold"]  # kept vectors are not read again
     assert figures["cold_over_bare_int8"] > 0 and figures["quote"] > 0
+
+
+def test_server_benchmark_compares_direct_and_served_generation(tmp_path: Path) -> None:
+    out = _run("benchmarks/server.py", "--reps", "1", "--tokens", "6", "--gap", "0",
+               "--json", str(tmp_path / "server.json"))  # fmt: skip
+    figures = json.loads((tmp_path / "server.json").read_text())
+    paths = figures["paths"]
+    assert set(paths) == {"direct", "serve", "server", "server_default", "server_quire"}
+    assert all(p["tokens_per_s"] > 0 and p["first_token_s"] > 0 for p in paths.values())
+    assert paths["serve"]["same_text_as_direct"] == 1  # the same model, greedy, same prompt
+    assert figures["setup"]["threads"] >= 1 and "target >= 0.9x" in out
