@@ -68,16 +68,20 @@ def download(
 
 @contextmanager
 def _online() -> Iterator[None]:
-    """Let huggingface_hub make requests for the duration of the block."""
+    """Let huggingface_hub make requests for the duration of the block, without its own
+    retry warnings on stderr (the failure, if any, is said once, as one line)."""
     from huggingface_hub import constants
+    from huggingface_hub.utils import logging as hub_logging  # its import sets the level
 
     with _ONLINE_LOCK:
-        saved = constants.HF_HUB_OFFLINE
+        saved, level = constants.HF_HUB_OFFLINE, hub_logging.get_verbosity()
         constants.HF_HUB_OFFLINE = False
+        hub_logging.set_verbosity(hub_logging.ERROR)
         try:
             yield
         finally:
             constants.HF_HUB_OFFLINE = saved
+            hub_logging.set_verbosity(level)
 
 
 def _as_user_error(exc: Exception, where: str) -> Exception:

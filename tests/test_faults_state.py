@@ -429,3 +429,17 @@ def test_a_read_only_models_folder_with_stale_stamps_still_answers(
         assert json.loads(result.stdout)["sources"][0]["document"] == "tides.txt"
         [note] = result.stderr.strip().splitlines()  # what the README promises
         assert note.startswith("quire: grounding adapter not merged, applied at runtime: ")
+
+
+def test_a_download_without_a_network_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the fix: each of huggingface_hub's retry warnings twice (plain and as a
+    'quire:' line), then the error. (Its five retries still take 23 s.)"""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused
+    result = quire(tmp_path / "data", "models", "download", "someone/model-GGUF", "m.gguf")
+    [line] = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and line == (
+        "quire: someone/model-GGUF/m.gguf: cannot reach huggingface.co; check the network "
+        "connection and try again"
+    )
