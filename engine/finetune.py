@@ -192,19 +192,20 @@ class TrainJob:
     ) -> None:
         """PEFT folder, GGUF adapter and card, built aside, then moved in (the GGUF last)."""
         work = install_dir(folder)
+        gguf = work / f"{result.name}.gguf"  # the file's name is the adapter's name inside
         try:
             # float16 halves the files; llama.cpp computes in float32 all the same.
             model.half().save_pretrained(work / "peft", save_embedding_layers=False)
-            convert_peft(work / "peft", work / "adapter.gguf", self.base)
+            convert_peft(work / "peft", gguf, self.base)
             result.samples = before_after(
-                self.base, work / "adapter.gguf", samples, self.system_prompt, self.context_size
+                self.base, gguf, samples, self.system_prompt, self.context_size
             )
             card = self._card(result, data)
             (work / "card.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
             final = folder / f"{result.name}.peft", folder / f"{result.name}.json"
             _replace_dir(work / "peft", final[0])
             os.replace(work / "card.json", final[1])
-            os.replace(work / "adapter.gguf", folder / f"{result.name}.gguf")
+            os.replace(gguf, folder / f"{result.name}.gguf")
         except Exception as exc:
             raise install_error(exc, folder, "adapter") from exc
         finally:

@@ -116,3 +116,26 @@ def test_listing_of_the_real_models_dir(llm_path: Path, models_dir: Path, tmp_pa
     assert emb.ready and emb.to_json()["dim"] == 384 and emb.to_json()["max_tokens"] == 256
     assert any(e.path == extra for e in rows)
     assert "gemma3, Q4_K_M, ctx 32768, no chat template" in llm.summary()
+
+
+def test_adapters_are_listed_by_file_name_and_a_cut_short_one_says_so(tmp_path: Path):
+    """Before the fix every adapter `train` made was listed as "adapter", and one cut short
+    after its header was listed ready, with "error": null."""
+    from models.registry import ADAPTERS_DIR
+
+    adapters = tmp_path / ADAPTERS_DIR
+    adapters.mkdir()
+    whole = write_gguf(adapters / "house-style.gguf", adapter=True)
+    data = whole.read_bytes()
+    (adapters / "cut.gguf").write_bytes(data[: len(data) - 40])  # the last tensor's tail
+    (adapters / "header-only.gguf").write_bytes(data[: len(data) - 64])  # no tensor data
+    (adapters / "garbage.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 40)
+    rows = {e.path.name: e for e in list_models(tmp_path) if e.kind == "adapter"}
+    assert sorted(rows) == ["cut.gguf", "garbage.gguf", "header-only.gguf", "house-style.gguf"]
+    good = rows["house-style.gguf"]
+    assert good.name == "house-style" and good.ready and good.error is None
+    for name in ("cut.gguf", "header-only.gguf"):
+        entry = rows[name].to_json()
+        assert not entry["ready"] and entry["error"].startswith(f"{adapters / name}: ")
+        assert "train, convert or download it again" in entry["error"]
+    assert rows["garbage.gguf"].error and not rows["garbage.gguf"].ready

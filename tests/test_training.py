@@ -20,6 +20,7 @@ from engine.prompting import BASE_SYSTEM_PROMPT
 from engine.training import TrainConfig, TrainProgress
 from engine.trainset import read_examples
 from engine.types import UserError
+from models.registry import read_gguf_info
 from tests.test_cli import REPO
 
 MARK = "ZEBRA-7"
@@ -316,6 +317,8 @@ def test_cli_train_json_and_models_listing(tmp_path: Path, llm_path: Path) -> No
     )
     adapters = [m for m in json.loads(listing.stdout)["models"] if m["kind"] == "adapter"]
     assert [Path(m["path"]).name for m in adapters] == ["my-style.gguf"]
+    assert [m["name"] for m in adapters] == ["my-style"]  # was "adapter" for every one
+    assert read_gguf_info(Path(payload["adapter"])).name == "my-style"  # the name inside too
 
 
 @pytest.mark.slow
