@@ -349,8 +349,10 @@ def remove_stale(folder: Path) -> None:
                 stale = not _running(int(match.group(1)))
             else:  # no process to ask about: left to its age
                 stale = time.time() - path.stat().st_mtime > STALE_S
-            if stale:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if stale and path.is_dir():
+                shutil.rmtree(path)
+            elif stale:
+                path.unlink()
         except OSError:
             continue  # another run removed it, or it cannot be: the next run tries again
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 from engine.errors import describe, sqlite_kind
 from engine.paths import ensure_data_dir, private_file
@@ -101,13 +101,17 @@ def _named(method: Callable[Concatenate[History, P], T]) -> Callable[Concatenate
         except Exception as exc:
             if sqlite_kind(exc) is None:
                 raise  # a bug, or an OSError that names its own file
-            raise _history_error(exc, self.path) from exc
+            _raise_named(exc, self.path)
 
     return named
 
 
-def _history_error(exc: Exception, path: Path) -> Exception:
-    return describe(exc, path, "history") or exc
+def _raise_named(exc: Exception, path: Path) -> NoReturn:
+    """Raise `exc` as the one-line error naming the history, or as it is (a bug)."""
+    error = describe(exc, path, "history")
+    if error is None or error is exc:
+        raise exc
+    raise error from exc
 
 
 def _set_aside(path: Path, inode: int, why: Exception) -> Path | None:
@@ -122,8 +126,8 @@ def _set_aside(path: Path, inode: int, why: Exception) -> Path | None:
             part = path.with_name(path.name + suffix)
             if part.exists():
                 os.replace(part, bad.with_name(bad.name + suffix))
-    except OSError as exc:
-        raise _history_error(why, path) from exc
+    except OSError:
+        _raise_named(why, path)
     log.warning("%s: damaged (%s); kept it as %s and started a new chat history", path, why, bad)
     return bad
 
@@ -143,12 +147,12 @@ class History:
             self.conn = self._open()
         except Exception as exc:
             if sqlite_kind(exc) not in ("corrupt", "notadb"):
-                raise _history_error(exc, self.path) from exc
+                _raise_named(exc, self.path)
             self.set_aside = _set_aside(self.path, self._inode, exc)
             try:
                 self.conn = self._open()
             except Exception as again:
-                raise _history_error(again, self.path) from again
+                _raise_named(again, self.path)
 
     def _open(self) -> sqlite3.Connection:
         private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
