@@ -292,7 +292,7 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> IngestReport:
         """Index files and folders into a collection (the settings' one by default)."""
-        ingestor = Ingestor(self.store, self.embedder)
+        ingestor = Ingestor(self.store, self.embedder, max_file_mb=self.settings.max_file_mb)
         return ingestor.run(paths, collection or self.settings.collection, progress, cancel)
 
     def reindex(

@@ -331,8 +331,9 @@ class Evaluation:
             rows = [(by_id[qid], r) for (qid, m), r in saved.items() if m == mode and qid in by_id]
             modes[mode] = score_mode(rows, mode)
             if self.config.retrieval_only and MODES[mode].retrieves:
-                searched = retrieval.get("reader") or retrieval["hybrid"]
-                modes[mode].update({k: searched[k] for k in (*METRICS[:3], "n")})
+                searched = retrieval.get("reader") or retrieval.get("hybrid") or {}
+                modes[mode].update({k: searched.get(k) for k in METRICS[:3]})
+                modes[mode]["n"] = searched.get("n", 0)
             details += [answer_detail(q, r) for q, r in rows]
         counts = {
             "questions": len(self.questions),

@@ -31,8 +31,6 @@ from engine.reader_pairs import Pair
 from engine.training import check_counts, save_checkpoint
 from engine.types import UserError
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense",
            "output.dense")  # fmt: skip
 MAX_TOKENS = {"query": 64, "passage": 256, "sentence": 96}
@@ -129,6 +127,10 @@ class ReaderTrainer:
     def run(self, progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> Any:
         """Train until done or cancelled (then None, a checkpoint kept); returns the
         PEFT model."""
+        # OpenMP's threads sleep instead of spinning between steps (a shared 2-core
+        # machine). Set here, for this training process only: set on import it leaked into
+        # every child the app started (llama.cpp servers then ran at 0.55x).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch
 
         torch.manual_seed(self.config.seed)

@@ -21,6 +21,7 @@ from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, RAG_SYSTEM_PROMPT, s
 from engine.types import UserError
 
 log = logging.getLogger(__name__)
+MAX_LINE_BYTES = 1 << 20  # a question line longer than this is refused unread
 FIELDS = {"id", "question", "doc", "pages", "section", "answer", "kind", "follows"}
 METRICS = (
     "hit_at_1", "hit_at_5", "mrr", "answer_containment", "citation_precision",
@@ -52,19 +53,31 @@ class Question:
 
 def load_questions(path: Path) -> list[Question]:
     """Read and check a question file; every problem is a UserError naming the line."""
+    from engine.trainset import read_lines
+
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        with Path(path).open("rb") as handle:
+            lines = list(read_lines(handle, MAX_LINE_BYTES))
     except FileNotFoundError:
         raise UserError(f"{path}: no such question file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise UserError(f"{path}: cannot read the question file ({exc})") from None
     questions: list[Question] = []
     seen: set[str] = set()
     unknown: set[str] = set()
-    for number, line in enumerate(lines, start=1):
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, int):  # read past, never held
+            raise UserError(
+                f"{path}:{number}: {raw / 1e6:.1f} MB long; a question line may hold "
+                f"{MAX_LINE_BYTES // 1024} KB"
+            )
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}:{number}: not UTF-8 text ({exc.reason})") from None
         if not line.strip():
             continue
-        question = _parse_line(line, f"{path}:{number}", unknown)
+        question = _parse_line(line, f"{path}:{number}", unknown, f"{Path(path).stem}:{number}")
         if question.id in seen:
             raise UserError(f"{path}:{number}: duplicate id '{question.id}'")
         if question.follows is not None and question.follows not in seen:
@@ -81,20 +94,28 @@ def load_questions(path: Path) -> list[Question]:
     return questions
 
 
-def _parse_line(line: str, where: str, unknown: set[str]) -> Question:
+def _parse_line(line: str, where: str, unknown: set[str], default_id: str) -> Question:
+    """One question; a line without an id is named by its file and line (`dev:12`)."""
     try:
         row = json.loads(line)
     except ValueError as exc:
         raise UserError(f"{where}: not valid JSON ({exc.args[0]})") from None
+    except RecursionError:
+        raise UserError(f"{where}: nested too deeply to be a question") from None
     if not isinstance(row, dict):
         raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
     unknown.update(set(row) - FIELDS)
+    if row.get("id") is None:
+        row["id"] = default_id
     for name in ("id", "question"):
         if not isinstance(row.get(name), str) or not row[name].strip():
             raise UserError(f"{where}: '{name}' must be a non-empty string")
     for name in ("doc", "section", "answer", "kind", "follows"):
         if row.get(name) is not None and not isinstance(row[name], str):
             raise UserError(f"{where}: '{name}' must be a string")
+    for name in ("id", "question", "doc", "section", "answer", "kind", "follows"):
+        if isinstance(row.get(name), str) and not _encodable(row[name]):
+            raise UserError(f"{where}: '{name}' holds an invalid character (a lone surrogate)")
     pages = row.get("pages") or []
     if not isinstance(pages, list) or not all(_positive_int(p) for p in pages):
         raise UserError(f"{where}: 'pages' must be a list of page numbers (1 and up)")
@@ -107,6 +128,14 @@ def _parse_line(line: str, where: str, unknown: set[str]) -> Question:
         section=row.get("section"), answer=row.get("answer"), kind=row.get("kind"),
         follows=row.get("follows"),
     )  # fmt: skip
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _positive_int(value: object) -> bool:

@@ -294,3 +294,29 @@ def test_a_changed_adapter_or_threshold_starts_a_new_run(
         fh.write(b"\0")
     assert Evaluation(engine, questions, config).checkpoint != first
     engine.close()
+
+
+def test_a_line_without_an_id_is_named_by_its_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"question": "first?"}\n\n{"id": "x", "question": "second?"}\n'
+                    '{"question": "third?", "id": null}\n', encoding="utf-8")  # fmt: skip
+    assert [q.id for q in load_questions(path)] == ["mine:1", "x", "mine:4"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"question": "\\ud800?"}', "lone surrogate"),
+        (b'{"question": "' + b"x" * (2 << 20) + b'"}', "MB long"),
+        (b'{"question": "caf\xe9?"}', "not UTF-8"),
+    ],
+)
+def test_hostile_question_lines_are_one_line_naming_the_line(
+    tmp_path: Path, line: bytes, message: str
+) -> None:
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b'{"question": "fine?"}\n' + line + b"\n")
+    with pytest.raises(UserError, match=r"hostile.jsonl:2: ") as error:
+        load_questions(path)
+    assert message in str(error.value) and "\n" not in str(error.value)

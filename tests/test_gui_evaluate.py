@@ -36,8 +36,8 @@ def test_a_retrieval_only_run_fills_the_table_and_chart(
     report: EvalReport = finished.args[0]
     assert report.retrieval["hybrid"]["hit_at_1"] == 1.0
     labels = [page.table.verticalHeaderItem(r).text() for r in range(page.table.rowCount())]
-    assert labels == [
-        "search: vector", "search: keyword", "search: hybrid", "search: reader", "mode: rag"
+    assert labels == [  # the modes default to the app's own (hybrid: the grounding adapter)
+        "search: vector", "search: keyword", "search: hybrid", "search: reader", "mode: hybrid"
     ]  # fmt: skip
     assert report.retrieval["reader"]["n"] == report.retrieval["hybrid"]["n"]
     assert page.table.item(2, 1).text() == "1.00"  # hybrid hit@1
@@ -100,6 +100,24 @@ def test_a_broken_question_file_is_reported_on_the_page(open_window, qtbot, tmp_
         page.start()
     assert "bad.jsonl:1: 'question' must be a non-empty string" in failed.args[0]
     assert page.run_button.isEnabled()
+    assert page.error.isVisibleTo(page) and "bad.jsonl:1" in page.error.text()  # in red, on top
+
+
+def test_the_last_file_and_modes_are_remembered(open_window, qtbot, tmp_path) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "no id needed?"}\n', encoding="utf-8")
+    window = open_window(tmp_path / "data")
+    page = window.evaluate
+    page.path.setText(str(questions))
+    page.mode_boxes["base"].setChecked(True)
+    page.retrieval_only.setChecked(True)
+    with qtbot.waitSignal(page.evaluation_finished, timeout=120_000):
+        page.start()
+    chosen = [m for m, box in page.mode_boxes.items() if box.isChecked()]
+    window.close()
+    again = open_window(tmp_path / "data").evaluate
+    assert again.path.text() == str(questions)
+    assert [m for m, box in again.mode_boxes.items() if box.isChecked()] == chosen
 
 
 @pytest.mark.parametrize("width", [380, 640, 1100])

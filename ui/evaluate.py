@@ -6,6 +6,8 @@ progress and the report come back as signals.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 
 from PySide6.QtCore import QRectF, Qt, Signal, Slot
@@ -27,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core import Status
 from engine.evaluation import EvalConfig, EvalProgress, EvalReport, format_metric, table_rows
 from engine.modes import MODES
 from ui.banner import human_duration
@@ -41,6 +44,11 @@ COLUMNS = (
     ("total s", "total_s"), ("tokens/s", "tokens_per_s"),
 )  # fmt: skip
 CHART_METRICS = COLUMNS[1:7]
+ERROR_STYLE = (
+    "QLabel#error { color: #b91c1c; background: #fef2f2; border: 1px solid #fecaca;"
+    " border-radius: 4px; padding: 6px; font-weight: 600; }"
+)
+MEMORY_FILE = "evaluate.json"  # the last question file and modes, in the data folder
 PALETTE = ("#8da0cb", "#66c2a5", "#a6d854", "#fc8d62", "#e78ac3", "#ffd92f", "#e5c494")
 
 
@@ -59,13 +67,67 @@ class EvaluatePage(QWidget):
         super().__init__(parent)
         self.bridge = bridge
         self.running = False
-        self.default_path: Path | None = None  # the test set built from chat answers
+        self._default_path: Path | None = None  # the test set built from chat answers
         self._request: Request | None = None
+        self._chosen = False  # modes chosen by the user (or remembered): keep them
         self._build()
+        bridge.status_changed.connect(self._on_status)
+
+    @property
+    def default_path(self) -> Path | None:
+        return self._default_path
+
+    @default_path.setter
+    def default_path(self, path: Path | None) -> None:
+        """The test set built from chat answers; its folder (the data folder) also keeps
+        the last question file and modes (MEMORY_FILE), restored here."""
+        self._default_path = path
+        memory = self._memory()
+        if memory is None:
+            return
+        try:
+            saved = json.loads(memory.read_text(encoding="utf-8"))
+            self.path.setText(str(saved.get("file") or ""))
+            modes = [m for m in saved.get("modes") or [] if m in self.mode_boxes]
+        except (OSError, ValueError, AttributeError):
+            return  # nothing remembered (or a damaged file): the defaults
+        if modes:
+            for mode, box in self.mode_boxes.items():
+                box.setChecked(mode in modes)
+            self._chosen = True
+
+    def _memory(self) -> Path | None:
+        return self._default_path.parent / MEMORY_FILE if self._default_path else None
+
+    def _remember(self, path: Path) -> None:
+        memory = self._memory()
+        if memory is None:
+            return
+        modes = [m for m, box in self.mode_boxes.items() if box.isChecked()]
+        with contextlib.suppress(OSError):  # remembering is a convenience; the run goes on
+            memory.write_text(json.dumps({"file": str(path), "modes": modes}), encoding="utf-8")
+
+    @Slot(object)
+    def _on_status(self, status: Status) -> None:
+        """Until the user picks, the modes are the app's default one (as the chat's)."""
+        if self._chosen:
+            return
+        default = "hybrid" if status.adapter is not None else "rag"
+        for mode, box in self.mode_boxes.items():
+            box.blockSignals(True)
+            box.setChecked(mode == default)
+            box.blockSignals(False)
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         layout.addLayout(self._file_row())
+        self.error = QLabel("", self)  # under the file row, where the eye is after Run
+        self.error.setObjectName("error")
+        self.error.setStyleSheet(ERROR_STYLE)
+        self.error.setWordWrap(True)
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error.hide()
+        layout.addWidget(self.error)
         layout.addLayout(self._options_row())
         self.progress = QProgressBar(self, minimum=0, maximum=1, value=0)
         self.status = QLabel("Pick a question file (JSONL) and press Run.", self)
@@ -100,8 +162,9 @@ class EvaluatePage(QWidget):
     def _options_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
         row.addWidget(QLabel("Modes:", self))
-        self.mode_boxes = {m: QCheckBox(m, self, checked=m in ("base", "rag")) for m in MODES}
+        self.mode_boxes = {m: QCheckBox(m, self, checked=m == "rag") for m in MODES}
         for box in self.mode_boxes.values():
+            box.toggled.connect(self._on_mode_toggled)
             row.addWidget(box)
         self.retrieval_only = QCheckBox("retrieval only (no model)", self)
         self.k = QSpinBox(self, minimum=1, maximum=50, value=5, prefix="top ")
@@ -111,6 +174,10 @@ class EvaluatePage(QWidget):
             row.addWidget(widget)
         row.addStretch(1)
         return row
+
+    @Slot(bool)
+    def _on_mode_toggled(self, _checked: bool) -> None:
+        self._chosen = True
 
     def config(self) -> EvalConfig:
         """The options as chosen on the page."""
@@ -130,11 +197,13 @@ class EvaluatePage(QWidget):
             path = self.default_path  # the questions added from chat answers
             self.path.setText(str(path))
         if not path.name:
-            self.status.setText(
+            self.show_error(
                 "Pick a question file first, or add questions from chat answers "
                 "(Add to test set… under an answer)."
             )
             return
+        self.show_error("")
+        self._remember(path)
         self._set_running(True)
         self.status.setText(f"Running {path.name}… (requests from other tabs wait for it)")
         self._request = self.bridge.evaluate(
@@ -180,9 +249,15 @@ class EvaluatePage(QWidget):
         self.show_report(report)
         self.evaluation_finished.emit(report)
 
+    def show_error(self, message: str) -> None:
+        """A problem in red under the file row (hidden when `message` is empty)."""
+        self.error.setText(message)
+        self.error.setVisible(bool(message))
+
     def _on_failed(self, message: str) -> None:
         self._set_running(False)
-        self.status.setText(message)
+        self.show_error(message)
+        self.status.setText("Not run: see the message above.")
         if not self.isVisible():
             self.bridge.on_failure(f"Could not evaluate: {message}")
         self.evaluation_failed.emit(message)
