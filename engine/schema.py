@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.sqlite import Step, execute_script
+from engine.types import printable as printable  # where it lived first
 
 DEFAULT_COLLECTION = "default"
 
@@ -36,16 +37,6 @@ class DocumentRecord:
     def to_json(self) -> dict[str, Any]:
         """The record as `docs --json` prints it: the path shown, not stored, exactly."""
         return asdict(self) | {"path": printable(self.path)}
-
-
-def printable(text: str) -> str:
-    """`text` with the bytes of a file name that are not UTF-8 (Python keeps them as
-    surrogate escapes, which cannot be printed or stored as text) shown as U+FFFD."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
-        raw = text.encode("utf-8", "replace")
-    return raw.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ One Store per thread: SQLite connections are not shared across threads.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -17,6 +18,7 @@ import numpy as np
 
 from engine.errors import describe
 from engine.fts import fts_query, fts_terms, rare_terms
+from engine.paths import private_file
 from engine.schema import (
     DEFAULT_COLLECTION,
     ChunkRow,
@@ -57,6 +59,9 @@ class Store:
         memory_index: bool = True,
     ) -> None:
         self.path = Path(path)
+        if not readonly and self.path.parent.is_dir():
+            with contextlib.suppress(OSError):  # connect() says what is wrong, in one line
+                private_file(self.path)  # created 0600: the index holds your documents' text
         self.conn: Any = connect(self.path, readonly=readonly)
         self._check_intact()
         meta = self._read_meta()

@@ -57,6 +57,7 @@ class SearchResult:
         data = asdict(self)
         data.pop("chunk_id")
         data.pop("collection")
+        data["path"], data["document"] = printable(self.path), printable(self.document)
         return data
 
 
@@ -113,3 +114,13 @@ class IngestProgress:
         if self.bytes_done <= 0 or self.bytes_total <= 0 or self.elapsed_s < 1.0:
             return None
         return max(0.0, self.elapsed_s * (self.bytes_total - self.bytes_done) / self.bytes_done)
+
+
+def printable(text: str) -> str:
+    """`text` with the bytes of a file name that are not UTF-8 (Python keeps them as
+    surrogate escapes, which cannot be printed or stored as text) shown as U+FFFD."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")

@@ -443,3 +443,13 @@ def test_a_download_without_a_network_is_one_line(
         "quire: someone/model-GGUF/m.gguf: cannot reach huggingface.co; check the network "
         "connection and try again"
     )
+
+
+def test_the_index_is_created_for_the_user_alone(tmp_path: Path) -> None:
+    """The index holds the documents' text: created 0600 (it was 0644 until the next start)."""
+    from engine.store import Store
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    Store(data / "index.sqlite3", "m", 4).close()
+    assert mode(data / "index.sqlite3") == 0o600

@@ -394,3 +394,13 @@ def test_a_huge_single_line_is_chunked_in_linear_time(tmp_path: Path, embedder: 
         assert result.returncode == 0, result.stderr[-2000:]
         seconds.append(float(result.stdout.split()[-1]))
     assert seconds[1] < 12 * seconds[0] + 1.0, seconds  # quadratic would be 64x
+
+
+def test_search_json_shows_a_non_utf8_path_printably() -> None:
+    from engine.types import SearchResult
+
+    name = os.fsdecode(b"bad-\xff.txt")
+    result = SearchResult(1, name, "/docs/" + name, None, None, 0.5, "text")
+    data = result.to_json()
+    assert data["document"] == "bad-\ufffd.txt" and data["path"] == "/docs/bad-\ufffd.txt"
+    json.dumps(data, ensure_ascii=False).encode("utf-8")  # printable: no surrogates left
