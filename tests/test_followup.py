@@ -16,6 +16,7 @@ from engine.evaluation import ALONE, WITH_CONTEXT, EvalConfig, Evaluation
 from engine.followup import search_query, turns_of
 from engine.prompting import build_prompt
 from tests.conftest import REPO
+from tests.test_gui_app import app, open_window  # noqa: F401 - fixtures
 
 PAGES = {
     "minetest.md": "# Minetest\n\nMinetest is a block sandbox game server. Players connect to "
@@ -131,3 +132,28 @@ def test_ask_continues_a_conversation_on_the_cli(library: Path) -> None:
     history.close()
     missing = ask("Anything?", "--conversation", "999")
     assert missing.returncode == 1 and missing.stderr.startswith("quire: no conversation 999")
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_a_follow_up_in_the_window_is_about_the_same_thing(
+    library,
+    tmp_path,
+    qtbot,
+    open_window,  # noqa: F811 - the fixture
+):
+    """In the app: a question, then "Which port does it use?" in the same conversation:
+    the follow-up's sources are about the first question's subject."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(library, data)
+    window = open_window(data)
+    window.chat.max_tokens = 16
+    sources = []
+    for question in ("What is Minetest?", "Which port does it use?"):
+        with qtbot.waitSignal(window.chat.answer_finished, timeout=120_000) as finished:
+            window.chat.ask(question, "rag")
+        sources.append(finished.args[0].sources[0].document)
+    assert sources == ["minetest.md", "minetest.md"]
+    assert len(window.chat.history.messages(window.chat.conversation_id)) == 4

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core import Answer, AskOptions
+from engine.followup import Turn, turns_of
 from engine.history import History, Message
 from engine.modes import MODES
 from engine.prompting import NOT_COVERED
@@ -381,8 +382,13 @@ class ChatView(QWidget):
         self.ask(question, self.mode.currentData())
 
     def ask(self, question: str, mode: str) -> None:
+        """Ask in the conversation on screen: a later question is a follow-up, searched
+        with the one before it and answered with the recent turns."""
+        turns: list[Turn] = []
         if self.conversation_id is None:
             self.conversation_id = self.history.create()
+        else:
+            turns = turns_of(self.history.messages(self.conversation_id))
         self.history.add(self.conversation_id, Message("user", question))
         self.conversation_changed.emit(self.conversation_id)
         self._add_question(question)
@@ -392,7 +398,9 @@ class ChatView(QWidget):
         if waiting:  # the engine is indexing: say so instead of a silent "…"
             self._card.body.set_markdown(f"*{waiting}*")
         self._set_busy(True)
-        options = AskOptions(collection=self.collection, max_tokens=self.max_tokens)
+        options = AskOptions(
+            collection=self.collection, max_tokens=self.max_tokens, turns=turns or None
+        )
         self._request = self.bridge.ask(
             question,
             mode,
