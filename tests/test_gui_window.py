@@ -7,6 +7,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
+from PySide6.QtCore import QEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox  # noqa: E402
 
 from tests.test_gui_app import app, indexed_dir, open_window  # noqa: E402, F401
@@ -218,3 +219,22 @@ def test_models_window_finds_ggufs_in_place_and_downloads_only_on_click(
     qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dialog.status.text().startswith("Stopped."), timeout=5_000)
     assert dialog.download_button.isEnabled()
+
+
+def test_the_window_reads_the_index_again_when_it_comes_back(open_window, qtbot, tmp_path):
+    """A CLI ingest into the same data folder while the app is open: the status bar's
+    counts were stale until restart; coming back to the window reads them again."""
+    from engine.core import Engine
+
+    window = open_window(tmp_path / "data")
+    assert window.status.documents == 0
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# A\n\nSomething to index.\n")
+    other = Engine(tmp_path / "data")  # another process, as far as the window knows
+    other.ingest([notes])
+    other.close()
+    with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000):
+        window.changeEvent(QEvent(QEvent.Type.ActivationChange))
+    assert window.status.documents == 1
+    assert "1 documents" in window.index_label.text()

@@ -272,6 +272,22 @@ class Bridge(QObject):
 
     # -- settings, collections, adapters -----------------------------------------------
 
+    def refresh_status(self) -> None:
+        """Report the status again (another Quire, e.g. a CLI ingest, may have changed the
+        index); one refresh waits at a time."""
+        if getattr(self, "_refreshing", False):
+            return
+        self._refreshing = True
+
+        def done(_result: Any) -> None:
+            self._refreshing = False
+
+        def failed(message: str) -> None:
+            self._refreshing = False
+            self.on_failure(f"Problem: {message}")
+
+        self.submit(self._report, done, failed)
+
     def _report(self, engine: Engine, request: Request) -> None:
         """Post the modes that can run now, then the status, to the window."""
         request.post(self.modes_changed.emit, engine.available_modes())
