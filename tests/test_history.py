@@ -200,7 +200,7 @@ def test_a_damaged_history_is_set_aside_and_a_new_one_started(
     assert history.conversations() == []
     _conversation(history)
     history.close()
-    [record] = caplog.records
+    [record] = [r for r in caplog.records if r.name == "engine.history"]
     assert record.levelname == "WARNING"
     assert record.getMessage().startswith(f"{path}: damaged (database disk image is malformed")
     assert "\n" not in record.getMessage() and "history.sqlite3.bad and started a new" in (
