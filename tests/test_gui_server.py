@@ -10,13 +10,9 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 pytest.importorskip("PySide6")
@@ -24,48 +20,11 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 
 from tests.test_gui_app import app, indexed_dir, open_window  # noqa: E402, F401
+from tests.test_server import free_port, start_llama_server, stop  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
 KEY = "sk-quire-test-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_llama_server(llm_path: Path) -> tuple[subprocess.Popen, str]:
-    """llama-cpp-python's server with the bundled model, waited for until /v1/models answers."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(llm_path), "--host",
-         "127.0.0.1", "--port", str(port), "--chat_format", "gemma", "--n_ctx", "2048",
-         "--n_threads", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/models", timeout=2, trust_env=False).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            if proc.poll() is not None:
-                raise AssertionError("llama_cpp.server exited") from None
-            time.sleep(0.3)
-    stop(proc)
-    raise AssertionError("llama_cpp.server did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
