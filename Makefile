@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.quire-installed
 # with an NVIDIA GPU, install the CUDA build of torch first (see README).
 TORCH  ?= 2.13.0
 
-.PHONY: run test test-fast check lint typecheck test-engine setup install-desktop screenshots bench grounding reader clean
+.PHONY: run test test-fast check lint typecheck test-engine setup install-desktop screenshots bench grounding reader dist clean
 
 run: setup
 	$(PY) main.py
@@ -101,5 +101,11 @@ reader: setup
 		--reader $(READER_OUT) --gate $(READER)/gate.jsonl --write
 	$(PY) training/reader.py --ship $(READER_OUT) --out models/reader
 
+# The app folder, a tarball and a .deb that run without Python (packaging/build.py; the
+# first build also compiles llama.cpp for any AVX2 CPU, about 5 minutes on 2 cores).
+dist: setup
+	$(PY) -m pip install --quiet -e ".[dist]"
+	$(PY) packaging/build.py
+
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache build dist
