@@ -52,7 +52,7 @@ bench: setup
 	QUIRE_MODELS_DIR=$${QUIRE_MODELS_DIR:-.cache/models} $(PY) benchmarks/run_all.py
 
 # Quire's grounding adapter for the bundled model, rebuilt from what is committed: index
-# ../shared/training-corpus, build the RAFT examples from training/questions, train in
+# ../shared/training-corpus, build the RAFT examples from model_builds/questions, train in
 # three stages (the gold passage at random ranks; then the sources as the app gives them,
 # twice, each continuing the last), ship. About three hours on 2 cores.
 GROUNDING := .cache/grounding
@@ -63,25 +63,25 @@ GROUNDING_STAGE1 ?= --epochs 1 --lr 3e-4 --rank 16 --alpha 32 --batch-size 4
 GROUNDING_STAGE2 ?= --epochs 1 --lr 2e-4 --batch-size 4
 GROUNDING_STAGE3 ?= --epochs 1 --lr 1.5e-4 --batch-size 4
 grounding: setup
-	$(GROUNDING_ENV) $(PY) training/build_dataset.py --order random $(GROUNDING_OLD) \
+	$(GROUNDING_ENV) $(PY) model_builds/build_dataset.py --order random $(GROUNDING_OLD) \
 		--data-dir $(GROUNDING)/data --out $(GROUNDING)/stage1.jsonl
 	$(GROUNDING_ENV) $(PY) main.py --data-dir $(GROUNDING)/data train $(GROUNDING)/stage1.jsonl \
 		--out quire-grounding-stage1 $(GROUNDING_STAGE1) --json > $(GROUNDING)/stage1.json
-	$(GROUNDING_ENV) $(PY) training/build_dataset.py --order app $(GROUNDING_OLD) \
+	$(GROUNDING_ENV) $(PY) model_builds/build_dataset.py --order app $(GROUNDING_OLD) \
 		--data-dir $(GROUNDING)/data --out $(GROUNDING)/stage2.jsonl
 	$(GROUNDING_ENV) $(PY) main.py --data-dir $(GROUNDING)/data train $(GROUNDING)/stage2.jsonl \
 		--out quire-grounding-stage2 --from quire-grounding-stage1 $(GROUNDING_STAGE2) --json \
 		> $(GROUNDING)/stage2.json
-	$(GROUNDING_ENV) $(PY) training/build_dataset.py --order app --seed 1 $(GROUNDING_OLD) \
+	$(GROUNDING_ENV) $(PY) model_builds/build_dataset.py --order app --seed 1 $(GROUNDING_OLD) \
 		--data-dir $(GROUNDING)/data --out $(GROUNDING)/stage3.jsonl
 	$(GROUNDING_ENV) $(PY) main.py --data-dir $(GROUNDING)/data train $(GROUNDING)/stage3.jsonl \
 		--out quire-grounding --from quire-grounding-stage2 $(GROUNDING_STAGE3) --json \
 		> $(GROUNDING)/stage3.json
-	$(PY) training/ship.py $(GROUNDING)/stage1.json $(GROUNDING)/stage2.json \
+	$(PY) model_builds/ship.py $(GROUNDING)/stage1.json $(GROUNDING)/stage2.json \
 		$(GROUNDING)/stage3.json models/grounding
 
 # Quire's reader, rebuilt from what is committed: index ../shared/training-corpus, make
-# (question, passage/sentence) pairs from training/questions with Quire's own search, train
+# (question, passage/sentence) pairs from model_builds/questions with Quire's own search, train
 # MiniLM (LoRA, one epoch, about 15-25 minutes on 2 cores), export int8 ONNX; then choose
 # its numbers on the held-out questions: the rerank weight and the quote's settings from
 # search alone, then the not-covered bar together with the grounding adapter's refusal
@@ -89,17 +89,17 @@ grounding: setup
 # ship it into models/reader/.
 READER := .cache/reader
 READER_OUT = $${QUIRE_MODELS_DIR:-.cache/models}/readers/quire-reader
-HELDOUT := training/heldout/borg.jsonl training/heldout/absent.jsonl
+HELDOUT := model_builds/heldout/borg.jsonl model_builds/heldout/absent.jsonl
 reader: setup
 	mkdir -p $(READER)
-	$(GROUNDING_ENV) $(PY) training/reader.py --data-dir $(GROUNDING)/data > $(READER)/train.json
-	$(GROUNDING_ENV) $(PY) training/reader_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
+	$(GROUNDING_ENV) $(PY) model_builds/reader.py --data-dir $(GROUNDING)/data > $(READER)/train.json
+	$(GROUNDING_ENV) $(PY) model_builds/reader_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
 		--reader $(READER_OUT) --write
-	$(GROUNDING_ENV) $(PY) training/gate_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
+	$(GROUNDING_ENV) $(PY) model_builds/gate_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
 		--reader $(READER_OUT) --out $(READER)/gate.jsonl
-	$(GROUNDING_ENV) $(PY) training/reader_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
+	$(GROUNDING_ENV) $(PY) model_builds/reader_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
 		--reader $(READER_OUT) --gate $(READER)/gate.jsonl --write
-	$(PY) training/reader.py --ship $(READER_OUT) --out models/reader
+	$(PY) model_builds/reader.py --ship $(READER_OUT) --out models/reader
 
 # The app folder, a tarball and a .deb that run without Python (packaging/build.py; the
 # first build also compiles llama.cpp for any AVX2 CPU, about 5 minutes on 2 cores).

@@ -17,7 +17,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # onnxruntime's telemetry (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ui import cli as commands
+    from cli import main as commands
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.answer.prompting import build_prompt  # noqa: E402
 from engine.core import AskOptions, Engine  # noqa: E402
-from engine.prompting import build_prompt  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "freedombox-manual"
@@ -127,7 +127,7 @@ def main() -> None:
             n_batch=512,
             seed=0,
             verbose=False,
-        )  # fmt: skip — the same settings as engine.generation._load
+        )  # fmt: skip — the same settings as engine.answer.generation._load
         base, stop = prompt_tokens(engine, BASE_PROMPT, "base", args.tokens)
         rag, rag_stop = prompt_tokens(engine, QUESTIONS[0], "rag", 16)
         resets = [gen.llm, direct]

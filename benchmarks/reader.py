@@ -36,8 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.core import Engine  # noqa: E402
-from engine.reader import Reader, passage_text  # noqa: E402
-from engine.scoring import load_questions  # noqa: E402
+from engine.eval.scoring import load_questions  # noqa: E402
+from engine.reader.rank import Reader, passage_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTIONS = REPO / "eval" / "dev-questions.jsonl"
@@ -84,7 +84,7 @@ def float_reader(folder: Path, tmp: Path) -> Path | None:
         from peft import PeftModel
         from transformers import AutoModel
 
-        from engine.reader_train import export_onnx
+        from engine.reader.train import export_onnx
         from models.bundled import READER_PACKAGE_DIR, TOKENIZER_FILES, reader_base
     except ImportError:
         return None

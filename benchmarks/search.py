@@ -4,7 +4,7 @@ Builds an index of random unit vectors with cluster structure and synthetic text
 temp dir, then times vector-only, keyword-only and hybrid queries (the Retriever,
 query embedding excluded), a numpy brute-force scan of the same vectors, and recall@10
 of each quantization against exact search. Vector search runs on the Store's in-memory
-matrix (engine/vectors.py); vec0 (float and binary) is timed beside it for comparison.
+matrix (engine/index/vectors.py); vec0 (float and binary) is timed beside it for comparison.
 
     .venv/bin/python benchmarks/search.py              # 10k and 100k chunks
     .venv/bin/python benchmarks/search.py --sizes 100000 --million --json out.json
@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.retrieval import Retriever  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.index.retrieval import Retriever  # noqa: E402
+from engine.index.store import Store  # noqa: E402
 from engine.types import Chunk  # noqa: E402
 
 DIM = 384

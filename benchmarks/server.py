@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 import httpx
 
 # The servers get the environment this script started with: importing the engine sets
-# OMP_WAIT_POLICY=PASSIVE (engine/reader_train.py, for training), which this process's
+# OMP_WAIT_POLICY=PASSIVE (engine/reader/train.py, for training), which this process's
 # llama.cpp read before it was set, but a child process would start with (see the docs).
 ENV = dict(os.environ)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -180,7 +180,7 @@ def start_llama_server(
     stack: contextlib.ExitStack, gguf: Path, threads: int, log: Path, env: dict, *extra: str
 ) -> str:
     """llama-cpp-python's own server on a free port, with these threads and Quire's context,
-    batch and seed (engine/generation.py `_load`); its /v1 URL."""
+    batch and seed (engine/answer/generation.py `_load`); its /v1 URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.answer.generation import Generator  # noqa: E402
 from engine.core import Engine  # noqa: E402
-from engine.generation import Generator  # noqa: E402
 from engine.threads import cores  # noqa: E402
 
 PROMPT = [

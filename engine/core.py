@@ -15,25 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import modes
-from engine.embedding import Embedder
-from engine.followup import Turn, recent, search_query
-from engine.generation import Cancelled, Generator, RefusalGate
-from engine.ingest import Ingestor, ProgressFn
-from engine.llms import Key, Llms
+from engine.answer import modes
+from engine.answer.followup import Turn, recent, search_query
+from engine.answer.generation import Cancelled, Generator, RefusalGate
+from engine.answer.llms import Key, Llms
+from engine.answer.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, NOT_COVERED, build_prompt
+from engine.answer.remote import QUIRE_PREFIX, RemoteGenerator, Server, load_key, normalize_url
+from engine.finetune.trainer import TrainConfig
+from engine.index.embedding import Embedder
+from engine.index.retrieval import Retriever
+from engine.index.store import Store
+from engine.ingest.pipeline import Ingestor, ProgressFn
 from engine.paths import default_data_dir, ensure_data_dir, models_dir
-from engine.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, NOT_COVERED, build_prompt
-from engine.reader import Quote, Reader
-from engine.remote import QUIRE_PREFIX, RemoteGenerator, Server, load_key, normalize_url
-from engine.retrieval import Retriever
+from engine.reader.rank import Quote, Reader
 from engine.settings import Settings
-from engine.store import Store
-from engine.training import TrainConfig
 from engine.types import IngestReport, SearchResult, Timings, UserError
 from models.lora import AdapterInfo, check_compatible
 
 if TYPE_CHECKING:
-    from engine.finetune import TrainJob
+    from engine.finetune.job import TrainJob
 
 # A source this far (in cosine) behind the best one is left out of the prompt: on the
 # development set the gold passage was never more than 0.10 behind the best one.
@@ -335,7 +335,7 @@ class Engine:
 
     def remove(self, paths: Sequence[Path], collection: str | None = None) -> list[str]:
         """Forget documents (a folder forgets everything under it); returns what went."""
-        from engine.store import resolved  # a symlink loop stays as named: no RuntimeError
+        from engine.index.store import resolved  # a symlink loop stays as named: no RuntimeError
 
         name = collection or self.settings.collection
         known = self.store.paths(name)
@@ -683,7 +683,7 @@ class Engine:
 
         Examples are rendered with the system prompt and context size that answers use.
         """
-        from engine.finetune import TrainJob
+        from engine.finetune.job import TrainJob
 
         return TrainJob(
             data_path=Path(data).expanduser(),

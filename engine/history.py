@@ -19,10 +19,10 @@ from itertools import count
 from pathlib import Path
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
+from engine.answer.prompting import source_label
 from engine.errors import describe, sqlite_kind
+from engine.index.sqlite import migrate
 from engine.paths import ensure_data_dir, private_file
-from engine.prompting import source_label
-from engine.sqlite import migrate
 from engine.types import SearchResult
 
 P = ParamSpec("P")
@@ -61,7 +61,7 @@ ALTER TABLE messages ADD COLUMN corrected TEXT
 """
 # The reader's quote that opened an answer (Quote.to_json()), shown again with it.
 _M003 = "ALTER TABLE messages ADD COLUMN quote TEXT"
-MIGRATIONS = (_M001, _M002, _M003)  # append-only; engine.sqlite.migrate runs them
+MIGRATIONS = (_M001, _M002, _M003)  # append-only; engine.index.sqlite.migrate runs them
 
 
 @dataclass(frozen=True)

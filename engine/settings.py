@@ -51,7 +51,7 @@ class Settings:
     watched_folders: list[str] | None = None
     reader: bool = True  # rerank the sources and quote the answering sentence
     reader_path: str | None = None  # a reader trained here (train-reader); None: the shipped one
-    # A model server answers instead of the local GGUF (engine/remote.py); None: local.
+    # A model server answers instead of the local GGUF (engine/answer/remote.py); None: local.
     # Its API key is not kept here but in `server_key` beside this file (mode 0600).
     server_url: str | None = None
     server_model: str | None = None  # None: the first model the server lists

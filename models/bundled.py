@@ -49,14 +49,14 @@ EMBEDDER_FILES = ("model.onnx", *TOKENIZER_FILES)
 # cites them and says when they are silent (trained by `make grounding`, see training/).
 GROUNDING_ADAPTER = Path(__file__).resolve().parent / "grounding" / "quire-grounding.gguf"
 GROUNDING_LABEL = "grounded answers"
-# Full strength: on held-out questions (training/heldout: 118 BorgBackup questions asked
+# Full strength: on held-out questions (model_builds/heldout: 118 BorgBackup questions asked
 # after training, 48 absent ones) the second adapter separated answerable from
 # unanswerable better at 1.0 than at 0.7 (0.75 vs 0.60 of absent questions refused, 0.14
 # vs 0.21 of answerable ones, at their best thresholds); the third keeps it.
 GROUNDING_SCALE = 1.0
 # The adapter answers ("Source [n]: ...") or refuses with its first token; it refuses when
-# its odds of "The documents do not say." reach this (engine.generation.RefusalGate).
-# Chosen with training/gate_scan.py on those held-out questions (the merged model, as the
+# its odds of "The documents do not say." reach this (engine.answer.generation.RefusalGate).
+# Chosen with model_builds/gate_scan.py on those held-out questions (the merged model, as the
 # app answers), never the development set: 0.81 of the absent questions refused, 0.12 of
 # the answerable ones (0.2: 0.81 and 0.14; 0.3: 0.73 and 0.09).
 GROUNDING_REFUSAL = 0.25
@@ -360,7 +360,7 @@ def grounding_adapter(model_path: Path) -> Path | None:
 
 # -- the reader ------------------------------------------------------------------------
 
-# Quire's reader (engine.reader): all-MiniLM-L6-v2 tuned on questions about manuals,
+# Quire's reader (engine.reader.rank): all-MiniLM-L6-v2 tuned on questions about manuals,
 # int8 ONNX, its card and its LoRA (what `train-reader` continues from); `make reader`.
 READER_PACKAGE_DIR = Path(__file__).resolve().parent / "reader"
 READER_DIRNAME = "quire-reader"

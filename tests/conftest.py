@@ -28,7 +28,7 @@ def models_dir() -> Path:
 @pytest.fixture(scope="session")
 def embedder(models_dir: Path):
     """The real bundled embedder (int8 all-MiniLM-L6-v2 through fastembed)."""
-    from engine.embedding import Embedder
+    from engine.index.embedding import Embedder
     from models.bundled import ensure_embedder
 
     return Embedder(ensure_embedder(models_dir))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine.ingest import Parsed, parse_file
+from engine.ingest.pipeline import Parsed, parse_file
 
 
 def parse_or_hang(path: Path, chunk_tokens: int, overlap: int) -> Parsed:

@@ -18,9 +18,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.answer.remote import normalize_url, save_key
 from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
-from engine.evaluation import EvalConfig, EvalReport, Evaluation
-from engine.remote import normalize_url, save_key
+from engine.eval.evaluation import EvalConfig, EvalReport, Evaluation
 from engine.settings import Settings
 from engine.types import IngestProgress, IngestReport
 from ui.banner import human_duration

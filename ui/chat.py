@@ -31,12 +31,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.answer.followup import Turn, turns_of
+from engine.answer.modes import MODES
+from engine.answer.prompting import NOT_COVERED
 from engine.core import Answer, AskOptions
-from engine.followup import Turn, turns_of
 from engine.history import History, Message
-from engine.modes import MODES
-from engine.prompting import NOT_COVERED
-from engine.reader import Quote
+from engine.reader.rank import Quote
 from engine.types import SearchResult
 from ui.bridge import Bridge
 from ui.feedback import FeedbackBar

@@ -29,9 +29,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.answer.modes import MODES
 from engine.core import Status
-from engine.evaluation import EvalConfig, EvalProgress, EvalReport, format_metric, table_rows
-from engine.modes import MODES
+from engine.eval.evaluation import EvalConfig, EvalProgress, EvalReport, format_metric, table_rows
 from ui.banner import human_duration
 from ui.bridge import Bridge
 from ui.runner import Request

@@ -12,9 +12,9 @@ from pathlib import Path
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QInputDialog, QLabel, QToolButton, QWidget
 
+from engine.answer.prompting import source_label
+from engine.eval.testset import add_question
 from engine.history import History, Message
-from engine.prompting import source_label
-from engine.testset import add_question
 
 
 class FeedbackBar(QWidget):

@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.finetune import CHECKPOINTS_DIR, adapter_name
-from engine.training import DEFAULT_RANK, TrainConfig
+from engine.finetune.job import CHECKPOINTS_DIR, adapter_name
+from engine.finetune.trainer import DEFAULT_RANK, TrainConfig
 from models.registry import adapters_dir
 from ui.finetune_reader import ReaderSection, main_script
 from ui.sources import WrapLabel

@@ -31,10 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.reader_job import CHECKPOINTS_DIR, readers_dir
+from cli.reader import PROGRESS_PREFIX, accuracy_line, check_line, reader_name
+from engine.eval.testset import test_set_path
+from engine.reader.job import CHECKPOINTS_DIR, readers_dir
 from engine.settings import Settings
-from engine.testset import test_set_path
-from ui.cli_reader import PROGRESS_PREFIX, accuracy_line, check_line, reader_name
 from ui.sources import WrapLabel
 
 

@@ -281,7 +281,7 @@ class LibraryView(QWidget):
         self.tree.addTopLevelItems([self._item(doc) for doc in self._documents])
         self.tree.setUpdatesEnabled(True)
 
-    def _item(self, doc) -> QTreeWidgetItem:  # doc: engine.store.DocumentRecord
+    def _item(self, doc) -> QTreeWidgetItem:  # doc: engine.index.store.DocumentRecord
         if doc.error:
             status, where = "failed", doc.error
         else:

@@ -28,13 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.answer.modes import MODES
+from engine.answer.remote import load_key
 from engine.core import Answer, Status
+from engine.eval.testset import test_set_path
 from engine.history import History
-from engine.modes import MODES
 from engine.paths import default_data_dir, models_dir
-from engine.remote import load_key
 from engine.settings import Settings
-from engine.testset import test_set_path
 from engine.types import SearchResult, UserError
 from ui.adapter_dialog import AdapterDialog, adapter_name, adapter_text
 from ui.banner import Banner, human_size

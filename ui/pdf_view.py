@@ -47,9 +47,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.loaders import load
-from engine.office import OFFICE_SUFFIXES
-from engine.reader import Quote
+from engine.ingest.loaders import load
+from engine.ingest.office import OFFICE_SUFFIXES
+from engine.reader.rank import Quote
 from engine.types import SearchResult, UserError
 from ui.offline_text import OfflineTextBrowser
 from ui.sources import QuotedSource, location

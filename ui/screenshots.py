@@ -244,7 +244,7 @@ def render_lab(window: MainWindow, out: Path, work: Path) -> None:
 
 def render_finetune(window: MainWindow, out: Path, work: Path) -> None:
     """A real (short) training run in the Fine-tune tab, finished, with its card."""
-    from tests.test_training import BAD_LINES, write_examples
+    from tests.engine.test_training import BAD_LINES, write_examples
 
     view = window.finetune
     window.tabs.setCurrentWidget(view)

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.remote import KEY_ENV, PRESETS, Server, list_models, normalize_url
+from engine.answer.remote import KEY_ENV, PRESETS, Server, list_models, normalize_url
 from engine.settings import Settings
 from engine.types import UserError
 

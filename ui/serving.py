@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QSpinBo
 
 from ui.finetune_reader import main_script
 
-DEFAULT_PORT = 8765  # ui.api.DEFAULT_PORT, without importing Starlette into the app
+DEFAULT_PORT = 8765  # cli.api.DEFAULT_PORT, without importing Starlette into the app
 _READY = re.compile(r"Quire serves on (\S+)")
 STOP_WAIT_MS = 10_000
 

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.prompting import RAG_SYSTEM_PROMPT
+from engine.answer.prompting import RAG_SYSTEM_PROMPT
 from engine.settings import Settings
 
 BUNDLED = "Gemma 3 270M (bundled)"

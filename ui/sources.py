@@ -16,7 +16,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QMouseEvent, QResizeEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from engine.reader import Quote
+from engine.reader.rank import Quote
 from engine.types import SearchResult
 
 PASSAGE_CHARS = 420

@@ -1,0 +1,1 @@
+"""Answering: modes, prompts, the local GGUF and its adapters, follow-ups, model servers."""

@@ -1,0 +1,1 @@
+"""Evaluation: question files, per-question checks and metrics, and the user's own test set."""

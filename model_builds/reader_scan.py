@@ -1,0 +1,236 @@
+"""Choose the reader's numbers on held-out questions: how much the search's own order
+still counts beside the reader's (`rerank_weight`) and the bar under which the documents
+do not seem to cover a question (`quote_threshold`). No model answers: it is all search.
+
+    python model_builds/reader_scan.py --reader FOLDER [--data-dir DIR] QUESTIONS.jsonl ...
+        [--write]
+
+The bar refuses the most absent questions while false refusals stay at most FALSE_TARGET
+(else the lowest that refuses ABSENT_TARGET of them). With `--gate` it is chosen for hybrid,
+the app's default mode, together with the grounding adapter's own refusal threshold
+(`grounding_refusal`, which replaces the adapter's two-level gate while this reader is in
+use; None keeps that gate). The grids show what each other choice would give. `--write`
+puts the choices and their held-out figures into FOLDER/reader.json. Run it on
+model_builds/heldout/*.jsonl over the training corpus's index, never on the development set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from engine.core import Engine  # noqa: E402
+from engine.eval.scoring import Question, contains_answer, first_hit_rank, load_questions  # noqa: E402
+from engine.reader.rank import pick  # noqa: E402
+
+WEIGHTS = (0.0, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)
+BARS = tuple(round(0.20 + 0.02 * i, 2) for i in range(26))
+ABSENT_TARGET = 0.8
+PASSAGE_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+MARGINS = (0.03, 0.05, 0.1)
+SHORT_WORDS = (8, 12)
+GATES = (None, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 1.01)  # the adapter's own refusal threshold
+MAX_QUOTE_WORDS = 40  # a quote is read at a glance: two or three sentences at most
+FALSE_TARGET = 0.10
+
+
+def ranks_by_weight(engine: Engine, questions: list[Question]) -> dict[float, list]:
+    reader = engine.reader
+    assert reader is not None
+    out: dict[float, list] = {w: [] for w in ("search", *WEIGHTS)}  # type: ignore[misc]
+    for q in questions:
+        found = engine.search(q.question, 20, rerank=False)
+        out["search"].append(first_hit_rank(found, q))  # type: ignore[index]
+        if not found:
+            for w in WEIGHTS:
+                out[w].append(None)
+            continue
+        scores = reader.passage_scores(engine.store, q.question, found)
+        for w in WEIGHTS:
+            order = sorted(range(len(found)), key=lambda i: -(scores[i] + w * found[i].relevance))
+            out[w].append(first_hit_rank([found[i] for i in order], q))
+    return out
+
+
+def summary(ranks: list) -> dict[str, float]:
+    n = len(ranks) or 1
+    return {
+        "hit@1": round(sum(r == 1 for r in ranks) / n, 3),
+        "hit@5": round(sum(r is not None and r <= 5 for r in ranks) / n, 3),
+        "mrr": round(sum(1 / r for r in ranks if r) / n, 3),
+    }
+
+
+def tables(engine: Engine, questions: list[Question]) -> list[dict]:
+    """Each question's sources as the app gives them and its scored sentences."""
+    reader = engine.reader
+    assert reader is not None
+    rows = []
+    for q in questions:
+        start = time.perf_counter()
+        sources = engine.sources(q.question)
+        table = reader.sentence_scores(q.question, sources) if sources else []
+        rows.append({"q": q, "sources": sources, "table": table,
+                     "seconds": time.perf_counter() - start})  # fmt: skip
+    return rows
+
+
+def quotes(rows: list[dict], card: dict[str, float]) -> list[dict]:
+    out = []
+    for row in rows:
+        q = row["q"]
+        quote = pick(row["table"], row["sources"], card) if row["table"] else None
+        out.append({
+            "id": q.id, "absent": q.absent, "score": quote.score if quote else None,
+            "contained": bool(quote and q.answer and contains_answer(quote.text, q.answer)),
+            "words": len(quote.text.split()) if quote else 0,
+            "gold_in_sources": first_hit_rank(row["sources"], q) is not None,
+            "seconds": row["seconds"],
+        })  # fmt: skip
+    return out
+
+
+def quote_grid(rows: list[dict], card: dict[str, float]) -> dict[str, float]:
+    """The quote's settings with the most answerable quotes holding the gold phrase, among
+    those whose quotes average at most MAX_QUOTE_WORDS words."""
+    results = []
+    for beta in PASSAGE_WEIGHTS:
+        for margin in MARGINS:
+            for short in SHORT_WORDS:
+                settings = {**card, "passage_weight": beta, "neighbour_margin": margin,
+                            "short_words": short}  # fmt: skip
+                picked = [r for r in quotes(rows, settings) if not r["absent"]]
+                n = max(1, len(picked))
+                contained = round(sum(r["contained"] for r in picked) / n, 3)
+                words = round(sum(r["words"] for r in picked) / n, 1)
+                results.append((contained, words, settings))
+                print(f"passage_weight {beta} margin {margin} short {short}: "
+                      f"contained {contained}, {words} words")  # fmt: skip
+    fair = [r for r in results if r[1] <= MAX_QUOTE_WORDS] or results
+    return max(fair, key=lambda r: (r[0], -r[1]))[2]
+
+
+def at_bar(rows: list[dict], bar: float) -> dict[str, float]:
+    def refused(r: dict) -> bool:
+        return r["score"] is None or r["score"] < bar
+
+    answerable = [r for r in rows if not r["absent"]]
+    absent = [r for r in rows if r["absent"]]
+    return {
+        "bar": bar,
+        "absent_refused": round(sum(map(refused, absent)) / max(1, len(absent)), 3),
+        "false_refusals": round(sum(map(refused, answerable)) / max(1, len(answerable)), 3),
+        "quote_contained": round(
+            sum(r["contained"] and not refused(r) for r in answerable) / max(1, len(answerable)), 3
+        ),
+    }
+
+
+def joint(gate_rows: list[dict], bar: float, gate: float | None) -> dict[str, float]:
+    """The reader's bar and the grounding adapter's refusal gate together (hybrid): a
+    question is refused when either refuses. `gate` is the adapter's threshold on its
+    refusal odds (None: the shipped two-level gate of models.bundled). `gate_rows` is
+    gate_scan.py's --out, run with this reader (its bar open)."""
+    import models.bundled as bundled
+
+    close, sure = bundled.GROUNDING_REFUSAL_SURE
+
+    def refused(r: dict) -> bool:
+        at = gate
+        if at is None:
+            at = sure if (r["best_score"] or 0.0) >= close else bundled.GROUNDING_REFUSAL
+        low = r["quote_score"] is None or r["quote_score"] < bar
+        return low or r["odds"] is None or r["odds"] >= at
+
+    answerable = [r for r in gate_rows if not r["absent"]]
+    absent = [r for r in gate_rows if r["absent"]]
+    kept = [r for r in answerable if not refused(r)]
+    n = max(1, len(answerable))
+    return {
+        "bar": bar,
+        "grounding_refusal": gate,
+        "absent_refused": round(sum(map(refused, absent)) / max(1, len(absent)), 3),
+        "false_refusals": round(sum(map(refused, answerable)) / n, 3),
+        "quote_contained": round(sum(r["quote_contained"] for r in kept) / n, 3),
+        "answer_contained": round(sum(r["contained"] for r in kept) / n, 3),
+    }
+
+
+def choose(grid: list[dict]) -> dict:
+    """The bar with the most absent questions refused among those with false refusals at
+    most FALSE_TARGET (the lowest such bar on a tie); if none, the lowest bar that refuses
+    ABSENT_TARGET of the absent ones."""
+    fair = [g for g in grid if g["false_refusals"] <= FALSE_TARGET]
+    if fair:
+        return max(fair, key=lambda g: (g["absent_refused"], -g["false_refusals"], -g["bar"]))
+    return next((g for g in grid if g["absent_refused"] >= ABSENT_TARGET), grid[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("questions", nargs="+", type=Path)
+    parser.add_argument("--reader", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, default=REPO / ".cache" / "grounding" / "data")
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument(
+        "--gate",
+        type=Path,
+        help="gate_scan.py --out with this reader: "
+        "choose the bar for hybrid, together with the adapter's gate",
+    )
+    args = parser.parse_args()
+    engine = Engine(args.data_dir)
+    engine.settings.reader_path = str(args.reader.resolve())
+    questions = [q for path in args.questions for q in load_questions(path)]
+    answerable = [q for q in questions if not q.absent and q.doc]
+    ranks = ranks_by_weight(engine, answerable)
+    table = {str(w): summary(r) for w, r in ranks.items()}
+    print(json.dumps(table, indent=1))
+    best = max(WEIGHTS, key=lambda w: (table[str(w)]["hit@1"], table[str(w)]["mrr"]))
+    reader = engine.reader
+    assert reader is not None
+    reader.card["rerank_weight"] = best
+    scored = tables(engine, questions)
+    card = quote_grid(scored, reader.card_settings())
+    reader.card.update(card)
+    rows = quotes(scored, card)
+    grid = [at_bar(rows, bar) for bar in BARS]
+    for line in grid:
+        print(line)
+    chosen = choose(grid)
+    if args.gate:
+        gate_rows = [json.loads(x) for x in args.gate.read_text().splitlines() if x.strip()]
+        print("with the grounding adapter's gate (hybrid; gate None: the shipped two-level one):")
+        grid = [joint(gate_rows, bar, gate) for gate in GATES for bar in BARS]
+        for line in grid:
+            print(line)
+        chosen = choose(grid)
+    seconds = statistics.median(r["seconds"] for r in rows)
+    print(f"rerank_weight {best}: {table[str(best)]}; search alone {table['search']}")
+    print(f"quote settings {card}")
+    print(f"quote_threshold {chosen['bar']}: {chosen}; median sources+quote {seconds:.3f}s")
+    if args.write:
+        card_path = args.reader / "reader.json"
+        card = json.loads(card_path.read_text())
+        card.update({
+            **{k: v for k, v in reader.card_settings().items() if k != "quote_threshold"},
+            "rerank_weight": best, "quote_threshold": chosen["bar"],
+            "grounding_refusal": chosen.get("grounding_refusal"),
+            "heldout": {"questions": [str(p) for p in args.questions], "ranking": table,
+                        "chosen": chosen, "grid": grid,
+                        "with_gate": str(args.gate) if args.gate else None},
+        })  # fmt: skip
+        card_path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {card_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Across the layers: faults, fuzzing, hostile input, and the benchmarks' smoke runs."""

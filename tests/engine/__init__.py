@@ -1,0 +1,1 @@
+"""Tests of engine/: ingest, index, answers, reader, fine-tuning, evaluation."""

@@ -1,0 +1,224 @@
+"""The reader: sentences, pairs, its stored vectors, reranking, the quote and the bar."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.answer.prompting import NOT_COVERED, build_prompt, says_dont_know
+from engine.core import Engine
+from engine.index.store import Store
+from engine.reader.pairs import gold_sentence
+from engine.reader.rank import Reader, passage_text
+from engine.reader.sentences import sentence_spans, sentences
+from engine.types import Chunk, SearchResult
+from models.bundled import READER_PACKAGE_DIR, ensure_reader
+
+PORTS = (
+    "5.15.1 Port Forwarding\nIf your FreedomBox is behind a router, you will need to set up "
+    "port forwarding on your router. You should forward the following ports for Minetest:\n"
+    "• UDP 30000"
+)
+
+
+# -- sentences -----------------------------------------------------------------------
+
+
+def test_sentences_split_at_ends_blank_lines_and_list_items() -> None:
+    text = "The first one ends here. The second\nwraps a line.\n\nA new paragraph starts.\n- item"
+    assert sentences(text) == [
+        "The first one ends here.",
+        "The second\nwraps a line.",
+        "A new paragraph starts.\n- item",  # a unit under three words joins the one before
+    ]
+
+
+def test_a_lead_in_ending_in_a_colon_keeps_what_it_leads_to() -> None:
+    lead_in = "You should forward the following ports for Minetest:\n• UDP 30000"
+    assert sentences(PORTS)[-1] == lead_in
+
+
+def test_spans_index_the_text_unchanged_and_long_runs_are_cut() -> None:
+    text = " ".join(f"word{i}" for i in range(200))  # a table with no full stop
+    spans = sentence_spans(text)
+    assert len(spans) > 1
+    assert all(len(text[a:b].split()) <= 60 for a, b in spans)
+    assert "".join(text[a:b] + " " for a, b in spans).split() == text.split()
+
+
+def test_gold_sentence_is_the_fewest_sentences_holding_the_phrase() -> None:
+    span = gold_sentence(PORTS, "UDP 30000")
+    assert span is not None and PORTS[span[0] : span[1]].startswith("You should forward")
+    assert gold_sentence(PORTS, "TCP 9999") is None
+
+
+def test_passage_text_adds_a_section_the_text_does_not_start_with() -> None:
+    source = SearchResult(1, "a.html", "/a.html", None, "Backups", 0.5, "Run it nightly.")
+    assert passage_text(source) == "Backups\nRun it nightly."
+    source.text = "Backups\nRun it nightly."
+    assert passage_text(source) == "Backups\nRun it nightly."
+
+
+# -- prompts and the not-covered line ------------------------------------------------
+
+
+def test_the_quote_comes_first_numbered_as_its_source() -> None:
+    sources = [
+        SearchResult(1, "a.pdf", "/a.pdf", 1, None, 0.8, "alpha text", chunk_id=1),
+        SearchResult(2, "b.pdf", "/b.pdf", 2, None, 0.7, "beta text", chunk_id=2),
+    ]
+    prompt = build_prompt("q?", sources, lambda t: len(t.split()), 1000, best_last=True,
+                          quote=(1, "beta text"))  # fmt: skip
+    user = prompt.messages[1]["content"]
+    assert user.startswith('Quote [1]: "beta text"')  # best last: b is numbered 1
+    assert "[1] b.pdf, page 2" in user
+
+
+def test_not_covered_counts_as_a_refusal() -> None:
+    assert says_dont_know(NOT_COVERED)
+
+
+# -- stored vectors ------------------------------------------------------------------
+
+
+def test_reader_vectors_are_kept_per_reader_and_go_with_their_document(tmp_path: Path) -> None:
+    store = Store(tmp_path / "index.sqlite3", dim=4)
+    chunks = [Chunk("one", 1, None, 0), Chunk("two", 1, None, 1)]
+    vectors = np.eye(4, dtype=np.float32)[:2]
+    store.replace_document("default", tmp_path / "a.txt", "a.txt", None, "h", 1, 1.0, 1,
+                           chunks, vectors)  # fmt: skip
+    ids = [r[0] for r in store.conn.execute("SELECT id FROM chunks").fetchall()]
+    store.put_reader_vectors("r1", {ids[0]: np.ones(4)})
+    assert set(store.reader_vectors("r1", ids)) == {ids[0]}
+    assert store.reader_vectors("r2", ids) == {}
+    store.remove_document("default", tmp_path / "a.txt")
+    count = store.conn.execute("SELECT COUNT(*) FROM reader_vectors").fetchone()[0]
+    assert count == 0  # a reused chunk id never gets another passage's vector
+    store.close()
+
+
+# -- the shipped reader --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reader(models_dir: Path) -> Reader:
+    folder = ensure_reader(models_dir)
+    if folder is None:
+        pytest.fail(f"no reader ships in {READER_PACKAGE_DIR}")
+    return Reader(folder)
+
+
+def test_the_shipped_reader_has_a_card_with_held_out_choices(reader: Reader) -> None:
+    card = reader.card
+    assert card["data_sha256"] and card["settings"] and card["seconds"] > 0
+    assert 0 < card["quote_threshold"] < 1
+    assert card["heldout"]["chosen"]["absent_refused"] >= 0.0
+    assert (READER_PACKAGE_DIR / "lora" / "adapter_model.safetensors").is_file()
+
+
+def test_the_reader_quotes_the_sentence_that_answers(reader: Reader) -> None:
+    sources = [
+        SearchResult(1, "x.pdf", "/x.pdf", 3, None, 0.6,
+                     "Backups are kept for 30 days. The web interface listens on port 8112.",
+                     chunk_id=7),
+        SearchResult(2, "f.pdf", "/f.pdf", 77, None, 0.8, PORTS, chunk_id=8),
+    ]  # fmt: skip
+    quote = reader.quote("which UDP port do I forward for Minetest?", sources)
+    assert quote is not None
+    assert "UDP 30000" in quote.text and quote.page == 77 and quote.chunk_id == 8
+    assert PORTS[quote.start : quote.end] == quote.text
+    assert reader.last.quote_s > 0
+
+
+def _index(tmp_path: Path, files: dict[str, str]) -> Engine:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    engine = Engine(tmp_path / "data")
+    engine.ingest([folder])
+    return engine
+
+
+DOCS = {
+    "minetest.md": "# Minetest\n\n" + PORTS.split("\n", 1)[1],
+    "deluge.md": "# Deluge\n\nDeluge is a BitTorrent client. The web interface listens on "
+    "port 8112 and the initial password is deluge.",
+    "backups.md": "# Backups\n\nBackups are taken every night and kept for thirty days.",
+}
+
+
+def test_search_reranks_and_keeps_both_scores(tmp_path: Path) -> None:
+    engine = _index(tmp_path, DOCS)
+    try:
+        found = engine.search("what is the initial password of the Deluge web interface?")
+        assert found[0].document == "deluge.md"
+        assert all(r.rerank is not None and 0 < r.score <= 1 for r in found)
+        assert [r.rank for r in found] == list(range(1, len(found) + 1))
+        plain = engine.search("initial password of deluge", rerank=False)
+        assert all(r.rerank is None for r in plain)
+        key = engine.reader.key  # type: ignore[union-attr]
+        kept = engine.store.conn.execute(
+            "SELECT COUNT(*) FROM reader_vectors WHERE reader = ?", (key,)
+        ).fetchone()[0]
+        assert kept == len(found)  # read once, kept for the next question
+    finally:
+        engine.close()
+
+
+def test_off_topic_questions_are_not_covered_without_the_model(tmp_path: Path) -> None:
+    engine = _index(tmp_path, DOCS)
+    try:
+        engine.settings.min_score = 0.0  # let the passages through: the reader decides
+        answer = engine.answer("how do I bake sourdough bread with rye flour?", "rag")
+        assert answer.not_covered and answer.answer == NOT_COVERED
+        assert answer.sources and answer.quote is None  # the nearest passages are shown
+        assert engine.llms.last is None  # no model was asked
+    finally:
+        engine.close()
+
+
+def test_a_user_reader_is_used_and_back_to_default(tmp_path: Path, models_dir: Path) -> None:
+    shipped = ensure_reader(models_dir)
+    assert shipped is not None
+    mine = tmp_path / "mine"
+    shutil.copytree(shipped, mine)
+    card = json.loads((mine / "reader.json").read_text())
+    (mine / "reader.json").write_text(json.dumps({**card, "name": "mine"}))
+    engine = Engine(tmp_path / "data")
+    try:
+        engine.settings.reader_path = str(mine)
+        assert engine.reader is not None and engine.reader.label == "mine"
+        engine.settings.reader_path = None
+        assert engine.reader is not None and engine.reader.label != "mine"
+        engine.settings.reader = False
+        assert engine.reader is None
+    finally:
+        engine.close()
+
+
+def test_reader_settings_are_checked_like_train_s() -> None:
+    from engine.reader.train import ReaderConfig
+    from engine.types import UserError
+
+    for bad in ({"max_steps": 0}, {"epochs": 0}, {"lr": 2.0}):
+        with pytest.raises(UserError, match="--"):
+            ReaderConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_one_answer_embeds_its_question_once(reader: Reader) -> None:
+    calls: list[str] = []
+    embed = reader.embedder.embed_query
+    reader.embedder.embed_query = lambda text: calls.append(text) or embed(text)  # type: ignore[method-assign]
+    try:
+        sources = [SearchResult(1, "f.pdf", "/f.pdf", 77, None, 0.8, PORTS, chunk_id=8)]
+        reader.quote("which UDP port for Minetest?", sources)
+        reader.quote("which UDP port for Minetest?", sources)
+        reader.quote("what else?", sources)
+    finally:
+        reader.embedder.embed_query = embed  # type: ignore[method-assign]
+    assert calls == ["which UDP port for Minetest?", "what else?"]

@@ -1,0 +1,1 @@
+"""Tests of model_builds/: the scripts and question files behind the shipped models."""

@@ -1,0 +1,1 @@
+"""Tests of models/: model files, downloads, adapter conversion and merging."""
