@@ -9,6 +9,17 @@ from typing import Any
 from models.errors import UserError as UserError
 
 
+class ScannedPDF(UserError):
+    """A PDF whose `pages` pages have no text layer: OCR may read it (engine/ingest/ocr.py)."""
+
+    def __init__(self, message: str, pages: int = 0) -> None:
+        super().__init__(message)
+        self.pages = pages
+
+    def __reduce__(self) -> tuple[type[ScannedPDF], tuple[str, int]]:
+        return ScannedPDF, (str(self), self.pages)  # pickled from a parse worker intact
+
+
 @dataclass(frozen=True)
 class Segment:
     """A run of text that a chunk may never cross: one PDF page, or one HTML/Markdown section."""
@@ -82,6 +93,7 @@ class IngestReport:
     skipped: list[str] = field(default_factory=list)  # unchanged since the last run
     removed: list[str] = field(default_factory=list)  # deleted from disk since the last run
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    scanned: list[str] = field(default_factory=list)  # of the failed: PDFs OCR can read
     chunks: int = 0
     pages: int = 0
     seconds: float = 0.0
@@ -103,6 +115,7 @@ class IngestProgress:
     bytes_total: int = 0  # share of the current batch's passages already embedded
     current_share: float = 0.0  # of the current file's passages embedded so far (0-1)
     reading: bool = False  # the current file is still being read, before any embedding
+    bytes_per_s: float = 0.0  # over about the last minute (0: not known yet)
 
     @property
     def chunks_per_s(self) -> float:
@@ -110,9 +123,12 @@ class IngestProgress:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left, from the bytes done so far; None until there is a rate."""
+        """Seconds left, from the recent byte rate (else the whole run's); None until
+        there is a rate."""
         if self.bytes_done <= 0 or self.bytes_total <= 0 or self.elapsed_s < 1.0:
             return None
+        if self.bytes_per_s > 0:
+            return max(0.0, (self.bytes_total - self.bytes_done) / self.bytes_per_s)
         return max(0.0, self.elapsed_s * (self.bytes_total - self.bytes_done) / self.bytes_done)
 
 

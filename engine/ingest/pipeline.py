@@ -21,8 +21,9 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,11 @@ from engine.index.embedding import Embedder
 from engine.index.schema import printable
 from engine.index.store import Store, resolved
 from engine.ingest import chunking, loaders
+from engine.ingest.ocr import tesseract
+from engine.ingest.progress import ProgressFn, Ticker
 from engine.settings import Settings
-from engine.types import Chunk, IngestProgress, IngestReport, UserError
+from engine.types import Chunk, IngestReport, ScannedPDF, UserError
 
-ProgressFn = Callable[[IngestProgress], None]
 log = logging.getLogger(__name__)
 EMBED_SLICE = 64  # chunks embedded between two cancel checks and progress reports
 BEAT_SECONDS = 1.0  # progress while a worker reads a big file, and a cancel check
@@ -50,6 +52,7 @@ INLINE_BYTES = 2 << 20
 # plus six seconds per MB (the largest manuals here parse at well over 1 MB/s).
 PARSE_SECONDS = 60.0
 PARSE_SECONDS_PER_MB = 6.0
+OCR_PAGE_SECONDS = 30.0  # and this per page of a scan read by OCR (~1 s a page here)
 
 
 # A file's parse may grow its worker's address space by this much, plus this many bytes per
@@ -88,6 +91,7 @@ class Parsed:
     error: str | None = None
     chars: int = 0  # of text, before chunking (what max_file_mb bounds for a PDF)
     notes: list[str] = field(default_factory=list)  # what libraries logged while reading
+    scanned: bool = False  # a PDF with no text layer (`pages` counts its pages)
 
 
 @dataclass
@@ -96,6 +100,7 @@ class _Job:
     digest: str
     size: int
     mtime: float
+    ocr_pages: int | None = None  # a scanned PDF's pages, when it is to be read by OCR
 
 
 class Ingestor:
@@ -112,6 +117,7 @@ class Ingestor:
         parser: Callable[[Path, int, int], Parsed] | None = None,
         memory: Callable[[int], int] = parse_memory,
         max_file_mb: float = Settings.max_file_mb,
+        ocr: bool = False,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -122,6 +128,7 @@ class Ingestor:
         self.parser = parser or parse_file  # a module-level function: workers import it
         self.memory = memory  # bytes of memory a worker may add to parse a file of n bytes
         self.max_file_mb = max_file_mb  # larger text files, and PDFs with more text, fail
+        self.ocr = ocr  # read PDFs with no text layer by OCR, once the other files are in
 
     def run(
         self,
@@ -138,13 +145,18 @@ class Ingestor:
         files = self._discover(roots, report)
         report.removed = self._drop_deleted(roots, collection)
         jobs = self._plan(files, collection, report)
-        tick = _Ticker(len(files), start, progress)
+        tick = Ticker(len(files), start, progress)
         tick.files_done = len(files) - len(jobs)
         tick.bytes_total = sum(job.size for job in jobs)
         pending: list[tuple[Parsed, _Job]] = []
-        for parsed, job in self._parse_all(jobs, cancel, tick):
+        scans: list[_Job] = []  # read by OCR when the first pass is over
+        first, then = self._parse_all(jobs, cancel, tick), self._parse_all(scans, cancel, tick)
+        for parsed, job in chain(first, then):
             if cancel.is_set():
                 break
+            if self._wants_ocr(parsed, job, report):
+                scans.append(replace(job, ocr_pages=parsed.pages))
+                continue
             self._vet(parsed, job)
             if parsed.error is not None:
                 self._record_failure(parsed, job, collection, report, tick)
@@ -227,6 +239,16 @@ class Ingestor:
         if parsed.error is None and parsed.chars > self.max_file_mb * 1e6:
             parsed.error = self._over_limit(job.path, parsed.chars, " of text")
 
+    def _wants_ocr(self, parsed: Parsed, job: _Job, report: IngestReport) -> bool:
+        """Whether to read this scanned PDF by OCR now; else, when OCR could read it, it is
+        noted in the report as one (its failure says how)."""
+        if not parsed.scanned or tesseract() is None:
+            return False
+        if self.ocr and job.ocr_pages is None:
+            return True
+        report.scanned.append(str(job.path))
+        return False
+
     def _over_limit(self, path: Path, size: int, what: str = "") -> str:
         return (
             f"{path.name}: {size / 1e6:.3g} MB{what}, larger than the {self.max_file_mb:g} MB "
@@ -234,10 +256,12 @@ class Ingestor:
         )
 
     def _parse_all(
-        self, jobs: list[_Job], cancel: threading.Event, tick: _Ticker
+        self, jobs: list[_Job], cancel: threading.Event, tick: Ticker
     ) -> Iterator[tuple[Parsed, _Job]]:
         """Parse jobs in worker processes (in order), or inline when they are a little
         plain text: a PDF's memory has no bound but the worker's (see _parse_within)."""
+        if not jobs:
+            return
         args = (str(self.embedder.folder / "tokenizer.json"), self.chunk_tokens, self.overlap)
         small = sum(job.size for job in jobs) < INLINE_BYTES
         if small and all(_plain_text(job.path) for job in jobs):
@@ -257,7 +281,7 @@ class Ingestor:
         jobs: list[_Job],
         args: tuple[str, int, int],
         cancel: threading.Event,
-        tick: _Ticker,
+        tick: Ticker,
     ) -> Generator[tuple[Parsed, _Job], None, tuple[list[_Job], bool]]:
         """Parse in worker processes, yielding in order. A file past its deadline is
         yielded as failed and its workers are killed; so is a file alone in a pool whose
@@ -268,13 +292,15 @@ class Ingestor:
         pool = ProcessPoolExecutor(workers, context, _init_worker, (args[0], os.getpid()))
         started = pool.submit(os.getpid)  # done: a worker ran, so a break is a file's doing
         futures: list[Future[Parsed]] = [
-            pool.submit(_parse_within, self.memory(job.size), self.parser, job.path, *args[1:])
+            pool.submit(
+                _parse_within, self.memory(job.size), self._parser(job), job.path, *args[1:]
+            )
             for job in jobs
         ]
         done = False  # all read: else the workers still reading are killed, not waited for
         try:
             for i, (job, future) in enumerate(zip(jobs, futures, strict=True)):
-                limit = self.deadline(job.size)
+                limit = self.deadline(job.size) + OCR_PAGE_SECONDS * (job.ocr_pages or 0)
                 try:  # it is running: earlier ones are done
                     parsed = _wait(future, limit, cancel, partial(tick.reading, job.path.name))
                 except TimeoutError:
@@ -300,8 +326,11 @@ class Ingestor:
                 _kill_workers(pool)
             pool.shutdown(wait=done, cancel_futures=True)
 
+    def _parser(self, job: _Job) -> Callable[[Path, int, int], Parsed]:
+        return self.parser if job.ocr_pages is None else partial(parse_file, ocr=True)
+
     def _record_failure(
-        self, parsed: Parsed, job: _Job, collection: str, report: IngestReport, tick: _Ticker
+        self, parsed: Parsed, job: _Job, collection: str, report: IngestReport, tick: Ticker
     ) -> None:
         tick.current = printable(job.path.name)
         self._fail(collection, job.path, parsed.error or "unreadable", report)
@@ -318,7 +347,7 @@ class Ingestor:
         pending: list[tuple[Parsed, _Job]],
         collection: str,
         report: IngestReport,
-        tick: _Ticker,
+        tick: Ticker,
         cancel: threading.Event,
     ) -> None:
         """Embed the chunks of several documents slice by slice, in document order (each
@@ -355,7 +384,7 @@ class Ingestor:
             doc = owner[piece[-1]][0]
             parsed, job = pending[doc]
             share = 1 - left[doc] / len(parsed.chunks) if left[doc] else 0.0
-            tick.chunks(len(piece), job.path.name, share, job.size * share)
+            tick.chunks(len(piece), job.path.name, share, job.size, parsed.pages)
 
     def _finish(
         self,
@@ -363,7 +392,7 @@ class Ingestor:
         vectors: np.ndarray,
         collection: str,
         report: IngestReport,
-        tick: _Ticker,
+        tick: Ticker,
     ) -> None:
         """Commit one fully embedded document and count it."""
         parsed, job = item
@@ -387,57 +416,6 @@ class Ingestor:
             chunks=parsed.chunks,
             vectors=vectors,
         )
-
-
-class _Ticker:
-    """Counts progress and reports it to the caller's callback."""
-
-    def __init__(self, total: int, start: float, callback: ProgressFn | None) -> None:
-        self.total, self.start, self.callback = total, start, callback
-        self.files_done = self.chunks_done = self.pages_done = 0
-        self.bytes_done = self.bytes_total = 0
-        self.partial = 0.0  # bytes' worth of the current file's passages already embedded
-        self.current = ""
-        self.share = 0.0  # of the current file's passages embedded
-        self.is_reading = False  # the current file is being read (not yet embedded)
-
-    def reading(self, name: str) -> None:
-        """A worker is still reading `name` (said about every second while it does)."""
-        self.current, self.share, self.is_reading = printable(name), 0.0, True
-        self._emit()
-
-    def chunks(self, n: int, name: str, share: float, partial_bytes: float) -> None:
-        """`n` more passages embedded; `share` of those of `name` are now done."""
-        self.chunks_done += n
-        self.current, self.share, self.is_reading = printable(name), share, False
-        self.partial = partial_bytes
-        self._emit()
-
-    def file_done(self, pages: int, size: int = 0) -> None:
-        self.files_done += 1
-        self.pages_done += pages
-        self.bytes_done += size
-        self.partial = self.share = 0.0
-        self.is_reading = False
-        self._emit()
-
-    def _emit(self) -> None:
-        if self.callback:
-            elapsed = time.perf_counter() - self.start
-            self.callback(
-                IngestProgress(
-                    self.files_done,
-                    self.total,
-                    self.chunks_done,
-                    self.pages_done,
-                    self.current,
-                    elapsed,
-                    min(self.bytes_total, self.bytes_done + round(self.partial)),
-                    self.bytes_total,
-                    self.share,
-                    self.is_reading,
-                )
-            )
 
 
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
@@ -585,13 +563,16 @@ def _count_tokens(text: str) -> int:
     return len(_TOKENIZER.encode(text).ids)
 
 
-def parse_file(path: Path, chunk_tokens: int, overlap: int) -> Parsed:
-    """Load and chunk one file; a user-facing problem becomes `Parsed.error`."""
+def parse_file(path: Path, chunk_tokens: int, overlap: int, ocr: bool = False) -> Parsed:
+    """Load and chunk one file (a scanned PDF by OCR with `ocr`); a user-facing problem
+    becomes `Parsed.error`."""
     try:
-        segments = loaders.load(path)
+        segments = loaders.load(path, ocr)
         chunks = chunking.chunk_segments(
             segments, _count_tokens, chunk_tokens, overlap, title=printable(path.stem)
         )
+    except ScannedPDF as exc:
+        return Parsed(path, [], exc.pages, str(exc), scanned=True)
     except UserError as exc:
         return Parsed(path, [], 0, str(exc))
     if not chunks:
