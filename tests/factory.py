@@ -46,6 +46,22 @@ def write_pdf(path: Path, pages: list[list[str]]) -> Path:
     return path
 
 
+def write_scanned_pdf(path: Path, pages: list[list[str]], dpi: int = 150) -> Path:
+    """A PDF of page images and no text layer, as a scanner writes: `write_pdf`'s pages
+    rendered by PDFium and saved as images by Pillow."""
+    import pypdfium2
+
+    text = write_pdf(path.with_name(f"{path.stem}-text.pdf"), pages)
+    doc = pypdfium2.PdfDocument(text)
+    try:
+        images = [doc[i].render(scale=dpi / 72, grayscale=True).to_pil() for i in range(len(doc))]
+    finally:
+        doc.close()
+    text.unlink()
+    images[0].save(path, "PDF", resolution=dpi, save_all=True, append_images=images[1:])
+    return path
+
+
 PREFIX = "base_model.model.model.layers"
 # PEFT module -> GGUF base tensor, per layer.
 MODULES = {

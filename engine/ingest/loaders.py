@@ -47,8 +47,9 @@ def is_supported(path: Path | str) -> bool:
     return Path(path).suffix.lower() in SUPPORTED_SUFFIXES
 
 
-def load(path: Path) -> list[Segment]:
-    """The segments of one document; raises UserError for anything wrong with the file."""
+def load(path: Path, ocr: bool = False) -> list[Segment]:
+    """The segments of one document; raises UserError for anything wrong with the file
+    (`ScannedPDF` for a PDF with no text layer, unless `ocr` reads it)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -61,7 +62,7 @@ def load(path: Path) -> list[Segment]:
     if suffix in PDF_SUFFIXES:
         from engine.ingest.pdf import extract_pages
 
-        segments = extract_pages(path)
+        segments = extract_pages(path, ocr)
     elif suffix in OFFICE_SUFFIXES:
         from engine.ingest.office import extract
 

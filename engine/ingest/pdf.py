@@ -2,7 +2,8 @@
 
 Text and bookmarks come from pypdfium2: on real manuals it keeps the spaces between words
 that pypdf drops, and it is ~50x faster (docs/pdf-text.md has the figures). pypdf is the
-fallback for files PDFium cannot open. `extract_pages` is a plain top-level function so that
+fallback for files PDFium cannot open; a PDF with no text layer (a scan) is read by OCR
+(`ocr.py`) when asked for. `extract_pages` is a plain top-level function so that
 it can run in a process pool (PDFium is not thread-safe).
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 
 import pypdfium2 as pdfium
 
-from engine.types import Segment, UserError
+from engine.ingest.ocr import read_pages, scanned_advice, tesseract
+from engine.types import ScannedPDF, Segment, UserError
 
 _PDFIUM_ERR_PASSWORD = 4
 _BULLETS = "•◦▪‣∙·-–*"
@@ -27,21 +29,34 @@ _MARGIN_LINES = 2  # lines at the top and bottom of a page checked for running h
 Outline = list[tuple[int, str]]  # (1-based page, title) in document order
 
 
-def extract_pages(path: Path) -> list[Segment]:
-    """Cleaned text of each page with text (1-based `page`), split where a bookmark starts."""
+def extract_pages(path: Path, ocr: bool = False) -> list[Segment]:
+    """Cleaned text of each page with text (1-based `page`), split where a bookmark starts.
+
+    A PDF with pages but no text layer raises `ScannedPDF`, or with `ocr` (and tesseract
+    installed) is read page by page by OCR.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path.name}: file not found ({path})")
     pages, outline = _read(path)
+    if not pages:
+        raise UserError(f"{path.name}: the PDF has no pages")
     if not any(text.strip() for text in pages):
-        raise UserError(
-            f"{path.name}: the PDF has no text layer; it may be scanned images"
-            " (OCR is not supported)"
-        )
+        pages = _read_scanned(path, len(pages), ocr)
     segments = build_segments(pages, outline)
     if not segments:
         raise UserError(f"{path.name}: no readable text found in the PDF")
     return segments
+
+
+def _read_scanned(path: Path, count: int, ocr: bool) -> list[str]:
+    """The pages of a PDF with no text layer, by OCR when asked for and installed."""
+    if not ocr or tesseract() is None:
+        raise ScannedPDF(scanned_advice(path.name), count)
+    pages = read_pages(path)
+    if not any(text.strip() for text in pages):
+        raise UserError(f"{path.name}: no text layer, and OCR found no text on its {count} pages")
+    return pages
 
 
 def _read(path: Path) -> tuple[list[str], Outline]:
