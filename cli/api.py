@@ -32,8 +32,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from engine.answer.events import Answer, AnswerFinished, AskOptions, SourcesFound, TokenReceived
 from engine.answer.prompting import source_label
-from engine.core import Answer, AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.core import Engine
 from engine.types import SearchResult, UserError
 
 log = logging.getLogger(__name__)
@@ -215,14 +216,13 @@ class Api:
                 raise ApiError(400, "'mode' must be rag or hybrid for a quire: model", "bad_mode")
 
             def ask(engine: Engine, cancel: threading.Event) -> Any:
-                options.cancel, options.collection, options.turns = cancel, collection, turns
-                return engine.ask(question, mode or engine.default_mode(), options)
+                options.collection, options.turns = collection, turns
+                return engine.ask(question, mode or engine.default_mode(), options, stop=cancel)
 
             return ask
 
         def chat(engine: Engine, cancel: threading.Event) -> Any:
-            options.cancel = cancel
-            return engine.chat(messages, options)
+            return engine.chat(messages, options, stop=cancel)
 
         return chat
 

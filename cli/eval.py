@@ -62,7 +62,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     bar = ProgressBar()
 
     with on_first_ctrl_c(lambda: _stop_after_current(cancel)):
-        report = evaluation.run(bar, cancel)
+        report = evaluation.run(bar, stop=cancel)
     bar.finish()
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))

@@ -19,10 +19,11 @@ from cli import server as cli_server
 from cli import train as cli_train
 from cli.interrupts import on_first_ctrl_c
 from cli.server import add_server_options, open_engine
+from engine.answer.events import Answer, AnswerFinished, AskOptions, SourcesFound, TokenReceived
 from engine.answer.followup import Turn, turns_of
 from engine.answer.modes import MODES
 from engine.answer.prompting import source_label
-from engine.core import Answer, AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.core import Engine
 from engine.index.schema import printable
 from engine.types import IngestProgress, IngestReport, SearchResult, UserError
 
@@ -118,7 +119,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     printer = _ProgressPrinter()
     stop = threading.Event()  # the first Ctrl+C sets it: finished files are kept
     with on_first_ctrl_c(stop.set):
-        report = engine.ingest(args.paths, args.collection, printer, stop)
+        report = engine.ingest(args.paths, args.collection, printer, stop=stop)
     printer.finish()
     print_report(report)
     if report.cancelled:
@@ -208,19 +209,18 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     engine = open_engine(args)
-    if args.model:
-        engine.settings.model_path = str(args.model)
+    if args.model:  # this question's choices, not saved
+        engine.update_settings(save=False, model_path=str(args.model))
     if args.lora:
         engine.set_adapter(args.lora, args.lora_scale or engine.settings.lora_scale)
     elif args.lora_scale is not None:
-        engine.settings.lora_scale = args.lora_scale
+        engine.update_settings(save=False, lora_scale=args.lora_scale)
     stop = threading.Event()  # the first Ctrl+C sets it
     options = AskOptions(
         k=args.k,
         collection=args.collection,
         temperature=args.temperature,
         max_tokens=args.max_tokens,
-        cancel=stop,
     )
     if args.mode == "all":
         return _ask_all(engine, args, options, stop)
@@ -228,7 +228,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     conversation = Conversation(engine, args.conversation)
     options.turns = conversation.turns
     with on_first_ctrl_c(stop.set):
-        for event in engine.ask(args.question, mode, options):
+        for event in engine.ask(args.question, mode, options, stop=stop):
             if isinstance(event, TokenReceived) and not args.json:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
@@ -298,7 +298,7 @@ def _ask_all(
             modes[mode] = {"mode": mode, "skipped": reason}
     cancelled = False
     with on_first_ctrl_c(stop.set):
-        for mode, event in engine.compare(args.question, options):
+        for mode, event in engine.compare(args.question, options, stop=stop):
             if isinstance(event, SourcesFound) and not args.json:
                 print(f"\n== {mode} ==")
                 _print_found(event, mode)
@@ -448,8 +448,7 @@ def cmd_models_download(args: argparse.Namespace) -> int:
     printer.finish()
     print(f"Downloaded {path}", file=sys.stderr)
     if args.use:
-        engine.settings.model_path = str(path)
-        engine.settings.save(engine.data_dir)
+        engine.update_settings(model_path=str(path))
         print("It is now the model for answers (settings saved).", file=sys.stderr)
     return 0
 

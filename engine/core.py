@@ -1,25 +1,27 @@
 """The engine facade: one object the CLI and the GUI's engine thread drive with plain calls.
 
-An `Engine` owns the heavy things (SQLite connection, embedder, `Llama`), so it must be
-used from one thread only; an answer is stopped from another thread by setting the
-request's own event (`AskOptions.cancel`).
+An `Engine` owns the heavy things (SQLite connection, embedder, `Llama`) and the settings,
+so it must be used from one thread only. Every call that can take long takes a keyword
+`stop` (a `threading.Event`): set it from any thread and the call ends early, keeping what
+is done. Callers change settings through its intents (`apply_settings`, `set_collection`,
+`set_watched_folders`, `update_settings`), never by editing `engine.settings`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.answer import modes
-from engine.answer.followup import Turn, recent, search_query
-from engine.answer.generation import Cancelled, Generator, RefusalGate
+from engine.answer import asking, grounding, modes
+from engine.answer.events import Answer, AnswerEvent, AnswerFinished, AskOptions
+from engine.answer.generation import Generator, RefusalGate
 from engine.answer.llms import Key, Llms
-from engine.answer.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, NOT_COVERED, build_prompt
+from engine.answer.prompting import BASE_SYSTEM_PROMPT
 from engine.answer.remote import QUIRE_PREFIX, RemoteGenerator, Server, load_key, normalize_url
 from engine.finetune.trainer import TrainConfig
 from engine.index.embedding import Embedder
@@ -27,9 +29,9 @@ from engine.index.retrieval import Retriever
 from engine.index.store import Store
 from engine.ingest.pipeline import Ingestor, ProgressFn
 from engine.paths import default_data_dir, ensure_data_dir, models_dir
-from engine.reader.rank import Quote, Reader
+from engine.reader.rank import Reader
 from engine.settings import Settings
-from engine.types import IngestReport, SearchResult, Timings, UserError
+from engine.types import IngestReport, SearchResult, UserError
 from models.lora import AdapterInfo, check_compatible
 
 if TYPE_CHECKING:
@@ -40,70 +42,6 @@ if TYPE_CHECKING:
 SOURCE_MARGIN = 0.15
 SEARCH_K = 5  # results of a plain search when none is asked for
 INDEX_FILE = "index.sqlite3"
-
-
-@dataclass
-class Answer:
-    """A finished (or stopped) answer with its sources and timings."""
-
-    question: str
-    mode: str
-    answer: str
-    sources: list[SearchResult]
-    timings: Timings
-    cancelled: bool = False
-    no_sources: bool = False  # nothing in the documents was relevant enough to offer
-    prompt: list[dict[str, str]] = field(default_factory=list)  # the chat messages given
-    quote: Quote | None = None  # the reader's sentence that answers, shown first
-    not_covered: bool = False  # the reader found no sentence that answers: no generation
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "quote": self.quote.to_json() if self.quote else None,
-            "not_covered": self.not_covered,
-            "question": self.question,
-            "mode": self.mode,
-            "answer": self.answer,
-            "sources": [s.to_json() for s in self.sources],
-            "timings": vars(self.timings).copy(),
-            "cancelled": self.cancelled,
-            "no_sources": self.no_sources,
-        }
-
-
-@dataclass
-class SourcesFound:
-    """Retrieval is done: these numbered sources go into the prompt, and the reader's
-    quote (None: no reader, or it found nothing that answers) opens the answer."""
-
-    sources: list[SearchResult]
-    quote: Quote | None = None
-
-
-@dataclass
-class TokenReceived:
-    text: str
-
-
-@dataclass
-class AnswerFinished:
-    answer: Answer
-
-
-AnswerEvent = SourcesFound | TokenReceived | AnswerFinished
-
-
-@dataclass
-class AskOptions:
-    """Per-question overrides of the settings; `None` means the setting's value."""
-
-    k: int | None = None
-    collection: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = 0
-    cancel: threading.Event | None = None  # this request's stop: set it, from any thread
-    turns: list[Turn] | None = None  # earlier (question, answer) turns: this is a follow-up
 
 
 @dataclass(frozen=True)
@@ -118,6 +56,8 @@ class Status:
     chunks: int
     bytes: int
     collections: list[Any]
+    bundled: bool  # the bundled model answers (no model of the user's, no server)
+    default_mode: str  # the mode answers start in (modes.preferred)
 
 
 class Engine:
@@ -134,6 +74,9 @@ class Engine:
         self._shipped_reader: tuple[Path | None] | None = None  # ensure_reader's, once
         self._remote: RemoteGenerator | None = None  # the model server, when one answers
         self.llms = Llms(self.models_dir)  # loaded on first use
+        # How the shipped grounding adapter is used; None: as its card says (a scan that
+        # chooses new thresholds sets its own here).
+        self.grounding_card: grounding.Card | None = None
 
     # -- the heavy things, loaded on first use ---------------------------------------
 
@@ -232,7 +175,7 @@ class Engine:
     def load(self, mode: str) -> None:
         """Load the model `mode` answers with (for lora/hybrid with Quire's grounding
         adapter, the copy with the adapter folded in), so that no answer pays for it."""
-        self._generator_for(mode)
+        self.generator_for(mode)
 
     @property
     def last_refusal_odds(self) -> float | None:
@@ -257,9 +200,25 @@ class Engine:
         self.save_settings()
         self._drop_unused()
 
+    def update_settings(self, save: bool = True, **changes: Any) -> None:
+        """Change some settings by name (`model_path=...`); saved unless `save` is False
+        (a command's one-off choice, such as `ask --model`)."""
+        self.settings = dataclasses.replace(self.settings, **changes)
+        if save:
+            self.save_settings()
+        self._drop_unused()
+
+    def set_collection(self, name: str) -> None:
+        """The collection ingest, search and answers use from now on (saved)."""
+        self.update_settings(collection=name)
+
+    def set_watched_folders(self, folders: Sequence[str | Path]) -> None:
+        """The folders kept indexed (saved; none: None)."""
+        self.update_settings(watched_folders=[str(f) for f in folders] or None)
+
     def _drop_unused(self) -> None:
         """Free the merged grounded model once another model or the user's adapter is used."""
-        if not self._grounding("hybrid"):
+        if not grounding.is_shipped(self.adapter_path()):
             self.llms.drop_grounded()
 
     def save_settings(self) -> None:
@@ -280,6 +239,8 @@ class Engine:
             chunks=stats.chunks,
             bytes=stats.bytes,
             collections=self.collections(),
+            bundled=not model,
+            default_mode=self.default_mode(),
         )
 
     # -- documents ---------------------------------------------------------------
@@ -289,17 +250,19 @@ class Engine:
         paths: Sequence[Path],
         collection: str | None = None,
         progress: ProgressFn | None = None,
-        cancel: threading.Event | None = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> IngestReport:
         """Index files and folders into a collection (the settings' one by default)."""
         ingestor = Ingestor(self.store, self.embedder, max_file_mb=self.settings.max_file_mb)
-        return ingestor.run(paths, collection or self.settings.collection, progress, cancel)
+        return ingestor.run(paths, collection or self.settings.collection, progress, stop)
 
     def reindex(
         self,
         folders: Sequence[Path],
         progress: ProgressFn | None = None,
-        cancel: threading.Event | None = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> list[IngestReport]:
         """Bring watched folders up to date, each into the collections that hold its
         documents (the current one when none does)."""
@@ -308,9 +271,9 @@ class Engine:
         for folder in map(Path, folders):
             owners = {d.collection for d in docs if Path(d.path).is_relative_to(folder)}
             for collection in sorted(owners) or [self.settings.collection]:
-                if cancel is not None and cancel.is_set():
+                if stop is not None and stop.is_set():
                     return reports
-                reports.append(self.ingest([folder], collection, progress, cancel))
+                reports.append(self.ingest([folder], collection, progress, stop=stop))
         return reports
 
     def collections(self) -> list[Any]:
@@ -383,148 +346,27 @@ class Engine:
         return [s for s in found if s.score >= best - SOURCE_MARGIN]
 
     def ask(
-        self, question: str, mode: str = "rag", options: AskOptions | None = None
+        self,
+        question: str,
+        mode: str = "rag",
+        options: AskOptions | None = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> Iterator[AnswerEvent]:
         """Answer `question` in a mode, streaming events: sources, tokens, the answer."""
         opts = options or AskOptions()
-        wanted = modes.mode(mode)
-        cancel = opts.cancel or threading.Event()
-        start = time.perf_counter()
-        remote = self.remote
-        if remote is not None and wanted.retrieves and self._quire_server(remote):
-            yield from self._ask_quire(remote, question, mode, opts, cancel, start)
-            return
-        sources: list[SearchResult] = []
-        query = search_query(question, opts.turns)  # a follow-up with what it follows
-        if wanted.retrieves:
-            sources = self.sources(query, opts.k, opts.collection)
-            if not sources:  # nothing relevant: say so rather than let the model guess
-                self.llms.last = None
-                yield from _nothing_relevant(question, mode, start)
-                return
-        retrieval_s = time.perf_counter() - start
-        reader = self.reader if wanted.retrieves else None
-        rerank_s = reader.last.rerank_s if reader else 0.0
-        quote = reader.quote(query, sources) if reader else None
-        if reader is not None and not reader.covers(quote):
-            self.llms.last = None
-            yield from _not_covered(question, mode, sources, start, retrieval_s, reader)
-            return
-        generator = self._generator_for(mode)
-        self.llms.last = generator if isinstance(generator, Generator) else None
-        max_tokens = opts.max_tokens or self.settings.max_tokens
-        prompt = build_prompt(
-            question,
-            sources,
-            generator.count_tokens,
-            generator.context_size - max_tokens,
-            self.settings.system_prompt,
-            best_last=self._grounding(mode),  # the adapter reads the nearest source best
-            quote=_quote_index(sources, quote),
-            turns=recent(opts.turns),
-        )
-        if quote is not None:
-            quote.source = next(
-                (n for n, s in enumerate(prompt.sources, 1) if s.chunk_id == quote.chunk_id), 0
-            )
-        yield SourcesFound(prompt.sources, quote)
-        pieces: list[str] = []
-        cancelled = False
-        temperature = self.settings.temperature if opts.temperature is None else opts.temperature
-        try:
-            pieces_in = generator.stream(
-                prompt.messages,
-                max_tokens,
-                temperature,
-                opts.seed,
-                cancel=cancel,
-                gate=self.refusal_gate(mode, prompt.sources),
-                guard=self._user_adapter(mode),
-            )
-            for piece in pieces_in:
-                pieces.append(piece)
-                yield TokenReceived(piece)
-        except Cancelled:
-            cancelled = True
-        timings = _total(generator.last_timings, retrieval_s, start)
-        timings.rerank_s, timings.quote_s = rerank_s, reader.last.quote_s if reader else 0.0
-        text = "".join(pieces).strip()
-        yield AnswerFinished(
-            Answer(question, mode, text, prompt.sources, timings, cancelled,
-                   prompt=prompt.messages, quote=quote)
-        )  # fmt: skip
-
-    def _quire_server(self, remote: RemoteGenerator) -> bool:
-        remote.resolve_model()
-        return remote.is_quire
-
-    def _ask_quire(
-        self,
-        remote: RemoteGenerator,
-        question: str,
-        mode: str,
-        opts: AskOptions,
-        cancel: threading.Event,
-        start: float,
-    ) -> Iterator[AnswerEvent]:
-        """Another Quire (`serve`) finds the sources and answers; they come back with the
-        answer, as if found here."""
-        self.llms.last = None
-        sources: list[SearchResult] = []
-        quote: Quote | None = None
-        pieces: list[str] = []
-        cancelled = False
-        temperature = self.settings.temperature if opts.temperature is None else opts.temperature
-        max_tokens = opts.max_tokens or self.settings.max_tokens
-        try:
-            events = remote.ask_quire(
-                question, mode, max_tokens, temperature, opts.seed, cancel, opts.turns or ()
-            )
-            for kind, value in events:
-                if kind == "found":
-                    sources, quote = value
-                    yield SourcesFound(sources, quote)
-                else:
-                    pieces.append(value)
-                    yield TokenReceived(value)
-        except Cancelled:
-            cancelled = True
-        timings = _total(remote.last_timings, 0.0, start)
-        extra = remote.last_extra
-        yield AnswerFinished(
-            Answer(question, mode, "".join(pieces).strip(), sources, timings, cancelled,
-                   no_sources=bool(extra.get("no_sources")), quote=quote,
-                   not_covered=bool(extra.get("not_covered")))
-        )  # fmt: skip
+        return asking.ask(self, question, mode, opts, stop or threading.Event())
 
     def chat(
-        self, messages: list[dict[str, str]], options: AskOptions | None = None
+        self,
+        messages: list[dict[str, str]],
+        options: AskOptions | None = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> Iterator[AnswerEvent]:
         """The answering model (local, no adapter, or the server) given chat messages as
         they are: no retrieval, no sources. What `serve` offers under the model's name."""
-        opts = options or AskOptions()
-        start = time.perf_counter()
-        generator = self._generator_for("base")
-        self.llms.last = generator if isinstance(generator, Generator) else None
-        temperature = self.settings.temperature if opts.temperature is None else opts.temperature
-        pieces: list[str] = []
-        cancelled = False
-        try:
-            stream = generator.stream(
-                messages, opts.max_tokens or self.settings.max_tokens, temperature, opts.seed,
-                cancel=opts.cancel,
-            )  # fmt: skip
-            for piece in stream:
-                pieces.append(piece)
-                yield TokenReceived(piece)
-        except Cancelled:
-            cancelled = True
-        timings = _total(generator.last_timings, 0.0, start)
-        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        text = "".join(pieces).strip()
-        yield AnswerFinished(
-            Answer(question, "base", text, [], timings, cancelled, prompt=list(messages))
-        )
+        return asking.chat(self, messages, options or AskOptions(), stop)
 
     def model_id(self) -> str:
         """The answering model's name as an API lists it: the server's model, else the
@@ -534,14 +376,21 @@ class Engine:
             return remote.resolve_model()
         return self.model_path().stem
 
-    def answer(self, question: str, mode: str = "rag", options: AskOptions | None = None) -> Answer:
+    def answer(
+        self,
+        question: str,
+        mode: str = "rag",
+        options: AskOptions | None = None,
+        *,
+        stop: threading.Event | None = None,
+    ) -> Answer:
         """`ask` without streaming."""
-        for event in self.ask(question, mode, options):
+        for event in self.ask(question, mode, options, stop=stop):
             if isinstance(event, AnswerFinished):
                 return event.answer
         raise RuntimeError("ask() ended without an answer")  # a bug, not a user error
 
-    def _generator_for(self, mode: str) -> Generator | RemoteGenerator:
+    def generator_for(self, mode: str) -> Generator | RemoteGenerator:
         """The model, with the adapter switched on for lora/hybrid and off for base/rag; or
         the model server, for base/rag, when one is set."""
         needs_adapter = modes.mode(mode).adapter
@@ -555,8 +404,9 @@ class Engine:
             raise UserError(
                 f"mode '{mode}' needs a LoRA adapter: pass --lora FILE or load one in Settings"
             )
-        grounded = self._grounding(mode)
-        generator = self.llms.grounded_model(self._model_key()) if grounded else None
+        grounded = self.uses_grounding(mode)
+        card = self.card() if grounded else None
+        generator = self.llms.grounded_model(self._model_key(), card.scale) if card else None
         if generator is not None:
             generator.use_adapter(None)  # the adapter is in its weights
         else:
@@ -569,67 +419,47 @@ class Engine:
     def adapter_path(self) -> Path | None:
         """The adapter for lora/hybrid: the user's own, else Quire's grounding adapter when
         the model is the bundled one, else None."""
-        if self.settings.lora_path:
+        if self.settings.lora_path:  # not model_path(): that may assemble the bundled GGUF
             return Path(self.settings.lora_path).expanduser()
-        from models.bundled import grounding_adapter
+        return grounding.shipped_adapter(self.model_path())
 
-        return grounding_adapter(self.model_path())
+    def card(self) -> grounding.Card:
+        """How the shipped grounding adapter is used: its card's scale and thresholds."""
+        return self.grounding_card or grounding.read_card()
 
-    def _user_adapter(self, mode: str) -> bool:
+    def uses_user_adapter(self, mode: str) -> bool:
         """Whether `mode` answers with an adapter of the user's own (its loops are cut)."""
-        return modes.mode(mode).adapter and not self._grounding(mode)
+        return modes.mode(mode).adapter and not self.uses_grounding(mode)
 
-    def _grounding(self, mode: str) -> bool:
+    def uses_grounding(self, mode: str) -> bool:
         """Whether `mode` answers with Quire's own grounding adapter."""
-        from models.bundled import GROUNDING_ADAPTER
-
-        return modes.mode(mode).adapter and self.adapter_path() == GROUNDING_ADAPTER
+        return modes.mode(mode).adapter and grounding.is_shipped(self.adapter_path())
 
     def refusal_gate(self, mode: str, sources: Sequence[SearchResult] = ()) -> RefusalGate | None:
-        """Quire's grounding adapter decides answer-or-refuse at its first token: with a
-        reader whose card names `grounding_refusal` (chosen together with the reader's own
-        bar on held-out questions), at that threshold; else at its own, a higher one when
-        the best of `sources` is very close to the question
-        (models.bundled.GROUNDING_REFUSAL_SURE). A user's adapter, and the modes without
-        one, decide nothing."""
-        from models.bundled import GROUNDING_REFUSAL, GROUNDING_REFUSAL_SURE, GROUNDING_RESTART
-
-        if not self._grounding(mode) or self.remote is not None:
+        """Quire's grounding adapter decides answer-or-refuse at its first token
+        (`grounding.refusal_gate`: at the bar a reader's card names, else at its own card's);
+        a user's adapter, the modes without one and a model server decide nothing."""
+        if not self.uses_grounding(mode) or self.remote is not None:
             return None
         reader = self.reader
         chosen = reader.card.get("grounding_refusal") if reader is not None else None
-        if chosen is not None:  # chosen with the reader's bar, for the sources it ranks
-            return RefusalGate(DONT_KNOW, float(chosen), GROUNDING_RESTART)
-        close, threshold = GROUNDING_REFUSAL_SURE
-        if max((s.score for s in sources), default=0.0) < close:
-            threshold = GROUNDING_REFUSAL
-        return RefusalGate(DONT_KNOW, threshold, GROUNDING_RESTART)
+        return grounding.refusal_gate(self.card(), chosen, sources)
 
     def adapter_scale(self) -> float:
-        """The user's scale for their own adapter; the grounding adapter's is its own."""
+        """The user's scale for their own adapter; the grounding adapter's is its card's."""
         if self.settings.lora_path:
             return self.settings.lora_scale
-        from models.bundled import GROUNDING_SCALE
-
-        return GROUNDING_SCALE
+        return self.card().scale
 
     def adapter_label(self) -> str | None:
         """How the adapter in use is named to the user."""
-        from models.bundled import GROUNDING_ADAPTER, GROUNDING_LABEL
-
-        path = self.adapter_path()
-        if path is None:
-            return None
-        return GROUNDING_LABEL if path == GROUNDING_ADAPTER else path.stem
+        return grounding.label(self.adapter_path())
 
     def default_mode(self) -> str:
         """Hybrid (retrieval + adapter) when an adapter is there, else plain RAG (always
-        with a model server: adapters need the local model)."""
-        if self.settings.server_url:  # another Quire's model may run its grounding adapter
-            return (
-                "hybrid" if (self.settings.server_model or "").startswith(QUIRE_PREFIX) else "rag"
-            )
-        return "hybrid" if self.adapter_path() is not None else "rag"
+        with a model server, unless it is another Quire: adapters need the local model)."""
+        adapter = None if self.settings.server_url else self.adapter_path()
+        return grounding.default_mode(self.settings, adapter)
 
     def set_adapter(self, path: Path | None, scale: float = 1.0) -> AdapterInfo | None:
         """Choose the adapter for lora/hybrid modes after checking it fits the model.
@@ -697,13 +527,17 @@ class Engine:
         )
 
     def compare(
-        self, question: str, options: AskOptions | None = None
+        self,
+        question: str,
+        options: AskOptions | None = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> Iterator[tuple[str, AnswerEvent]]:
         """The same question in every mode that can run, one after the other."""
         for mode, reason in self.available_modes().items():
             if reason is not None:
                 continue
-            for event in self.ask(question, mode, options):
+            for event in self.ask(question, mode, options, stop=stop):
                 yield mode, event
                 if isinstance(event, AnswerFinished) and event.answer.cancelled:
                     return  # a stop stops the whole comparison
@@ -720,50 +554,3 @@ _SERVER_NO_ADAPTER = (
     "this answer would come from the model server at {host} (disconnect it in Models, "
     "or leave out --server)"
 )
-
-
-def _nothing_relevant(question: str, mode: str, start: float) -> Iterator[AnswerEvent]:
-    """The answer when no passage passed the relevance cutoff: no model call at all."""
-    yield SourcesFound([])
-    elapsed = time.perf_counter() - start
-    timings = Timings(retrieval_s=elapsed, first_token_s=elapsed, total_s=elapsed)
-    yield TokenReceived(DONT_KNOW)
-    yield AnswerFinished(Answer(question, mode, DONT_KNOW, [], timings, no_sources=True))
-
-
-def _quote_index(sources: list[SearchResult], quote: Quote | None) -> tuple[int, str] | None:
-    """(index of the quote's source in `sources`, its text) for the prompt."""
-    if quote is None:
-        return None
-    n = next((i for i, s in enumerate(sources) if s.chunk_id == quote.chunk_id), None)
-    return None if n is None else (n, quote.text)
-
-
-def _not_covered(
-    question: str,
-    mode: str,
-    sources: list[SearchResult],
-    start: float,
-    retrieval_s: float,
-    reader: Reader,
-) -> Iterator[AnswerEvent]:
-    """The answer when the reader's best sentence is under its bar: the nearest passages
-    are shown, the model is not asked."""
-    yield SourcesFound(sources)
-    elapsed = time.perf_counter() - start
-    timings = Timings(retrieval_s=retrieval_s, first_token_s=elapsed, total_s=elapsed,
-                      rerank_s=reader.last.rerank_s, quote_s=reader.last.quote_s)  # fmt: skip
-    yield TokenReceived(NOT_COVERED)
-    yield AnswerFinished(Answer(question, mode, NOT_COVERED, sources, timings, not_covered=True))
-
-
-def _total(gen: Timings, retrieval_s: float, start: float) -> Timings:
-    """Timings as the user sees them: first token and total count from the question."""
-    prep_s = time.perf_counter() - start - gen.total_s  # retrieval + prompt building
-    return Timings(
-        retrieval_s=retrieval_s,
-        first_token_s=prep_s + gen.first_token_s,
-        total_s=time.perf_counter() - start,
-        tokens=gen.tokens,
-        tokens_per_s=gen.tokens_per_s,
-    )

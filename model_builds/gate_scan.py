@@ -10,7 +10,8 @@ threshold is exactly that answer; at or above it, the refusal. So one pass gives
 every threshold, the share of absent questions refused, of answerable ones refused
 (false refusals) and of answerable ones whose answer holds the gold phrase. It does the
 same for a bar raised where the best source is very close to the question (the shipped
-gate's second level, models.bundled.GROUNDING_REFUSAL_SURE). The reader reranks the sources
+gate's second level: `refusal_close`, `refusal_sure` in the adapter card's "app" section,
+read by engine.answer.grounding; write the chosen numbers there). The reader reranks the sources
 as in the app, with its not-covered bar open; each row keeps the quote's score, so that
 `model_builds/reader_scan.py --gate` can choose the reader's bar together with this gate. Use
 questions the adapter was not trained on and that are not the development set
@@ -21,6 +22,7 @@ questions the adapter was not trained on and that are not the development set
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -30,7 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import models.bundled as bundled  # noqa: E402
-from engine.core import AskOptions, Engine  # noqa: E402
+from engine.answer import grounding  # noqa: E402
+from engine.answer.events import AskOptions  # noqa: E402
+from engine.core import Engine  # noqa: E402
 from engine.eval.scoring import citation_counts, contains_answer, load_questions  # noqa: E402
 
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 1.01)
@@ -44,25 +48,29 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--answers", type=Path, help="an earlier --out: only print the tables")
     parser.add_argument("--adapter", type=Path, help="default: the shipped adapter")
-    parser.add_argument("--scale", type=float, help="default: the shipped GROUNDING_SCALE")
+    parser.add_argument("--scale", type=float, help="default: the shipped adapter card's")
     parser.add_argument("--out", type=Path, help="write each answer and its odds here")
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--reader", type=Path, help="default: the shipped reader (its bar open)")
     args = parser.parse_args()
     if args.answers:
         rows = [json.loads(line) for line in args.answers.read_text().splitlines() if line]
-        report(rows, bundled.GROUNDING_REFUSAL)
+        report(rows, grounding.read_card().refusal)
         return 0
     if not args.questions or not args.data_dir:
         parser.error("give QUESTIONS.jsonl and --data-dir, or --answers")
+    shipped = grounding.read_card()  # the shipped adapter's, even when --adapter is another
     if args.adapter:
         bundled.GROUNDING_ADAPTER = args.adapter.resolve()
-    if args.scale is not None:
-        bundled.GROUNDING_SCALE = args.scale
-    base = bundled.GROUNDING_REFUSAL  # the bar the two-level rows raise
-    bundled.GROUNDING_REFUSAL = 1.01  # never refuse: the odds decide below
-    bundled.GROUNDING_REFUSAL_SURE = (0.0, 1.01)
+    base = shipped.refusal  # the bar the two-level rows raise
     engine = Engine(args.data_dir)
+    engine.grounding_card = dataclasses.replace(  # never refuse: the odds decide below
+        shipped,
+        scale=shipped.scale if args.scale is None else args.scale,
+        refusal=1.01,
+        refusal_close=0.0,
+        refusal_sure=1.01,
+    )
     if args.reader:
         engine.settings.reader_path = str(args.reader.resolve())
     if engine.reader is not None:  # open: reader_scan.py --gate chooses both bars
@@ -101,7 +109,7 @@ def report(rows: list[dict], base: float) -> None:
     print(f"threshold  {header}")
     for t in THRESHOLDS:
         print(f"{t:9.2f}  {_scores(answerable, absent, lambda r, t=t: t)}")
-    print(f"\nat {base} (GROUNDING_REFUSAL), raised where the best source's similarity >= close")
+    print(f"\nat {base} (the card's refusal), raised where the best source's similarity >= close")
     print(f"close  raised to  {header}")
     for close in CLOSE:
         for sure in SURE:

@@ -136,16 +136,17 @@ def at_bar(rows: list[dict], bar: float) -> dict[str, float]:
 def joint(gate_rows: list[dict], bar: float, gate: float | None) -> dict[str, float]:
     """The reader's bar and the grounding adapter's refusal gate together (hybrid): a
     question is refused when either refuses. `gate` is the adapter's threshold on its
-    refusal odds (None: the shipped two-level gate of models.bundled). `gate_rows` is
+    refusal odds (None: the shipped two-level gate of the adapter's card). `gate_rows` is
     gate_scan.py's --out, run with this reader (its bar open)."""
-    import models.bundled as bundled
+    from engine.answer.grounding import read_card
 
-    close, sure = bundled.GROUNDING_REFUSAL_SURE
+    card = read_card()
+    close, sure = card.refusal_close, card.refusal_sure
 
     def refused(r: dict) -> bool:
         at = gate
         if at is None:
-            at = sure if (r["best_score"] or 0.0) >= close else bundled.GROUNDING_REFUSAL
+            at = sure if (r["best_score"] or 0.0) >= close else card.refusal
         low = r["quote_score"] is None or r["quote_score"] < bar
         return low or r["odds"] is None or r["odds"] >= at
 

@@ -5,6 +5,10 @@
 Each JSON file is what `main.py train --json` printed. The last one is the adapter that
 ships; earlier ones are the stages it was trained on from (`train --from`), recorded in
 the card under `stages`, with the time of all of them in `total_seconds`.
+
+The card's "app" section (the scale and refusal thresholds the app uses the adapter with,
+engine/answer/grounding.py) is carried over from the card it replaces: they were chosen
+for that adapter, so run gate_scan.py on the new one and write its numbers there.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ def main() -> int:
             stage.pop("samples", None)  # the shipped adapter's own samples are enough
         card["stages"] = [*earlier, {k: v for k, v in card.items() if k != "samples"}]
         card["total_seconds"] = sum(stage["seconds"] for stage in card["stages"])
+    old = out / f"{NAME}.json"
+    if "app" not in card and old.is_file():
+        card = {"name": card.get("name"), "app": json.loads(old.read_text())["app"], **card}
     shutil.copyfile(adapter, out / f"{NAME}.gguf")
     (out / f"{NAME}.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     size = (out / f"{NAME}.gguf").stat().st_size / 1e6

@@ -46,31 +46,10 @@ TOKENIZER_FILES = (
 EMBEDDER_FILES = ("model.onnx", *TOKENIZER_FILES)
 
 # Quire's own LoRA for the bundled LLM: it answers briefly from the numbered sources,
-# cites them and says when they are silent (trained by `make grounding`, see training/).
+# cites them and says when they are silent (trained by `make grounding`, see model_builds/).
+# Its card (the .json beside it) says how the app uses it: scale and refusal thresholds
+# (engine.answer.grounding reads them; docs/evaluation.md has the figures behind them).
 GROUNDING_ADAPTER = Path(__file__).resolve().parent / "grounding" / "quire-grounding.gguf"
-GROUNDING_LABEL = "grounded answers"
-# Full strength: on held-out questions (model_builds/heldout: 118 BorgBackup questions asked
-# after training, 48 absent ones) the second adapter separated answerable from
-# unanswerable better at 1.0 than at 0.7 (0.75 vs 0.60 of absent questions refused, 0.14
-# vs 0.21 of answerable ones, at their best thresholds); the third keeps it.
-GROUNDING_SCALE = 1.0
-# The adapter answers ("Source [n]: ...") or refuses with its first token; it refuses when
-# its odds of "The documents do not say." reach this (engine.answer.generation.RefusalGate).
-# Chosen with model_builds/gate_scan.py on those held-out questions (the merged model, as the
-# app answers), never the development set: 0.81 of the absent questions refused, 0.12 of
-# the answerable ones (0.2: 0.81 and 0.14; 0.3: 0.73 and 0.09).
-GROUNDING_REFUSAL = 0.25
-# Where the best source is very close to the question (cosine similarity at least the
-# first number), the adapter's hesitation is more often a false refusal than a true one,
-# and its bar is the second number instead. Chosen with gate_scan.py on the same held-out
-# questions, the smallest raise that kept their absent share: 0.81 of the absent ones
-# refused, 0.09 of the answerable ones, 0.33 answered with the gold phrase (0.25 alone:
-# 0.81, 0.12, 0.32; a bar of 0.5: 0.79, 0.07, 0.34). The development set, not used to
-# choose it, moved the same way: 0.80, 0.10, 0.43 (0.25 alone: 0.90, 0.16, 0.40).
-GROUNDING_REFUSAL_SURE = (0.65, 0.4)
-# Its answers start "Source [n]: " once; that line starting again is the answer repeated
-# (seen on the development set: the same sentence until the token limit).
-GROUNDING_RESTART = "\nSource ["
 # Where `grounded_llm` keeps the bundled LLM with the adapter folded in (not listed as a
 # model of its own: `models list` globs the models folder's top level).
 MERGED_DIRNAME = "merged"
@@ -315,9 +294,9 @@ def _swap_in(new: Path, folder: Path) -> None:
             raise
 
 
-def grounded_llm(models_dir: Path, progress: Progress | None = None) -> Path:
-    """The bundled LLM with the grounding adapter folded in at GROUNDING_SCALE, built once
-    (about half a minute on 2 cores) into `<models_dir>/merged/`; return its path.
+def grounded_llm(models_dir: Path, scale: float, progress: Progress | None = None) -> Path:
+    """The bundled LLM with the grounding adapter folded in at `scale` (its card's), built
+    once (about half a minute on 2 cores) into `<models_dir>/merged/`; return its path.
 
     It answers as the base model with the adapter at runtime does, at the base model's
     speed (`models.merge`). Its stamp names the base model, the adapter's SHA-256 and the
@@ -329,33 +308,26 @@ def grounded_llm(models_dir: Path, progress: Progress | None = None) -> Path:
     if not GROUNDING_ADAPTER.is_file():
         raise UserError(f"{GROUNDING_ADAPTER}: the grounding adapter is missing; reinstall Quire")
     target = Path(models_dir) / MERGED_DIRNAME / f"{base.stem}+{GROUNDING_ADAPTER.stem}.gguf"
-    source = merge_key(base)
+    source = merge_key(base, scale)
     if _stamp_matches(target, source):  # the stamp's "sha256" holds this key
         return target
     if target.parent.is_dir():
         _remove_stale_tmp(target.parent, f".{target.name}.*.tmp")  # merge_lora's, if it died
     try:
-        merge_lora(base, GROUNDING_ADAPTER, target, GROUNDING_SCALE, progress)
+        merge_lora(base, GROUNDING_ADAPTER, target, scale, progress)
     except OSError as exc:
         raise UserError(f"{target}: could not write the merged model ({exc.strerror})") from exc
     _try_stamp(target, source)
     return target
 
 
-def merge_key(base: Path) -> str:
+def merge_key(base: Path, scale: float) -> str:
     """What the merged model is made of: the base's and the adapter's SHA-256, the scale
     and the merge's own version; any change makes `grounded_llm` build it again."""
     from models.merge import MERGE_VERSION
 
-    parts = (_read_stamp(base).get("sha256"), sha256_file(GROUNDING_ADAPTER), GROUNDING_SCALE)
+    parts = (_read_stamp(base).get("sha256"), sha256_file(GROUNDING_ADAPTER), scale)
     return ":".join(map(str, (*parts, MERGE_VERSION)))
-
-
-def grounding_adapter(model_path: Path) -> Path | None:
-    """The bundled grounding adapter when `model_path` is the bundled LLM and it ships."""
-    if Path(model_path).name == LLM_FILENAME and GROUNDING_ADAPTER.is_file():
-        return GROUNDING_ADAPTER
-    return None
 
 
 # -- the reader ------------------------------------------------------------------------

@@ -11,15 +11,15 @@ progress and end.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.answer.events import AnswerFinished, AskOptions, SourcesFound, TokenReceived
 from engine.answer.remote import normalize_url, save_key
-from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.core import Engine
 from engine.eval.evaluation import EvalConfig, EvalReport, Evaluation
 from engine.settings import Settings
 from engine.types import IngestProgress, IngestReport
@@ -79,10 +79,11 @@ class Bridge(QObject):
         return lambda message: self.on_failure(f"{prefix}: {message}")
 
     def start(self, preload: bool = False) -> None:
-        """Start the engine thread and report the status; with `preload`, load the models
-        right after (requests queue behind)."""
+        """Start the engine thread and report its settings and status (the window's first
+        snapshot of them); with `preload`, load the models right after (requests queue
+        behind)."""
         self.runner.start()
-        self.submit(self._report, None, self.failure("Problem"))
+        self.submit(self._settled, None, self.failure("Problem"))
         if preload:
             self.preload()
 
@@ -113,8 +114,7 @@ class Bridge(QObject):
         `done(Answer)`."""
 
         def work(engine: Engine, request: Request) -> Any:
-            opts = dataclasses.replace(options, cancel=request.cancel)
-            for event in engine.ask(question, mode, opts):
+            for event in engine.ask(question, mode, options, stop=request.cancel):
                 if isinstance(event, TokenReceived):
                     request.post(token, event.text)
                 elif isinstance(event, SourcesFound):
@@ -139,8 +139,7 @@ class Bridge(QObject):
 
         def work(engine: Engine, request: Request) -> None:
             request.post(started, engine.available_modes())
-            opts = dataclasses.replace(options, cancel=request.cancel)
-            for mode, answer_event in engine.compare(question, opts):
+            for mode, answer_event in engine.compare(question, options, stop=request.cancel):
                 request.post(event, mode, answer_event)
 
         return self.submit(work, done, failed)
@@ -157,7 +156,7 @@ class Bridge(QObject):
 
         def work(engine: Engine, request: Request) -> EvalReport:
             evaluation = Evaluation(engine, Path(path), config)
-            return evaluation.run(lambda p: request.post(progress, p), request.cancel)
+            return evaluation.run(lambda p: request.post(progress, p), stop=request.cancel)
 
         return self.submit(work, done, failed)
 
@@ -194,7 +193,8 @@ class Bridge(QObject):
         def work(engine: Engine, request: Request) -> None:
             try:
                 progress = self._progress_for(engine, request, engine.settings.collection)
-                reports = engine.reindex([Path(f) for f in folders], progress, request.cancel)
+                paths = [Path(f) for f in folders]
+                reports = engine.reindex(paths, progress, stop=request.cancel)
             finally:
                 self._report(engine, request)
             for report in reports:
@@ -209,7 +209,7 @@ class Bridge(QObject):
     ) -> IngestReport:
         try:
             progress = self._progress_for(engine, request, collection)
-            report = engine.ingest(paths, collection, progress, request.cancel)
+            report = engine.ingest(paths, collection, progress, stop=request.cancel)
         finally:
             self._report(engine, request)
         request.post(self.documents_listed.emit, collection, engine.documents(collection))
@@ -313,6 +313,24 @@ class Bridge(QObject):
 
         return self.submit(work, None, failed or self.failure("Could not apply the settings"))
 
+    def set_collection(self, name: str, failed: Failed | None = None) -> Request:
+        """Make `name` the collection ingest, search and answers use (saved)."""
+
+        def work(engine: Engine, request: Request) -> None:
+            engine.set_collection(name)
+            self._settled(engine, request)
+
+        return self.submit(work, None, failed or self.failure("Could not switch collections"))
+
+    def set_watched_folders(self, folders: list[str], failed: Failed | None = None) -> Request:
+        """Keep these folders indexed (saved)."""
+
+        def work(engine: Engine, request: Request) -> None:
+            engine.set_watched_folders(folders)
+            self._settled(engine, request)
+
+        return self.submit(work, None, failed or self.failure("Could not save the folders"))
+
     def use_server(
         self,
         url: str | None,
@@ -367,8 +385,7 @@ class Bridge(QObject):
 
         def work(engine: Engine, request: Request) -> str | None:
             info = engine.set_adapter(Path(path) if path else None, scale)
-            engine.settings.lora_scale = float(scale)
-            engine.save_settings()
+            engine.update_settings(lora_scale=float(scale))  # saves the adapter too
             self._settled(engine, request)
             return str(info.path) if info else None
 

@@ -31,10 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.answer.events import Answer, AskOptions
 from engine.answer.followup import Turn, turns_of
-from engine.answer.modes import MODES
+from engine.answer.modes import MODES, RETRIEVING, preferred
 from engine.answer.prompting import NOT_COVERED
-from engine.core import Answer, AskOptions
 from engine.history import History, Message
 from engine.reader.rank import Quote
 from engine.types import SearchResult
@@ -318,12 +318,12 @@ class ChatView(QWidget):
         self.mode.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         for mode in MODES.values():
             self.mode.addItem(mode.label, mode.name)
-        self.mode.setCurrentIndex(self.mode.findData("rag"))
+        self.mode.setCurrentIndex(self.mode.findData(preferred(adapter=False)))
         self.mode.setToolTip(
             "Base: the model alone. RAG: answers from your documents. LoRA: the model with "
             "its adapter. Hybrid: both (the default when an adapter is there)."
         )
-        self._hybrid_chosen = False
+        self._default: str | None = None  # the engine's default mode, once it was chosen
         self.set_lora_available(False)
         self.input = QPlainTextEdit(bar)
         self.input.setPlaceholderText("Ask about your documents…  (Ctrl+Enter to send)")
@@ -346,12 +346,18 @@ class ChatView(QWidget):
         hint = None if available else LORA_HINT
         self.set_modes({m.name: hint if m.adapter else None for m in MODES.values()}, label)
 
-    def set_modes(self, reasons: dict[str, str | None], label: str | None = None) -> None:
+    def set_modes(
+        self,
+        reasons: dict[str, str | None],
+        label: str | None = None,
+        default: str | None = None,
+    ) -> None:
         """Grey out the modes that cannot run now, with the reason as their tooltip, and
         name the adapter in the adapter modes.
 
-        Each time Hybrid becomes possible, it becomes the mode: with the bundled model that
-        is Quire's grounding adapter, the answers the app is meant to give.
+        Each time the engine's `default` mode (`Status.default_mode`) changes, it becomes
+        the mode: with the bundled model that is Hybrid with Quire's grounding adapter, the
+        answers the app is meant to give.
         """
         model = self.mode.model()
         assert isinstance(model, QStandardItemModel)
@@ -362,14 +368,14 @@ class ChatView(QWidget):
             item.setToolTip(reason or "")
             named = mode.adapter and reason is None and label
             self.mode.setItemText(row, f"{mode.label} · {label}" if named else mode.label)
-        if reasons.get("hybrid") is not None:
-            self._hybrid_chosen = False
+        fallback = default or preferred(adapter=False)
         if reasons.get(self.mode.currentData()) is not None:
-            usable = [m for m in ("rag", "hybrid", "base", "lora") if reasons.get(m) is None]
-            self.mode.setCurrentIndex(self.mode.findData(usable[0] if usable else "rag"))
-        elif reasons.get("hybrid") is None and not self._hybrid_chosen:
-            self._hybrid_chosen = True
-            self.mode.setCurrentIndex(self.mode.findData("hybrid"))
+            usable = [m for m in (fallback, *RETRIEVING, *MODES) if reasons.get(m) is None]
+            self.mode.setCurrentIndex(self.mode.findData(usable[0] if usable else fallback))
+        elif default is not None and default != self._default and reasons.get(default) is None:
+            self.mode.setCurrentIndex(self.mode.findData(default))
+        if default is not None:
+            self._default = default
 
     # -- asking ----------------------------------------------------------------------
 
@@ -510,7 +516,7 @@ class ChatView(QWidget):
         self.items.insertWidget(self.items.count() - 1, bubble)
 
     def _add_card(self, mode: str) -> AnswerCard:
-        note = self.model_note if mode in ("rag", "base") else ""
+        note = "" if MODES[mode].adapter else self.model_note  # the base model answers
         card = AnswerCard(mode, note, self.column)
         card.source_opened.connect(self.source_opened)
         self.items.insertWidget(self.items.count() - 1, card)

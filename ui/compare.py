@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.answer.events import Answer, AnswerFinished, AskOptions, SourcesFound, TokenReceived
 from engine.answer.modes import MODES
-from engine.core import Answer, AnswerFinished, AskOptions, SourcesFound, TokenReceived
 from engine.types import SearchResult
 from ui.bridge import Bridge
 from ui.chat import RENDER_MS, MarkdownView, link_citations

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.answer.modes import MODES
+from engine.answer.modes import MODES, preferred
 from engine.core import Status
 from engine.eval.evaluation import EvalConfig, EvalProgress, EvalReport, format_metric, table_rows
 from ui.banner import human_duration
@@ -112,7 +112,7 @@ class EvaluatePage(QWidget):
         """Until the user picks, the modes are the app's default one (as the chat's)."""
         if self._chosen:
             return
-        default = "hybrid" if status.adapter is not None else "rag"
+        default = status.default_mode
         for mode, box in self.mode_boxes.items():
             box.blockSignals(True)
             box.setChecked(mode == default)
@@ -162,7 +162,8 @@ class EvaluatePage(QWidget):
     def _options_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
         row.addWidget(QLabel("Modes:", self))
-        self.mode_boxes = {m: QCheckBox(m, self, checked=m == "rag") for m in MODES}
+        start = preferred(adapter=False)
+        self.mode_boxes = {m: QCheckBox(m, self, checked=m == start) for m in MODES}
         for box in self.mode_boxes.values():
             box.toggled.connect(self._on_mode_toggled)
             row.addWidget(box)
@@ -183,7 +184,8 @@ class EvaluatePage(QWidget):
         """The options as chosen on the page."""
         modes = tuple(m for m, box in self.mode_boxes.items() if box.isChecked())
         return EvalConfig(
-            modes=modes or ("rag",), k=self.k.value(), max_tokens=self.max_tokens.value(),
+            modes=modes or (preferred(adapter=False),), k=self.k.value(),
+            max_tokens=self.max_tokens.value(),
             retrieval_only=self.retrieval_only.isChecked(), restart=self.restart.isChecked(),
         )  # fmt: skip
 

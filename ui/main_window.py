@@ -87,7 +87,10 @@ class MainWindow(QMainWindow):
     def __init__(self, data_dir: Path | None = None, preload: bool = True) -> None:
         super().__init__()
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
-        self.settings = Settings.load(self.data_dir)
+        # The engine owns the settings: this is a read-only snapshot of them, the engine's
+        # own from the first status on (Bridge.start); changes go as intents to the bridge.
+        self.settings = Settings()
+        self.collection = self.settings.collection  # the one the views show
         self.history = History(self.data_dir)
         self.bridge = Bridge(self.data_dir, self)
         self.status: Status | None = None
@@ -100,11 +103,9 @@ class MainWindow(QMainWindow):
         self._menus()
         self._connect()
         self._shortcuts()
-        self._apply_collection(self.settings.collection, save=False)
+        self._apply_collection(self.collection, save=False)
         self.watcher = FolderWatcher(self)
         self.watcher.folders_changed.connect(self._on_watched_changed_on_disk)
-        self.library.set_watched(self.settings.watched_folders or [])
-        self.watcher.set_folders(self.settings.watched_folders or [])
         self.setAcceptDrops(True)
         self._restore_layout()
         self.bridge.start()
@@ -204,7 +205,7 @@ class MainWindow(QMainWindow):
     def _on_answer_speed(self, answer: Answer) -> None:
         """The bundled model's speed here, for the Models window's estimates."""
         speed = answer.timings.tokens_per_s
-        if speed > 0 and "bundled" in self.model_label.text():
+        if speed > 0 and self.status is not None and self.status.bundled:
             self.last_tokens_per_s = speed
 
     @Slot()
@@ -448,13 +449,13 @@ class MainWindow(QMainWindow):
             self.bridge.manage_collection("create", name.strip())
 
     def rename_collection(self) -> None:
-        old = self.settings.collection
+        old = self.collection
         name, ok = QInputDialog.getText(self, "Rename collection", "New name:", text=old)
         if ok and name.strip() and name.strip() != old:
             self.bridge.manage_collection("rename", old, name.strip())
 
     def delete_collection(self) -> None:
-        name = self.settings.collection
+        name = self.collection
         answer = QMessageBox.question(
             self, "Delete collection", f"Forget every document in “{name}”? Files stay on disk."
         )
@@ -462,20 +463,20 @@ class MainWindow(QMainWindow):
             self.bridge.manage_collection("delete", name)
 
     def _apply_collection(self, name: str, save: bool = True) -> None:
-        self.settings.collection = name
+        self.collection = name
         for view in (self.chat, self.library, self.search, self.compare):
             view.collection = name
         self.setWindowTitle(name)  # the system adds " — Quire" (the application's name)
         self.library.refresh()
         if save:
-            self.bridge.apply_settings(self.settings)
+            self.bridge.set_collection(name)
 
     # -- engine results --------------------------------------------------------------------
 
     @Slot(int)
     def _on_collection_activated(self, index: int) -> None:
         name = self.collections.itemData(index)
-        if name and name != self.settings.collection:
+        if name and name != self.collection:
             self._apply_collection(name)
 
     @Slot(object)
@@ -504,16 +505,16 @@ class MainWindow(QMainWindow):
             f"Index: {status.documents} documents{failed}, {status.chunks} passages, "
             f"{human_size(status.bytes)}"
         )
-        self.chat.set_modes(self.mode_reasons, status.adapter)
+        self.chat.set_modes(self.mode_reasons, status.adapter, status.default_mode)
         self.compare.set_modes(self.mode_reasons, status.adapter, status.model if remote else None)
-        self.chat.model_note = BASE_MODEL_NOTE if "bundled" in status.model else ""
+        self.chat.model_note = BASE_MODEL_NOTE if status.bundled else ""
         self._fill_collections(status.collections)
-        mine = next((c for c in status.collections if c.name == self.settings.collection), None)
+        mine = next((c for c in status.collections if c.name == self.collection), None)
         self.chat.set_welcome(
             welcome_text(
                 mine.documents if mine else 0,
                 mine.chunks if mine else 0,
-                self.settings.collection,
+                self.collection,
                 status.model,
                 adapter_name(status.adapter),
                 remote,
@@ -524,17 +525,22 @@ class MainWindow(QMainWindow):
         self.collections.blockSignals(True)
         self.collections.clear()
         names = [c.name for c in collections]
-        if self.settings.collection not in names:
-            names.append(self.settings.collection)
+        if self.collection not in names:
+            names.append(self.collection)
         counts = {c.name: c.documents for c in collections}
         for name in sorted(names):
             self.collections.addItem(f"{name}  ({counts.get(name, 0)} docs)", name)
-        self.collections.setCurrentIndex(self.collections.findData(self.settings.collection))
+        self.collections.setCurrentIndex(self.collections.findData(self.collection))
         self.collections.blockSignals(False)
 
     @Slot(object)
     def _on_settings_applied(self, settings: Settings) -> None:
-        collection_changed = settings.collection != self.settings.collection
+        """The engine's settings as they are now: the window's snapshot."""
+        collection_changed = settings.collection != self.collection
+        watched = settings.watched_folders or []
+        if sorted(dict.fromkeys(watched)) != self.library.watched_folders():  # not shown yet
+            self.library.set_watched(watched)
+            self.watcher.set_folders(watched)
         self.settings = copy.deepcopy(settings)
         if self.models_dialog is not None:
             self.models_dialog.show_settings(self.settings)
@@ -559,9 +565,8 @@ class MainWindow(QMainWindow):
 
     @Slot(list)
     def _on_watched_list_changed(self, folders: list) -> None:
-        self.settings.watched_folders = folders or None
         self.watcher.set_folders(folders)
-        self.bridge.apply_settings(self.settings)
+        self.bridge.set_watched_folders(folders)
 
     @Slot(list)
     def _on_watched_changed_on_disk(self, folders: list) -> None:

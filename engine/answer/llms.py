@@ -28,7 +28,7 @@ class Llms:
         self.merge = True  # False: the grounding adapter runs at runtime (benchmarks)
         self.merge_failed: str | None = None  # why the merged copy could not be made
         self.on_merge: Callable[[int, int], None] | None = None  # (tensors done, total)
-        self._keys: dict[str, Key] = {}
+        self._keys: dict[str, tuple[object, ...]] = {}  # what each was loaded with
 
     def loaded(self) -> bool:
         return self.base is not None or self.grounded is not None
@@ -41,23 +41,24 @@ class Llms:
             self._keys["base"] = key
         return self.base
 
-    def grounded_model(self, key: Key) -> Generator | None:
-        """The bundled model with the grounding adapter merged in, built on first use (about
-        half a minute, once); None when merging is off or failed: the caller then applies
-        the adapter at runtime, the same answers, only slower."""
+    def grounded_model(self, key: Key, scale: float) -> Generator | None:
+        """The bundled model with the grounding adapter merged in at `scale`, built on first
+        use (about half a minute, once); None when merging is off or failed: the caller then
+        applies the adapter at runtime, the same answers, only slower."""
         if not self.merge or self.merge_failed:
             return None
-        if self.grounded is None or self._keys.get("grounded") != key:
+        if self.grounded is None or self._keys.get("grounded") != (*key, scale):
             from models.bundled import grounded_llm
 
             self._drop("grounded")
             try:
-                self.grounded = Generator(grounded_llm(self.models_dir, self.on_merge), *key[1:])
+                merged = grounded_llm(self.models_dir, scale, self.on_merge)
+                self.grounded = Generator(merged, *key[1:])
             except (UserError, OSError, ValueError) as exc:  # a full disk, a damaged file
                 log.warning("grounding adapter not merged, applied at runtime: %s", exc)
                 self.merge_failed = str(exc)
                 return None
-            self._keys["grounded"] = key
+            self._keys["grounded"] = (*key, scale)
         return self.grounded
 
     def drop_grounded(self) -> None:

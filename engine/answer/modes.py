@@ -41,6 +41,11 @@ def mode(name: str) -> Mode:
         raise UserError(f"unknown mode '{name}'; choose one of {', '.join(MODES)}") from None
 
 
+def preferred(adapter: bool) -> str:
+    """The mode answers start in: the one that retrieves, with the adapter when there is one."""
+    return next(m.name for m in MODES.values() if m.retrieves and m.adapter == adapter)
+
+
 def parse_modes(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """ "base, rag" (or a sequence) -> ("base", "rag"), repeats dropped; unknown or no
     names are a UserError."""

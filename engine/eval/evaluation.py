@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.answer.followup import Turn, search_query
-from engine.answer.modes import MODES, parse_modes
+from engine.answer.modes import MODES, RETRIEVING, parse_modes, preferred
 from engine.eval.scoring import (
     METRICS,
     Question,
@@ -46,7 +46,7 @@ RUNS_DIR = "eval-runs"
 class EvalConfig:
     """What to run; `k`, `max_tokens` and `collection` also key the checkpoint."""
 
-    modes: tuple[str, ...] = ("rag", "hybrid")
+    modes: tuple[str, ...] = RETRIEVING  # rag and hybrid
     k: int | None = None  # None: the settings' sources per answer
     max_tokens: int = 96
     collection: str | None = None
@@ -151,15 +151,17 @@ class Evaluation:
     def _settings(self) -> dict[str, Any]:
         """What changes answers: a retrained adapter at the same path, or a new refusal
         threshold, starts a new run instead of resuming the old answers."""
-        from models.bundled import GROUNDING_REFUSAL_SURE, sha256_file
+        from models.bundled import sha256_file
 
         s = self.engine.settings
         adapter = self.engine.adapter_path()
-        gate = self.engine.refusal_gate("hybrid")
+        gate = self.engine.refusal_gate(preferred(adapter=True))
+        card = self.engine.card() if gate else None  # with the adapter card's two-level bars
+        refusal = [gate.threshold, card.refusal_close, card.refusal_sure] if gate and card else None
         return {
             "model": s.model_path or "bundled", "lora": str(adapter),
             "lora_sha256": sha256_file(adapter) if adapter and adapter.is_file() else None,
-            "refusal": [gate.threshold, *GROUNDING_REFUSAL_SURE] if gate else None,
+            "refusal": refusal,
             "lora_scale": self.engine.adapter_scale(), "k": self._k(), "min_score": s.min_score,
             "max_tokens": self.config.max_tokens,
             "collection": self.config.collection or s.collection, "context": s.context_size,
@@ -177,10 +179,11 @@ class Evaluation:
         return [reader.key, gate, *(reader.setting(k) for k in sorted(DEFAULTS))]
 
     def run(
-        self, progress: ProgressFn | None = None, cancel: threading.Event | None = None
+        self, progress: ProgressFn | None = None, *, stop: threading.Event | None = None
     ) -> EvalReport:
-        """Search variants first (cheap), then answers; stops between steps when cancelled."""
-        cancel = cancel or threading.Event()
+        """Search variants first (cheap), then answers; `stop` ends it between steps (and
+        mid-answer: that answer is not saved)."""
+        cancel = stop or threading.Event()
         if self.config.restart:
             self.checkpoint.unlink(missing_ok=True)
         saved = _load_checkpoint(self.checkpoint)
@@ -284,14 +287,14 @@ class Evaluation:
     ) -> dict[str, Any] | None:
         """Generate one answer (`cancel` stops it mid-answer: it is then not saved); a mode
         the engine refuses (no adapter) is skipped, with why."""
-        from engine.core import AskOptions
+        from engine.answer.events import AskOptions
 
         options = AskOptions(
             k=self._k(), collection=self._collection(), temperature=0.0,
-            max_tokens=self.config.max_tokens, cancel=cancel, turns=turns or None,
+            max_tokens=self.config.max_tokens, turns=turns or None,
         )  # fmt: skip
         try:
-            answer = self.engine.answer(question.question, mode, options)
+            answer = self.engine.answer(question.question, mode, options, stop=cancel)
         except UserError as exc:
             skipped[mode] = str(exc)
             return None

@@ -21,8 +21,9 @@ import openai
 import pytest
 
 from cli.api import is_loopback
+from engine.answer.events import AnswerFinished, AskOptions, SourcesFound, TokenReceived
 from engine.answer.remote import Server, list_models, load_key, normalize_url, save_key
-from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.core import Engine
 from engine.types import UserError
 from tests.conftest import REPO
 from tests.factory import write_pdf
@@ -331,9 +332,10 @@ def test_stop_closes_the_stream_and_the_server_stops_too(served: str, data_dir: 
     engine.settings.server_url, engine.settings.server_model = served, "gemma-3-270m-q4_k_m"
     before = health(served)["stopped"]
     cancel = threading.Event()
-    options = AskOptions(max_tokens=2000, cancel=cancel)
+    options = AskOptions(max_tokens=2000)
     pieces = []
-    for event in engine.chat([{"role": "user", "content": "Tell a long story."}], options):
+    story = [{"role": "user", "content": "Tell a long story."}]
+    for event in engine.chat(story, options, stop=cancel):
         if isinstance(event, TokenReceived):
             pieces.append(event.text)
             if len(pieces) == 3:

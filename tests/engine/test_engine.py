@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.core import AnswerFinished, AskOptions, Engine, SourcesFound, TokenReceived
+from engine.answer.events import AnswerFinished, AskOptions, SourcesFound, TokenReceived
+from engine.core import Engine
 from engine.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -27,8 +28,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 def test_stop_pressed_during_retrieval_is_not_lost(engine: Engine) -> None:
     events = []
     stop = threading.Event()
-    options = AskOptions(max_tokens=32, cancel=stop)
-    for event in engine.ask("How do I descale the kettle?", "rag", options):
+    options = AskOptions(max_tokens=32)
+    for event in engine.ask("How do I descale the kettle?", "rag", options, stop=stop):
         events.append(event)
         if isinstance(event, SourcesFound):
             stop.set()  # before the first token: the stream must not start
@@ -41,9 +42,7 @@ def test_stop_pressed_during_retrieval_is_not_lost(engine: Engine) -> None:
 def test_a_stop_ends_the_whole_comparison(engine: Engine) -> None:
     modes = []
     stop = threading.Event()
-    for mode, event in engine.compare(
-        "What is the kettle?", AskOptions(max_tokens=32, cancel=stop)
-    ):
+    for mode, event in engine.compare("What is the kettle?", AskOptions(max_tokens=32), stop=stop):
         if isinstance(event, TokenReceived):
             stop.set()
         if isinstance(event, AnswerFinished):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -244,7 +245,7 @@ def test_a_stopped_run_resumes_with_only_the_remaining_answers(
         if p.label.startswith("base"):
             cancel.set()
 
-    first = Evaluation(engine, questions, config).run(stop_after_first_answer, cancel)
+    first = Evaluation(engine, questions, config).run(stop_after_first_answer, stop=cancel)
     assert (first.computed, first.resumed, first.complete) == (1, 0, False)
     assert first.modes["base"]["n"] == 1
     config.restart = False
@@ -276,13 +277,12 @@ def test_a_changed_adapter_or_threshold_starts_a_new_run(
     engine.settings.reader = False  # without a reader: the adapter's own two-level gate
     shipped = Evaluation(engine, questions, config).checkpoint
     assert shipped != with_reader
-    monkeypatch.setattr(bundled, "GROUNDING_REFUSAL", bundled.GROUNDING_REFUSAL + 0.1)
+    card = engine.card()  # the adapter card's bars, as a retuned card would change them
+    engine.grounding_card = dataclasses.replace(card, refusal=card.refusal + 0.1)
     assert Evaluation(engine, questions, config).checkpoint != shipped
-    monkeypatch.undo()
-    close, sure = bundled.GROUNDING_REFUSAL_SURE
-    monkeypatch.setattr(bundled, "GROUNDING_REFUSAL_SURE", (close, sure + 0.1))
+    engine.grounding_card = dataclasses.replace(card, refusal_sure=card.refusal_sure + 0.1)
     assert Evaluation(engine, questions, config).checkpoint != shipped
-    monkeypatch.undo()
+    engine.grounding_card = None
     assert Evaluation(engine, questions, config).checkpoint == shipped
 
     adapter = tmp_path / "mine.gguf"

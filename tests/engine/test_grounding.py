@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from engine.answer.events import AskOptions
 from engine.answer.generation import RefusalGate
+from engine.answer.grounding import LABEL, read_card
 from engine.answer.prompting import DONT_KNOW
-from engine.core import AskOptions, Engine
+from engine.core import Engine
 from engine.eval.scoring import strip_echo
 from engine.settings import Settings
-from models.bundled import GROUNDING_ADAPTER, GROUNDING_LABEL
+from models.bundled import GROUNDING_ADAPTER
 from models.lora import check_compatible
 
 pytestmark = pytest.mark.slow
@@ -46,7 +48,7 @@ def test_bundled_model_answers_in_hybrid_with_the_grounding_adapter(
     engine: Engine, tmp_path: Path, llm_path: Path
 ) -> None:
     assert engine.adapter_path() == GROUNDING_ADAPTER
-    assert engine.default_mode() == "hybrid" and engine.adapter_label() == GROUNDING_LABEL
+    assert engine.default_mode() == "hybrid" and engine.adapter_label() == LABEL
     mine = tmp_path / "mine.gguf"
     mine.write_bytes(GROUNDING_ADAPTER.read_bytes())
     engine.set_adapter(mine)
@@ -90,7 +92,7 @@ def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
     """Threshold 0 refuses whatever the question, above 1 never: the gate, not chance."""
     from engine.answer.prompting import build_prompt
 
-    generator = engine._generator_for("hybrid")
+    generator = engine.generator_for("hybrid")
     sources = engine.sources("How often should I descale the kettle?")
     prompt = build_prompt(
         "How often should I descale the kettle?", sources, generator.count_tokens, 2000
@@ -109,22 +111,21 @@ def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
 
 
 def test_only_the_grounding_adapter_brings_its_gate(engine: Engine, tmp_path: Path) -> None:
-    from models.bundled import GROUNDING_REFUSAL, GROUNDING_REFUSAL_SURE, GROUNDING_RESTART
-
+    card = read_card()  # the adapter's card: its own two-level gate and restart
     assert engine.reader is not None  # with the reader: its card's threshold, one level
     chosen = engine.reader.card["grounding_refusal"]
-    assert engine.refusal_gate("hybrid") == RefusalGate(DONT_KNOW, chosen, GROUNDING_RESTART)
+    assert engine.refusal_gate("hybrid") == RefusalGate(DONT_KNOW, chosen, card.restart)
     engine.settings.reader = False  # without it: the adapter's own two-level gate
     gate = engine.refusal_gate("hybrid")
-    assert gate == RefusalGate(DONT_KNOW, GROUNDING_REFUSAL, GROUNDING_RESTART)
+    assert gate == RefusalGate(DONT_KNOW, card.refusal, card.restart)
     assert engine.refusal_gate("rag") is None and engine.refusal_gate("base") is None
     # a source very close to the question raises the bar for refusing
-    close, sure = GROUNDING_REFUSAL_SURE
-    assert GROUNDING_REFUSAL < sure < 1.0
+    close, sure = card.refusal_close, card.refusal_sure
+    assert card.refusal < sure < 1.0
     found = engine.search("How often should I descale the kettle?", 5)[0]
     near, far = replace(found, score=close), replace(found, score=close - 0.01)
     assert engine.refusal_gate("hybrid", [far, near]).threshold == sure  # type: ignore[union-attr]
-    assert engine.refusal_gate("hybrid", [far]).threshold == GROUNDING_REFUSAL  # type: ignore[union-attr]
+    assert engine.refusal_gate("hybrid", [far]).threshold == card.refusal  # type: ignore[union-attr]
     mine = tmp_path / "my-style.gguf"  # a user's adapter: no threshold of Quire's applies
     engine.settings.lora_path = str(mine)
     try:

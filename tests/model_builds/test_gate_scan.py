@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -38,7 +39,8 @@ def test_the_tables_from_saved_answers(
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps(r) + "\n" for r in rows))
     scan = _module()
-    monkeypatch.setattr(scan.bundled, "GROUNDING_REFUSAL", 0.25)
+    card = dataclasses.replace(scan.grounding.read_card(), refusal=0.25)
+    monkeypatch.setattr(scan.grounding, "read_card", lambda *_a: card)
     monkeypatch.setattr("sys.argv", ["gate_scan.py", "--answers", str(answers)])
     assert scan.main() == 0
     lines = capsys.readouterr().out.splitlines()
@@ -77,12 +79,13 @@ def test_a_live_scan_never_refuses_and_raises_the_shipped_bar(
     indexer = Engine(tmp_path / "data")
     indexer.ingest([docs])
     indexer.close()
-    monkeypatch.setattr(scan.bundled, "GROUNDING_REFUSAL", 0.0)  # would refuse everything
-    monkeypatch.setattr(scan.bundled, "GROUNDING_REFUSAL_SURE", (0.0, 0.0))
+    shipped = scan.grounding.read_card()  # a card that would refuse everything:
+    card = dataclasses.replace(shipped, refusal=0.0, refusal_close=0.0, refusal_sure=0.0)
+    monkeypatch.setattr(scan.grounding, "read_card", lambda *_a: card)
     out = tmp_path / "answers.jsonl"
     argv = ["gate_scan.py", str(questions), "--data-dir", str(tmp_path / "data"), "--out"]
     monkeypatch.setattr("sys.argv", [*argv, str(out), "--max-tokens", "24"])
     assert scan.main() == 0
     (answer,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert answer["odds"] is not None and "do not say" not in answer["answer"], answer
-    assert "\nat 0.0 (GROUNDING_REFUSAL)" in capsys.readouterr().out
+    assert "\nat 0.0 (the card's refusal)" in capsys.readouterr().out

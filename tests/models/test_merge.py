@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 import models.bundled as bundled
-from engine.core import AskOptions, Engine
+from engine.answer.events import AskOptions
+from engine.answer.grounding import read_card
+from engine.core import Engine
 from engine.settings import Settings
 from models.bundled import (
     GROUNDING_ADAPTER,
-    GROUNDING_SCALE,
     LLM_STAMP_SUFFIX,
     MERGED_DIRNAME,
     grounded_llm,
@@ -29,6 +30,7 @@ from models.lora import _write_adapter
 from models.merge import merge_lora
 
 pytestmark = pytest.mark.slow
+SCALE = read_card().scale  # the shipped adapter card's
 KETTLE = (
     "# Kettle\n\nDescale the kettle monthly with white vinegar: fill it half way, boil, "
     "leave it for an hour, then rinse twice with clean water.\n"
@@ -53,7 +55,7 @@ def _models_of_its_own(root: Path, llm_path: Path) -> Path:
 def merged(tmp_path_factory: pytest.TempPathFactory, llm_path: Path) -> Path:
     models = _models_of_its_own(tmp_path_factory.mktemp("m") / "models", llm_path)
     steps: list[tuple[int, int]] = []
-    path = grounded_llm(models, lambda done, total: steps.append((done, total)))
+    path = grounded_llm(models, SCALE, lambda done, total: steps.append((done, total)))
     assert path.parent == models / MERGED_DIRNAME and steps[-1][0] == steps[-1][1] > 200
     return path
 
@@ -84,11 +86,11 @@ def test_the_merged_model_answers_as_the_runtime_adapter_does(merged: Path, llm_
 
 def test_the_merged_model_is_built_once_and_rebuilt_when_damaged(merged: Path) -> None:
     models, built = merged.parent.parent, merged.stat().st_mtime_ns
-    assert grounded_llm(models) == merged and merged.stat().st_mtime_ns == built
+    assert grounded_llm(models, SCALE) == merged and merged.stat().st_mtime_ns == built
     size = merged.stat().st_size
     with merged.open("r+b") as fh:
         fh.truncate(size // 2)  # a disk that filled up, a copy cut short
-    assert grounded_llm(models) == merged and merged.stat().st_size == size
+    assert grounded_llm(models, SCALE) == merged and merged.stat().st_size == size
     assert not list(merged.parent.glob(".*.tmp"))  # no temp file left behind
 
 
@@ -155,20 +157,18 @@ def test_a_merge_that_cannot_be_written_falls_back_to_the_runtime_adapter(
     assert "month" in answer.answer.lower(), answer.answer  # answered all the same
     assert MERGED_DIRNAME in (engine.llms.merge_failed or "")  # why, for the log
     assert engine.llms.last is engine.llms.base and engine.llms.grounded is None
-    assert engine.llms.base.adapters.active == (GROUNDING_ADAPTER, GROUNDING_SCALE)
+    assert engine.llms.base.adapters.active == (GROUNDING_ADAPTER, SCALE)
 
 
 def test_the_merge_key_follows_the_adapter_and_its_scale(
     llm_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    key = merge_key(llm_path)
-    monkeypatch.setattr(bundled, "GROUNDING_SCALE", GROUNDING_SCALE / 2)
-    assert merge_key(llm_path) != key
-    monkeypatch.setattr(bundled, "GROUNDING_SCALE", GROUNDING_SCALE)
+    key = merge_key(llm_path, SCALE)
+    assert merge_key(llm_path, SCALE / 2) != key
     other = tmp_path / "other.gguf"
     other.write_bytes(GROUNDING_ADAPTER.read_bytes() + b"\0")
     monkeypatch.setattr(bundled, "GROUNDING_ADAPTER", other)
-    assert merge_key(llm_path) != key
+    assert merge_key(llm_path, SCALE) != key
 
 
 def test_a_model_that_fails_to_load_leaves_the_old_one_working(engine_in, models_dir: Path):

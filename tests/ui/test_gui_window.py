@@ -199,7 +199,8 @@ def test_models_window_finds_ggufs_in_place_and_downloads_only_on_click(
 
     monkeypatch.setattr(hub, "download", fake_download)
     window = open_window(tmp_path / "data")
-    dialog = ModelsDialog(window.data_dir / "models", None, 45.0, window, home=home)
+    dialog = ModelsDialog(window.bridge.runner, window.data_dir / "models", None, 45.0, window,
+                          home=home)  # fmt: skip
     qtbot.addWidget(dialog)
     rows = [dialog.local.topLevelItem(i) for i in range(dialog.local.topLevelItemCount())]
     assert [r.text(1) for r in rows if "tiny-q4" in r.text(0)] == ["LM Studio"]
@@ -238,3 +239,35 @@ def test_the_window_reads_the_index_again_when_it_comes_back(open_window, qtbot,
         window.changeEvent(QEvent(QEvent.Type.ActivationChange))
     assert window.status.documents == 1
     assert "1 documents" in window.index_label.text()
+
+
+def test_the_window_shows_the_engines_settings_and_reads_none_itself(
+    open_window, qtbot, tmp_path, monkeypatch
+):
+    """One owner: the engine reads settings.json, once; the window shows its snapshot
+    (collection, watched folders) and changes them through the bridge."""
+    import sys
+
+    from engine.settings import Settings
+
+    data, notes = tmp_path / "data", tmp_path / "notes"
+    data.mkdir()
+    notes.mkdir()
+    Settings(collection="work", watched_folders=[str(notes)]).save(data)
+    readers = []  # the module of each caller of Settings.load
+    load = Settings.load.__func__
+
+    def counted(cls, folder):
+        readers.append(sys._getframe(1).f_globals["__name__"])
+        return load(cls, folder)
+
+    monkeypatch.setattr(Settings, "load", classmethod(counted))
+    window = open_window(data)
+    qtbot.waitUntil(lambda: window.windowTitle() == "work", timeout=10_000)
+    assert window.library.watched_folders() == [str(notes)]
+    assert window.watcher.folders == [str(notes.resolve())]
+    assert readers.count("engine.core") == 1 and "ui.main_window" not in readers, readers
+    with qtbot.waitSignal(window.bridge.settings_applied, timeout=30_000):
+        window._on_watched_list_changed([])
+    assert load(Settings, data).watched_folders is None and window.settings.watched_folders is None
+    assert readers.count("engine.core") == 1, readers
