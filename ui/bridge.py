@@ -218,7 +218,8 @@ class Bridge(QObject):
     def _progress_for(
         self, engine: Engine, request: Request, collection: str
     ) -> Callable[[IngestProgress], None]:
-        """Ingest progress to the window, with the document list whenever a file is in."""
+        """Ingest progress to the window, with the document list and the status (its
+        document count) whenever a file is in."""
         listed = [0]
 
         def progress(snapshot: IngestProgress) -> None:
@@ -227,6 +228,7 @@ class Bridge(QObject):
                 listed[0] = snapshot.files_done
                 docs = engine.documents(collection)
                 request.post(self.documents_listed.emit, collection, docs)
+                self._report(engine, request)
 
         return progress
 
@@ -252,6 +254,16 @@ class Bridge(QObject):
             left = f", about {human_duration(eta)} left" if eta is not None else ""
             where = f" ({snap.files_done} of {snap.files_total} files{left})"
         return f"Waiting for indexing to finish{where}; this runs right after."
+
+    def queued_note(self) -> str:
+        """What a change sent now (an adapter, a setting) says while it waits behind
+        indexing ("" when nothing holds the engine)."""
+        if not self._indexing:
+            return ""
+        snap = self._index_progress
+        eta = snap.eta_s if snap is not None else None
+        left = f" (about {human_duration(eta)} left)" if eta is not None else ""
+        return f"Queued: takes effect after indexing{left}."
 
     def list_documents(self, collection: str, failed: Failed | None = None) -> Request:
         return self.submit(

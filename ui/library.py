@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.types import IngestProgress, IngestReport
-from ui.banner import human_duration
+from ui.banner import human_duration, human_size
 from ui.bridge import Bridge
 
 FILE_FILTER = (
@@ -51,6 +51,20 @@ def report_text(report: IngestReport) -> str:
         parts.append(f"removed {len(report.removed)}")
     verb = "Stopped" if report.cancelled else "Done"
     return f"{verb}: {', '.join(parts)} · {report.chunks} passages in {report.seconds:.1f} s"
+
+
+def progress_text(snap: IngestProgress) -> str:
+    """The line under the bar: files, pages, bytes, passages, time left, the file."""
+    parts = [f"{snap.files_done} of {snap.files_total} files", f"{snap.pages_done} pages"]
+    if snap.bytes_total > 0:
+        parts.append(f"{human_size(snap.bytes_done)} of {human_size(snap.bytes_total)}")
+    parts.append(f"{snap.chunks_done} passages")
+    eta = snap.eta_s
+    if eta is not None and snap.files_done < snap.files_total:
+        parts.append(f"about {human_duration(eta)} left")
+    if snap.current:
+        parts.append(f"reading {snap.current}" if snap.reading else snap.current)
+    return " · ".join(parts)
 
 
 class LibraryView(QWidget):
@@ -233,13 +247,7 @@ class LibraryView(QWidget):
         self.progress.setFormat(
             f"{snap.files_done} / {snap.files_total} files · {snap.chunks_done} passages"
         )
-        eta = snap.eta_s
-        left = f" · about {human_duration(eta)} left" if eta is not None else ""
-        self.progress_label.setText(
-            f"{snap.files_done} of {snap.files_total} files · {snap.pages_done} pages · "
-            f"{snap.chunks_done} passages · {snap.chunks_per_s:.0f} passages/s{left} · "
-            f"{snap.current}"
-        )
+        self.progress_label.setText(progress_text(snap))
 
     def _file_share(self, snap: IngestProgress) -> int:
         """How far into the current file, in percent, guessed from its passages so far.
