@@ -49,6 +49,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="continue training an adapter (its name here, or a PEFT folder)",
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace an adapter of the same name")
     p.add_argument("--check", action="store_true", help="only check the data, train nothing")
     p.add_argument("--progress-json", action="store_true", help=argparse.SUPPRESS)  # for the app
     p.add_argument("--json", action="store_true")
@@ -75,6 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         payload = {"examples": len(checked.encoded), "problems": [str(p) for p in checked.problems]}
         print(json.dumps(payload, indent=2) if args.json else f"{len(checked.encoded)} usable")
         return 0 if checked.encoded else 1
+    if not args.overwrite:
+        refuse_existing(engine, args.out or args.data.stem)
     printer = _ProgressPrinter(args.progress_json)
     cancel = threading.Event()
     with _stop_on_signals(cancel):
@@ -83,6 +86,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     print_problems(result.problems)
     _print_result(result, args.json)
     return 130 if result.cancelled else 0
+
+
+def refuse_existing(engine: Engine, name: str) -> None:
+    """A UserError when an adapter of this name exists: retraining would replace it."""
+    from engine.finetune.job import adapter_name
+    from models.registry import adapters_dir
+
+    existing = adapters_dir(engine.models_dir) / f"{adapter_name(name)}.gguf"
+    if existing.exists():
+        raise UserError(
+            f"{existing}: an adapter of this name exists; train it under another name "
+            "(--out NAME), or add --overwrite to replace it"
+        )
 
 
 def cmd_export_training(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """The Adapter dialog: load a GGUF LoRA adapter with a scale, switch it off, import PEFT.
 
-Every change goes through the worker (`Lab.set_adapter`, `Lab.import_peft`); the engine
-checks an adapter against the loaded model first, so a mismatch shows its message here and
-leaves the current adapter as it was.
+Every change goes through the engine thread (`Bridge.set_adapter`, `Bridge.import_adapter`);
+the engine checks an adapter against the loaded model first, so a mismatch shows its message
+here and leaves the current adapter as it was. The adapter in use is named from the engine's
+status, as the status bar names it; a change sent while indexing says it is queued.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core import Status
 from engine.paths import default_data_dir, models_dir
 from models.registry import adapters_dir
 from ui.bridge import Bridge
@@ -99,6 +101,13 @@ class AdapterDialog(QDialog):
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         close.rejected.connect(self.reject)
         layout.addWidget(close)
+        bridge.status_changed.connect(self.show_status)
+
+    @Slot(object)
+    def show_status(self, status: Status) -> None:
+        """Name the adapter in use as the status bar does (the grounding adapter, once
+        the user's own is dropped, is "grounded answers")."""
+        self.current.setText(adapter_text(status.adapter, status.adapter_scale))
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         self.refresh_saved()
@@ -155,17 +164,17 @@ class AdapterDialog(QDialog):
         if not path:
             self.message.setText("Choose an adapter file first.")
             return
-        self._set_busy(True, "Checking the adapter against the model…")
+        self._set_busy(True, self.bridge.queued_note() or "Checking the adapter against the model…")
         self._submit(self.bridge.set_adapter, path)
 
     @Slot()
     def switch_off(self) -> None:
-        self._set_busy(True, "")
+        self._set_busy(True, self.bridge.queued_note())
         self._submit(self.bridge.set_adapter, None)
 
     def import_folder(self, folder: str) -> None:
         """Convert a PEFT folder for the loaded model, then load the result."""
-        self._set_busy(True, f"Converting {Path(folder).name}…")
+        self._set_busy(True, self.bridge.queued_note() or f"Converting {Path(folder).name}…")
         self.busy.show()
         self._submit(self.bridge.import_adapter, folder)
 
@@ -201,9 +210,8 @@ class AdapterDialog(QDialog):
             self.import_folder(folder)
 
     def _on_adapter_changed(self, path: str | None, scale: float) -> None:
-        self._set_busy(False, "Applied." if path else "Back to the default adapter.")
-        self.current.setText(adapter_text(path, scale))
-        if path:
+        self._set_busy(False, "Applied." if path else "Back to the default.")
+        if path:  # the status, just before, named the adapter in use
             self.path.setText(path)
         self.applied.emit(path, scale)
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.finetune.job import CHECKPOINTS_DIR, adapter_name
+from engine.finetune.repetition import repeated_share, repeats
 from engine.finetune.trainer import DEFAULT_RANK, TrainConfig
 from models.registry import adapters_dir
 from ui.finetune_reader import ReaderSection, main_script
@@ -153,8 +155,10 @@ class FineTuneView(QWidget):
         self.use_button = QPushButton("Use this adapter", self)
         self.use_button.clicked.connect(self._on_use)
         self.use_button.hide()
-        for button in (self.start_button, self.stop_button, self.use_button):
-            buttons.addWidget(button)
+        self.use_state = QLabel("", self)  # queued behind indexing, in use, or why not
+        self.use_state.setObjectName("muted")
+        for widget in (self.start_button, self.stop_button, self.use_button, self.use_state):
+            buttons.addWidget(widget)
         buttons.addStretch(1)
         layout.addLayout(buttons)
         self.bar = QProgressBar(self)
@@ -164,6 +168,10 @@ class FineTuneView(QWidget):
         layout.addWidget(self.status)
         self.chart = LossChart(self)
         layout.addWidget(self.chart, 1)
+        self.warning = WrapLabel("")  # the answers after training repeat themselves
+        self.warning.setStyleSheet("color: #b45309;")
+        self.warning.hide()
+        layout.addWidget(self.warning)
         self.result = QPlainTextEdit(self)
         self.result.setReadOnly(True)
         self.result.hide()
@@ -247,11 +255,15 @@ class FineTuneView(QWidget):
             args += ["--from", self.start_from.currentData()]
         else:
             args += ["--rank", str(self.rank.value())]
-        args += ["--out", self._name(), "--progress-json", "--json"]
+        if not self._may_replace():
+            return
+        args += ["--out", self._name(), "--overwrite", "--progress-json", "--json"]
         self.chart.clear()
         self.problems.clear()  # the run lists the left-out lines again
         self.result.hide()
+        self.warning.hide()
         self.use_button.hide()
+        self.use_state.clear()
         self.status.setText("Loading the model for training…")
         self._run(args, self._on_trained)
 
@@ -272,6 +284,26 @@ class FineTuneView(QWidget):
             return adapter_name(text)
         except Exception:
             return "adapter"
+
+    def _may_replace(self) -> bool:
+        """Ask before a run replaces an adapter of the same name; True: go ahead."""
+        name = self._name()
+        existing = adapters_dir(self.models_dir) / f"{name}.gguf"
+        if not existing.is_file():
+            return True
+        answer = QMessageBox.question(
+            self,
+            "Replace the adapter?",
+            f"An adapter named “{name}” exists:\n{existing}\n\nTraining replaces it when it "
+            "finishes. Replace it? (No: give this one another name.)",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            self.status.setText(f"Not started: “{name}” is kept. Give the new adapter a name.")
+            self.name.setFocus()
+            return False
+        return True
 
     def has_checkpoint(self) -> bool:
         return (adapters_dir(self.models_dir) / CHECKPOINTS_DIR / f"{self._name()}.pt").is_file()
@@ -368,14 +400,40 @@ class FineTuneView(QWidget):
         self.refresh_adapters()
         self.adapter = payload["adapter"]
         self.status.setText(f"Done: {Path(self.adapter).name}")
+        self.show_result(payload)
+
+    def show_result(self, payload: dict) -> None:
+        """The result card, with a warning when the answers after training loop."""
         self.result.setPlainText(result_text(payload))
         self.result.show()
+        warning = repetition_warning(payload.get("samples", []))
+        self.warning.setText(warning)
+        self.warning.setVisible(bool(warning))
         self.use_button.show()
 
     @Slot()
     def _on_use(self) -> None:
         if self.adapter:
             self.use_adapter.emit(self.adapter)
+
+    def show_use(self, text: str) -> None:
+        """Beside "Use this adapter": queued behind indexing, in use, or why not."""
+        self.use_state.setText(text)
+
+
+def repetition_warning(samples: list[dict]) -> str:
+    """A warning when answers after training repeat themselves ("" when none does)."""
+    looping = [n for n, s in enumerate(samples, 1) if repeats(s.get("after", ""))]
+    if not looping:
+        return ""
+    share = max(repeated_share(samples[n - 1]["after"]) for n in looping)
+    before = sum(repeats(samples[n - 1].get("before", "")) for n in looping)
+    also = " (they did before training too)" if before == len(looping) else ""
+    return (
+        f"⚠ The answers after training repeat themselves in {len(looping)} of {len(samples)} "
+        f"samples (up to {share:.0%} of their phrases said again){also}. The adapter may "
+        "loop: train fewer epochs, or on more and more varied examples."
+    )
 
 
 def result_text(payload: dict) -> str:
@@ -394,7 +452,7 @@ def result_text(payload: dict) -> str:
             f"Prompt: {sample['prompt'][-300:]}",
             f"  expected: {sample['expected']}",
             f"  before:   {sample['before']}",
-            f"  after:    {sample['after']}",
+            f"  after:    {sample['after']}" + ("  ⟲ repeats" if repeats(sample["after"]) else ""),
             "",
         ]
     return "\n".join(lines)

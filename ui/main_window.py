@@ -356,7 +356,7 @@ class MainWindow(QMainWindow):
         self.library.watched_changed.connect(self._on_watched_list_changed)
         self.reader.closed.connect(self.close_reader)
         self.reader.failed.connect(self.banner.show_message)
-        self.finetune.use_adapter.connect(lambda path: self.bridge.set_adapter(path, 1.0))
+        self.finetune.use_adapter.connect(self._on_use_adapter)
         self.finetune.reader_changed.connect(self._use_reader)
 
     def _shortcuts(self) -> None:
@@ -393,12 +393,26 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.compare)
         self.compare.compare()
 
+    @Slot(str)
+    def _on_use_adapter(self, path: str) -> None:
+        """The Fine-tune tab's "Use this adapter": said there when it waits for indexing,
+        and when it is in use."""
+        self.finetune.show_use(self.bridge.queued_note() or "Switching to it…")
+        self.bridge.set_adapter(
+            path,
+            1.0,
+            done=lambda _used: self.finetune.show_use("In use: the LoRA and Hybrid modes use it."),
+            failed=lambda message: self.finetune.show_use(f"Could not use it: {message}"),
+        )
+
     @Slot()
     def open_adapter(self) -> AdapterDialog:
         """The (non-modal) adapter dialog; one per window."""
         if self.adapter_dialog is None:
             s = self.settings
             self.adapter_dialog = AdapterDialog(self.bridge, s.lora_path, s.lora_scale, self)
+            if self.status is not None:  # named as the status bar names it
+                self.adapter_dialog.show_status(self.status)
         self.adapter_dialog.show()
         self.adapter_dialog.raise_()
         return self.adapter_dialog
