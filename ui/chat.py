@@ -45,9 +45,10 @@ from ui.runner import Request
 from ui.sources import QuoteBlock, QuotedSource, SourceList, WrapLabel, source_of
 
 LORA_HINT = "Load a LoRA adapter (Adapter… in the toolbar) to use this mode"
+SOURCES_NOTE = "The sources above are what your documents actually say."
 BASE_MODEL_NOTE = (
     "The bundled Gemma 3 270M is a tiny base model: its answer is a demo of the pipeline. "
-    "The sources above are what your documents actually say."
+    + SOURCES_NOTE  # said only under an answer that shows sources
 )
 
 
@@ -175,7 +176,7 @@ class AnswerCard(QFrame):
         self.body = MarkdownView(self)
         self.body.link_activated.connect(self._on_link_activated)
         self.note = note
-        self.meta = WrapLabel(note)
+        self.meta = WrapLabel(self._note())
         self.meta.setObjectName("muted")
         for widget in (
             self.quote_block, self.sources_title, self.sources, self.answer_title, self.body,
@@ -197,6 +198,7 @@ class AnswerCard(QFrame):
         if quote is not None:
             self.quote_block.set_quote(quote)
         self.quote_block.setVisible(quote is not None)
+        self.meta.setText(self._note())  # before the answer ends: the note alone
         self.sources_title.setVisible(bool(sources))
         if not sources and self.answer_title.text().endswith(("RAG", "HYBRID")):
             self.sources_title.setText("No passage in your documents matched this question")
@@ -213,11 +215,17 @@ class AnswerCard(QFrame):
         self._on_render_due()
         stamp = " · ".join(filter(None, [timing_text(timings), "stopped" if cancelled else ""]))
         if stamp:
-            self.meta.setText(f"{stamp}\n{self.note}".strip())
+            self.meta.setText(f"{stamp}\n{self._note()}".strip())
         if not text:
             self.body.set_markdown(
                 "*(stopped before the first word)*" if cancelled else "*(no answer)*"
             )
+
+    def _note(self) -> str:
+        """The card's note; its line about the sources only when there are sources shown."""
+        if self._shown[0]:
+            return self.note
+        return self.note.replace(SOURCES_NOTE, "").strip()
 
     def show_not_covered(self) -> None:
         """The reader found no sentence that answers: the card says so, then lists the

@@ -35,7 +35,7 @@ LEVERS = (
     "<b>LoRA</b> changes how the model behaves (style, format, vocabulary). "
     "Hybrid uses both. Each column shows its time to first token, speed and retrieval time."
 )
-NOT_YET = "Waiting for its turn…"
+NOT_YET = "Waiting for its turn…"  # asked, and another mode is answering first
 
 
 def sources_html(sources: Sequence[SearchResult]) -> str:
@@ -91,11 +91,12 @@ class ModeColumn(QFrame):
         self._render = QTimer(self, singleShot=True, interval=RENDER_MS)
         self._render.timeout.connect(self._on_render_due)
 
-    def reset(self, reason: str | None) -> None:
-        """Empty the column; a `reason` greys it out with that hint."""
+    def reset(self, reason: str | None, asked: bool = False) -> None:
+        """Empty the column; a `reason` greys it out with that hint. Once a question is
+        `asked`, a column that can run waits for its turn; before, it says nothing."""
         self.text, self.answer, self.sources, self.reason = "", None, [], reason
         self.setEnabled(reason is None)
-        self.hint.setText(f"Not available: {reason}" if reason else NOT_YET)
+        self.hint.setText(f"Not available: {reason}" if reason else NOT_YET if asked else "")
         self.body.set_markdown("")
         self.body.setVisible(reason is None)
         self.metrics.clear()
@@ -171,7 +172,6 @@ class CompareView(QWidget):
         for column in self.columns.values():
             column.source_opened.connect(self.source_opened)
             column.reset(None)
-            column.hint.setText("")
             row.addWidget(column, 1)
         scroll.setWidget(grid)
         layout.addWidget(scroll, 1)
@@ -205,8 +205,6 @@ class CompareView(QWidget):
             column = self.columns[mode.name]
             if reason != column.reason:
                 column.reset(reason)
-                if reason is None:
-                    column.hint.setText("")
             name = adapter if mode.adapter and adapter else model
             column.title.setText(f"{mode.label} · {name}" if name and not reason else mode.label)
 
@@ -216,6 +214,10 @@ class CompareView(QWidget):
         if not question or self.busy:
             return
         self._set_busy(True)
+        waiting = self.bridge.waiting_note()  # the engine is indexing: the question waits
+        for column in self.columns.values():
+            if waiting and column.reason is None:
+                column.hint.setText(waiting)
         options = AskOptions(collection=self.collection, max_tokens=self.max_tokens)
         self._request = self.bridge.compare(
             question,
@@ -240,7 +242,7 @@ class CompareView(QWidget):
     @Slot(object)
     def _on_compare_started(self, reasons: dict) -> None:
         for mode, column in self.columns.items():
-            column.reset(reasons.get(mode))
+            column.reset(reasons.get(mode), asked=True)
 
     def _on_compare_event(self, mode: str, event: object) -> None:
         column = self.columns[mode]

@@ -313,12 +313,15 @@ class SourceList(QWidget):
         quote: Quote | None = None,
         numbered: bool = True,
     ) -> None:
-        """Cards for `sources`; the one `quote` comes from marks it. Unnumbered: passages
-        shown for reference (the nearest ones), not cited."""
+        """Cards for `sources`, numbered as given (the order the model read them in, which
+        its citations follow) and shown best first whatever that order (the grounding
+        adapter reads the best one last); the one `quote` comes from marks it. Unnumbered:
+        passages shown for reference (the nearest ones), not cited."""
         for card in self.cards:
             card.deleteLater()
         self.cards = []
-        for number, source in enumerate(sources, start=1):
+        numbered = list(enumerate(sources, start=1))
+        for number, source in sorted(numbered, key=lambda item: item[1].rank):
             if quote is not None and holds_quote(number, source, quote):
                 source = QuotedSource.of(source, quote)
             card = SourceCard(number, source, query, self, numbered)
@@ -332,10 +335,11 @@ class SourceList(QWidget):
 
     def open_number(self, number: int) -> None:
         """Open source [number], as a click on its card does (citation links use this)."""
-        if 1 <= number <= len(self.cards):
+        wanted = next((card for card in self.cards if card.number == number), None)
+        if wanted is not None:
             for card in self.cards:
-                card.set_selected(card.number == number)
-            self.source_opened.emit(self.cards[number - 1].source)
+                card.set_selected(card is wanted)
+            self.source_opened.emit(wanted.source)
 
 
 class WrapLabel(QLabel):
