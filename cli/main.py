@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import threading
 import time
@@ -34,6 +35,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--collection", help="collection to index into (default: settings)")
     p.set_defaults(handler=cmd_ingest)
+    p.add_argument(
+        "--ocr", action="store_true", help="read PDFs with no text layer by OCR (tesseract)"
+    )
 
     p = sub.add_parser("search", parents=[common], help="semantic + keyword search, no model")
     p.add_argument("query")
@@ -119,7 +123,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     printer = _ProgressPrinter()
     stop = threading.Event()  # the first Ctrl+C sets it: finished files are kept
     with on_first_ctrl_c(stop.set):
-        report = engine.ingest(args.paths, args.collection, printer, stop=stop)
+        report = engine.ingest(args.paths, args.collection, printer, stop=stop, ocr=args.ocr)
     printer.finish()
     print_report(report)
     if report.cancelled:
@@ -179,7 +183,8 @@ def print_report(report: IngestReport) -> None:
         file=sys.stderr,
     )
     for path, reason in report.failed:
-        print(f"  failed: {printable(path)}: {printable(reason)}", file=sys.stderr)
+        how = f": ingest --ocr {shlex.quote(path)}" if path in report.scanned else ""
+        print(f"  failed: {printable(path)}: {printable(reason + how)}", file=sys.stderr)
     if report.cancelled:
         kept = len(report.indexed)
         print(

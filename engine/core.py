@@ -252,9 +252,13 @@ class Engine:
         progress: ProgressFn | None = None,
         *,
         stop: threading.Event | None = None,
+        ocr: bool = False,
     ) -> IngestReport:
-        """Index files and folders into a collection (the settings' one by default)."""
-        ingestor = Ingestor(self.store, self.embedder, max_file_mb=self.settings.max_file_mb)
+        """Index files and folders into a collection (the settings' one by default); with
+        `ocr`, PDFs with no text layer are read by OCR where tesseract is installed."""
+        ingestor = Ingestor(
+            self.store, self.embedder, max_file_mb=self.settings.max_file_mb, ocr=ocr
+        )
         return ingestor.run(paths, collection or self.settings.collection, progress, stop)
 
     def reindex(

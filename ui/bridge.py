@@ -177,10 +177,13 @@ class Bridge(QObject):
 
     # -- documents -------------------------------------------------------------------
 
-    def ingest(self, paths: list[str], collection: str, failed: Failed | None = None) -> Request:
-        """Index files and folders; progress and the report arrive as signals."""
+    def ingest(
+        self, paths: list[str], collection: str, failed: Failed | None = None, ocr: bool = False
+    ) -> Request:
+        """Index files and folders (scanned PDFs by OCR with `ocr`); progress and the report
+        arrive as signals."""
         request = self.submit(
-            lambda engine, r: self._ingest(engine, r, [Path(p) for p in paths], collection),
+            lambda engine, r: self._ingest(engine, r, [Path(p) for p in paths], collection, ocr),
             self.ingest_finished.emit,
             failed or self.failure("Could not index"),
         )
@@ -205,11 +208,11 @@ class Bridge(QObject):
         return request
 
     def _ingest(
-        self, engine: Engine, request: Request, paths: list[Path], collection: str
+        self, engine: Engine, request: Request, paths: list[Path], collection: str, ocr: bool
     ) -> IngestReport:
         try:
             progress = self._progress_for(engine, request, collection)
-            report = engine.ingest(paths, collection, progress, stop=request.cancel)
+            report = engine.ingest(paths, collection, progress, stop=request.cancel, ocr=ocr)
         finally:
             self._report(engine, request)
         request.post(self.documents_listed.emit, collection, engine.documents(collection))

@@ -78,6 +78,7 @@ class LibraryView(QWidget):
         self.collection = "default"
         self.indexing = False
         self._skipped: set[str] = set()
+        self._scanned: list[str] = []  # PDFs with no text layer that OCR can read
         self._progress: IngestProgress | None = None
         self._file_start = (0, 0)  # (files done, passages done) when the current file began
         self._documents: list = []
@@ -99,6 +100,11 @@ class LibraryView(QWidget):
         self.summary.setObjectName("muted")
         self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
+        self.ocr_button = QPushButton("Read with OCR", self)
+        self.ocr_button.setToolTip("Read the PDFs that have no text layer (scans) with tesseract")
+        self.ocr_button.clicked.connect(self._on_ocr_clicked)
+        self.ocr_button.hide()
+        layout.addWidget(self.ocr_button, 0, Qt.AlignmentFlag.AlignLeft)
         split = QSplitter(Qt.Orientation.Vertical, self)
         self.tree = QTreeWidget(split)
         self.tree.setHeaderLabels(["Document", "Status", "Pages", "Passages", "Where / why"])
@@ -176,18 +182,23 @@ class LibraryView(QWidget):
         if folder:
             self.add_paths([folder])
 
-    def add_paths(self, paths: list[str]) -> None:
-        """Index files and folders into the open collection."""
+    def add_paths(self, paths: list[str], ocr: bool = False) -> None:
+        """Index files and folders into the open collection (scanned PDFs by OCR with `ocr`)."""
         self._set_indexing(True)
         self.progress.setRange(0, 0)  # busy until the first count arrives
         self._file_start = (0, 0)
         self.progress_label.setText(f"Looking at {len(paths)} item(s)…")
-        self.bridge.ingest(paths, self.collection, self.ingest_failed)
+        self.bridge.ingest(paths, self.collection, self.ingest_failed, ocr=ocr)
 
     @Slot()
     def cancel(self) -> None:
         self.bridge.cancel_ingest()
         self.progress_label.setText("Cancelling… (the document being written is finished)")
+
+    @Slot()
+    def _on_ocr_clicked(self) -> None:
+        self.ocr_button.hide()
+        self.add_paths(self._scanned, ocr=True)
 
     @Slot()
     def remove_selected(self) -> None:
@@ -270,6 +281,14 @@ class LibraryView(QWidget):
             path, reason = report.failed[0]
             text += f"\n{Path(path).name}: {reason}"
         self.summary.setText(text)
+        self._offer_ocr(report.scanned)
+
+    def _offer_ocr(self, scanned: list[str]) -> None:
+        """Show the Read with OCR button for scanned PDFs that tesseract can read."""
+        self._scanned = list(scanned)
+        count = len(scanned)
+        self.ocr_button.setText(f"Read {count} scanned PDF{'s' * (count != 1)} with OCR")
+        self.ocr_button.setVisible(count > 0)
 
     @Slot(str, list)
     def _on_documents_listed(self, collection: str, documents: list) -> None:

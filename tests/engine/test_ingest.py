@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from engine.index.store import Store
 from engine.ingest import pipeline as ingest
 from engine.ingest.pipeline import Ingestor
 from engine.types import IngestProgress
+from tests.factory import write_scanned_pdf
 
 TOPICS = {
     "tomatoes.txt": "Tomatoes need six to eight hours of direct sunlight and deep watering.",
@@ -185,3 +187,31 @@ def test_files_over_max_file_mb_are_reported_and_the_rest_indexed(
         (str(huge), "huge.txt: 62.9 MB, larger than the 50 MB limit (max_file_mb in settings); "
          "skipped")
     ]  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
+def test_a_scanned_pdf_is_offered_ocr_then_read_by_it(
+    folder: Path, store: Store, embedder: Any
+) -> None:
+    scan = write_scanned_pdf(folder / "scan.pdf", [["Penguin chicks hatch in early July."]])
+    first = Ingestor(store, embedder, workers=1).run([folder])
+    assert first.scanned == [str(scan)] and len(first.indexed) == len(TOPICS)
+    assert first.failed == [(str(scan), "scan.pdf: no text layer (scanned?); read it with OCR")]
+    again = Ingestor(store, embedder, workers=1, ocr=True).run([folder])
+    assert again.indexed == [str(scan)] and again.failed == [] and again.pages == 1
+    ((top, _),) = store.vector_search(embedder.embed_query("When do penguin chicks hatch?"), 1)
+    (hit,) = store.fetch([top])
+    assert hit.document == "scan.pdf" and hit.page == 1 and "early July" in hit.text
+
+
+def test_without_tesseract_a_scanned_pdf_says_what_to_install(
+    tmp_path: Path, store: Store, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scan = write_scanned_pdf(tmp_path / "scan.pdf", [["Penguin chicks hatch in early July."]])
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # the workers inherit it
+    report = Ingestor(store, embedder, workers=1, ocr=True).run([scan])
+    assert report.scanned == [] and report.indexed == []
+    assert report.failed == [
+        (str(scan), "scan.pdf: no text layer (scanned?); install tesseract-ocr to read it")
+    ]
