@@ -371,22 +371,30 @@ class Bridge(QObject):
 
         return self.submit(work, done, failed or self.failure("Could not change the model"))
 
-    def manage_collection(
-        self, action: str, name: str, new_name: str = "", failed: Failed | None = None
-    ) -> Request:
-        """create / rename / delete a collection, then report the new status."""
+    def create_collection(self, name: str, failed: Failed | None = None) -> Request:
+        """Create a collection, then report the new status."""
+        failed = failed or self.failure(f"Could not create {name}")
+        return self._change_collections(lambda engine: engine.create_collection(name), failed)
 
+    def rename_collection(self, name: str, new_name: str, failed: Failed | None = None) -> Request:
+        """Rename a collection, then report the new status."""
+        failed = failed or self.failure(f"Could not rename {name}")
+        return self._change_collections(
+            lambda engine: engine.rename_collection(name, new_name), failed
+        )
+
+    def delete_collection(self, name: str, failed: Failed | None = None) -> Request:
+        """Delete a collection and its documents, then report the new status."""
+        failed = failed or self.failure(f"Could not delete {name}")
+        return self._change_collections(lambda engine: engine.delete_collection(name), failed)
+
+    def _change_collections(self, change: Callable[[Engine], object], failed: Failed) -> Request:
         def work(engine: Engine, request: Request) -> None:
-            if action == "create":
-                engine.create_collection(name)
-            elif action == "rename":
-                engine.rename_collection(name, new_name)
-            elif action == "delete":
-                engine.delete_collection(name)
+            change(engine)
             engine.save_settings()
             self._settled(engine, request)
 
-        return self.submit(work, None, failed or self.failure(f"Could not {action} {name}"))
+        return self.submit(work, None, failed)
 
     def set_adapter(
         self,

@@ -460,13 +460,13 @@ class MainWindow(QMainWindow):
         name, ok = QInputDialog.getText(self, "New collection", "Name:")
         if ok and name.strip():  # switch first, or the worker's reply switches back a moment
             self._apply_collection(name.strip())
-            self.bridge.manage_collection("create", name.strip())
+            self.bridge.create_collection(name.strip())
 
     def rename_collection(self) -> None:
         old = self.collection
         name, ok = QInputDialog.getText(self, "Rename collection", "New name:", text=old)
         if ok and name.strip() and name.strip() != old:
-            self.bridge.manage_collection("rename", old, name.strip())
+            self.bridge.rename_collection(old, name.strip())
 
     def delete_collection(self) -> None:
         name = self.collection
@@ -474,7 +474,7 @@ class MainWindow(QMainWindow):
             self, "Delete collection", f"Forget every document in “{name}”? Files stay on disk."
         )
         if answer == QMessageBox.StandardButton.Yes:
-            self.bridge.manage_collection("delete", name)
+            self.bridge.delete_collection(name)
 
     def _apply_collection(self, name: str, save: bool = True) -> None:
         self.collection = name
