@@ -25,6 +25,7 @@ from engine.answer.followup import Turn, turns_of
 from engine.answer.modes import MODES
 from engine.answer.prompting import source_label
 from engine.core import Engine
+from engine.index.retrieval import METHODS
 from engine.index.schema import printable
 from engine.types import IngestProgress, IngestReport, SearchResult, UserError
 
@@ -34,16 +35,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("ingest", parents=[common], help="index files and folders")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--collection", help="collection to index into (default: settings)")
-    p.set_defaults(handler=cmd_ingest)
     p.add_argument(
         "--ocr", action="store_true", help="read PDFs with no text layer by OCR (tesseract)"
     )
+    p.set_defaults(handler=cmd_ingest)
 
     p = sub.add_parser("search", parents=[common], help="semantic + keyword search, no model")
     p.add_argument("query")
     p.add_argument("--k", type=int, default=None, help="number of results (default: settings)")
     p.add_argument("--collection")
-    p.add_argument("--method", choices=["hybrid", "vector", "keyword"], default="hybrid")
+    p.add_argument("--method", choices=METHODS, default="hybrid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_search)
 

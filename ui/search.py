@@ -15,11 +15,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.index.retrieval import METHODS
 from ui.bridge import Bridge
 from ui.sources import SourceList
 
 DEBOUNCE_MS = 300
-METHODS = (("Hybrid", "hybrid"), ("Meaning", "vector"), ("Keywords", "keyword"))
+LABELS = {"hybrid": "Hybrid", "vector": "Meaning", "keyword": "Keywords"}  # by retrieval.METHODS
 
 
 class SearchView(QWidget):
@@ -49,8 +50,8 @@ class SearchView(QWidget):
         self.query.textChanged.connect(self._on_text_changed)
         self.query.returnPressed.connect(self.run_search)
         self.method = QComboBox(self)
-        for label, method in METHODS:
-            self.method.addItem(label, method)
+        for method in METHODS:
+            self.method.addItem(LABELS[method], method)
         self.method.currentIndexChanged.connect(self.run_search)
         self.k = QSpinBox(self, minimum=1, maximum=50, value=10, prefix="top ")
         self.k.valueChanged.connect(self.run_search)

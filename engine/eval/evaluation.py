@@ -29,13 +29,14 @@ from engine.eval.scoring import (
     rank_metrics,
     score_mode,
 )
+from engine.index.retrieval import METHODS as SEARCH_METHODS
 from engine.reader.rank import DEFAULTS
 from engine.types import SearchResult, UserError
 
 if TYPE_CHECKING:
     from engine.core import Engine
 
-METHODS = ("vector", "keyword", "hybrid", "reader")  # reader: hybrid, then reranked
+METHODS = (*SEARCH_METHODS, "reader")  # reader: hybrid, then reranked
 # Follow-up questions (`follows` in the file), searched as the app searches them (with the
 # question they follow) and as if asked alone, with the best method that runs.
 WITH_CONTEXT, ALONE = "follow-ups", "follow-ups alone"

@@ -14,7 +14,7 @@ from engine.types import SearchResult
 if TYPE_CHECKING:
     from engine.reader.rank import Reader
 
-METHODS = ("hybrid", "vector", "keyword")
+METHODS = ("hybrid", "vector", "keyword")  # the one list: the CLI, the Search tab and eval read it
 RRF_K = 60
 # Passages this similar to a better-ranked one are the same text (a manual's PDF and its
 # HTML copy, chunked at other boundaries): they take one place in the results, not two.
