@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+from enum import Enum
 from pathlib import Path
 
 from engine.types import UserError
@@ -27,61 +28,101 @@ _OS_ERRORS = {
     errno.EIO: "disk input/output error; check the disk, then try again",
 }
 
-# SQLite primary result codes (the low byte of an extended code) and what to do.
+
+class SqliteKind(Enum):
+    """The SQLite failures that are the user's environment, not a bug in Quire's SQL."""
+
+    FULL = "full"
+    READONLY = "readonly"
+    IOERR = "ioerr"
+    CORRUPT = "corrupt"
+    NOTADB = "notadb"
+    BUSY = "busy"
+    CANTOPEN = "cantopen"
+
+
+# SQLite primary result codes (the low byte of an extended code).
 _SQLITE_CODES = {
-    13: "full",  # SQLITE_FULL
-    8: "readonly",  # SQLITE_READONLY
-    10: "ioerr",  # SQLITE_IOERR
-    11: "corrupt",  # SQLITE_CORRUPT
-    26: "notadb",  # SQLITE_NOTADB
-    5: "busy",  # SQLITE_BUSY
-    6: "busy",  # SQLITE_LOCKED
-    14: "cantopen",  # SQLITE_CANTOPEN
-    3: "readonly",  # SQLITE_PERM
+    13: SqliteKind.FULL,  # SQLITE_FULL
+    8: SqliteKind.READONLY,  # SQLITE_READONLY
+    10: SqliteKind.IOERR,  # SQLITE_IOERR
+    11: SqliteKind.CORRUPT,  # SQLITE_CORRUPT
+    26: SqliteKind.NOTADB,  # SQLITE_NOTADB
+    5: SqliteKind.BUSY,  # SQLITE_BUSY
+    6: SqliteKind.BUSY,  # SQLITE_LOCKED
+    14: SqliteKind.CANTOPEN,  # SQLITE_CANTOPEN
+    3: SqliteKind.READONLY,  # SQLITE_PERM
 }
 # The same, by message, for drivers that do not expose the code.
 _SQLITE_MESSAGES = (
-    ("database or disk is full", "full"),
-    ("readonly database", "readonly"),
-    ("disk i/o error", "ioerr"),
-    ("malformed", "corrupt"),
-    ("file is not a database", "notadb"),
-    ("database is locked", "busy"),
-    ("database table is locked", "busy"),
-    ("unable to open database file", "cantopen"),
+    ("database or disk is full", SqliteKind.FULL),
+    ("readonly database", SqliteKind.READONLY),
+    ("disk i/o error", SqliteKind.IOERR),
+    ("malformed", SqliteKind.CORRUPT),
+    ("file is not a database", SqliteKind.NOTADB),
+    ("database is locked", SqliteKind.BUSY),
+    ("database table is locked", SqliteKind.BUSY),
+    ("unable to open database file", SqliteKind.CANTOPEN),
 )
 _FULL_BYTES = 1 << 20  # less free space than this, and an I/O error means a full disk
 # What to do about each, per database: the index of the documents, and the chat history.
-_SQLITE_ADVICE = {
+_SQLITE_ADVICE: dict[str, dict[SqliteKind, str]] = {
     "index": {
-        "full": "the disk is full; free some space and run the command again "
-        "(what was indexed before is kept)",
-        "readonly": "the index cannot be written (read-only file, folder or disk); check its "
-        "permissions, or pick another data folder with --data-dir",
-        "ioerr": "disk input/output error while using the index; check the disk, then try again",
-        "corrupt": "the index is damaged; move it aside (Quire starts a new one) and ingest "
-        "your documents again",
-        "notadb": "this is not a Quire index (not an SQLite database); move it aside or pick "
-        "another data folder with --data-dir",
-        "busy": "the index is busy in another Quire process; wait for it to finish, then try again",
-        "cantopen": "cannot open the index (a read-only disk or folder?); check the folder's "
-        "permissions, or pick another data folder with --data-dir",
+        SqliteKind.FULL: (
+            "the disk is full; free some space and run the command again (what was indexed "
+            "before is kept)"
+        ),
+        SqliteKind.READONLY: (
+            "the index cannot be written (read-only file, folder or disk); check its "
+            "permissions, or pick another data folder with --data-dir"
+        ),
+        SqliteKind.IOERR: (
+            "disk input/output error while using the index; check the disk, then try again"
+        ),
+        SqliteKind.CORRUPT: (
+            "the index is damaged; move it aside (Quire starts a new one) and ingest your "
+            "documents again"
+        ),
+        SqliteKind.NOTADB: (
+            "this is not a Quire index (not an SQLite database); move it aside or pick "
+            "another data folder with --data-dir"
+        ),
+        SqliteKind.BUSY: (
+            "the index is busy in another Quire process; wait for it to finish, then try again"
+        ),
+        SqliteKind.CANTOPEN: (
+            "cannot open the index (a read-only disk or folder?); check the folder's "
+            "permissions, or pick another data folder with --data-dir"
+        ),
     },
     "history": {
-        "full": "the disk is full; free some space and run the command again (the "
-        "conversations before are kept)",
-        "readonly": "the chat history cannot be written (read-only file, folder or disk); "
-        "check its permissions, or pick another data folder with --data-dir",
-        "ioerr": "disk input/output error while using the chat history; check the disk, then "
-        "try again",
-        "corrupt": "the chat history is damaged; Quire sets it aside and starts a new one the "
-        "next time it opens it",
-        "notadb": "the chat history is not an SQLite database; Quire sets it aside and starts "
-        "a new one the next time it opens it",
-        "busy": "the chat history is busy in another Quire process; wait for it to finish, "
-        "then try again",
-        "cantopen": "cannot open the chat history (a read-only disk or folder?); check the "
-        "folder's permissions, or pick another data folder with --data-dir",
+        SqliteKind.FULL: (
+            "the disk is full; free some space and run the command again (the conversations "
+            "before are kept)"
+        ),
+        SqliteKind.READONLY: (
+            "the chat history cannot be written (read-only file, folder or disk); check its "
+            "permissions, or pick another data folder with --data-dir"
+        ),
+        SqliteKind.IOERR: (
+            "disk input/output error while using the chat history; check the disk, then try again"
+        ),
+        SqliteKind.CORRUPT: (
+            "the chat history is damaged; Quire sets it aside and starts a new one the next "
+            "time it opens it"
+        ),
+        SqliteKind.NOTADB: (
+            "the chat history is not an SQLite database; Quire sets it aside and starts a "
+            "new one the next time it opens it"
+        ),
+        SqliteKind.BUSY: (
+            "the chat history is busy in another Quire process; wait for it to finish, then "
+            "try again"
+        ),
+        SqliteKind.CANTOPEN: (
+            "cannot open the chat history (a read-only disk or folder?); check the folder's "
+            "permissions, or pick another data folder with --data-dir"
+        ),
     },
 }
 
@@ -104,10 +145,18 @@ def describe(
         return None
     where = path or f"the {database}"
     disk = _disk_flags(Path(path)) if path is not None else None
-    if kind in ("readonly", "cantopen") and disk and disk.f_flag & getattr(os, "ST_RDONLY", 1):
+    if (
+        kind in (SqliteKind.READONLY, SqliteKind.CANTOPEN)
+        and disk
+        and disk.f_flag & getattr(os, "ST_RDONLY", 1)
+    ):
         return UserError(f"{where}: {_OS_ERRORS[errno.EROFS]}")
-    if kind in ("ioerr", "cantopen") and disk and disk.f_bavail * disk.f_frsize < _FULL_BYTES:
-        kind = "full"  # a write that found no room at all is reported as an I/O error
+    if (
+        kind in (SqliteKind.IOERR, SqliteKind.CANTOPEN)
+        and disk
+        and disk.f_bavail * disk.f_frsize < _FULL_BYTES
+    ):
+        kind = SqliteKind.FULL  # a write that found no room at all is reported as an I/O error
     return UserError(f"{where}: {_SQLITE_ADVICE[database][kind]}")
 
 
@@ -132,9 +181,9 @@ def _os_error(exc: OSError, path: Path | str | None) -> UserError | None:
     return UserError(f"{where}: {advice}" if where is not None else advice)
 
 
-def sqlite_kind(exc: BaseException) -> str | None:
-    """ "full", "readonly", "ioerr", "corrupt", "notadb", "busy", "cantopen", or None when
-    `exc` is not one of those SQLite errors (a bug in our SQL is None too)."""
+def sqlite_kind(exc: BaseException) -> SqliteKind | None:
+    """Which environment failure an SQLite error is, or None when `exc` is not one of those
+    (a bug in our SQL is None too)."""
     if not any(cls.__name__ == "DatabaseError" for cls in type(exc).__mro__):
         return None  # sqlite3's and sqlean's errors both derive from a DatabaseError
     code = getattr(exc, "sqlite_errorcode", None)

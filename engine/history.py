@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 from engine.answer.prompting import source_label
-from engine.errors import describe, sqlite_kind
+from engine.errors import SqliteKind, describe, sqlite_kind
 from engine.index.sqlite import migrate
 from engine.paths import ensure_data_dir, private_file
 from engine.types import SearchResult
@@ -146,7 +146,7 @@ class History:
         try:
             self.conn = self._open()
         except Exception as exc:
-            if sqlite_kind(exc) not in ("corrupt", "notadb"):
+            if sqlite_kind(exc) not in (SqliteKind.CORRUPT, SqliteKind.NOTADB):
                 _raise_named(exc, self.path)
             self.set_aside = _set_aside(self.path, self._inode, exc)
             try:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlean
 
+from engine.errors import SqliteKind, describe, sqlite_kind
 from engine.index import sqlite as quire_sqlite
 from engine.types import UserError
 
@@ -173,3 +174,26 @@ def test_migrate_reads_the_version_under_the_write_lock(tmp_path: Path) -> None:
     assert errors == []
     assert quire_sqlite.user_version(first) == 3
     first.close()
+
+
+@pytest.mark.parametrize("driver", [sqlite3, sqlean], ids=["stdlib", "sqlean"])
+def test_sqlite_errors_are_told_apart_by_kind(driver: ModuleType, tmp_path: Path) -> None:
+    """A file that is not a database and a locked one are the user's environment (a kind
+    and a one-line advice); a mistake in our SQL is a bug (None)."""
+    junk = tmp_path / "index.sqlite3"
+    junk.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(driver.DatabaseError) as not_db:
+        driver.connect(junk).execute("SELECT * FROM sqlite_master")
+    assert sqlite_kind(not_db.value) is SqliteKind.NOTADB
+    advice = describe(not_db.value, junk)
+    assert advice is not None and str(advice).startswith(f"{junk}: this is not a Quire index")
+    locked = tmp_path / "locked.sqlite3"
+    holder = driver.connect(locked, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(driver.OperationalError) as busy:
+        driver.connect(locked, timeout=0).execute("CREATE TABLE t (x)")
+    holder.execute("ROLLBACK")
+    assert sqlite_kind(busy.value) is SqliteKind.BUSY
+    with pytest.raises(driver.OperationalError) as bug:
+        driver.connect(":memory:").execute("SELEC 1")
+    assert sqlite_kind(bug.value) is None and describe(bug.value) is None
