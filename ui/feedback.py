@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QHBoxLayout, QInputDialog, QLabel, QToolButton, QWidget
 
 from engine.answer.prompting import source_label
@@ -18,9 +18,7 @@ from engine.history import History, Message
 
 
 class FeedbackBar(QWidget):
-    """Rate or correct one stored answer. Signals: changed(int message id)."""
-
-    changed = Signal(int)
+    """Rate or correct one stored answer."""
 
     def __init__(
         self,
@@ -70,7 +68,6 @@ class FeedbackBar(QWidget):
         self.history.rate(self.message.id, new)
         self.message.rating = new
         self._show_state()
-        self.changed.emit(self.message.id)
 
     @Slot()
     def _on_edit(self) -> None:
@@ -84,7 +81,6 @@ class FeedbackBar(QWidget):
         self.history.correct(self.message.id, corrected)
         self.message.corrected = corrected
         self._show_state()
-        self.changed.emit(self.message.id)
 
     @Slot()
     def _on_add_to_test_set(self) -> None:
