@@ -20,14 +20,16 @@ from typing import TYPE_CHECKING, Any
 from engine.answer import asking, grounding, modes
 from engine.answer.events import Answer, AnswerEvent, AnswerFinished, AskOptions
 from engine.answer.generation import Generator, RefusalGate
-from engine.answer.llms import Key, Llms
+from engine.answer.llms import Key
 from engine.answer.prompting import BASE_SYSTEM_PROMPT
-from engine.answer.remote import QUIRE_PREFIX, RemoteGenerator, Server, load_key, normalize_url
+from engine.answer.remote import RemoteGenerator, Server
 from engine.finetune.trainer import TrainConfig
 from engine.index.embedding import Embedder
 from engine.index.retrieval import Retriever
 from engine.index.store import Store
 from engine.ingest.pipeline import Ingestor, ProgressFn
+from engine.parts import INDEX_FILE as INDEX_FILE  # where callers have always found it
+from engine.parts import Parts
 from engine.paths import default_data_dir, ensure_data_dir, models_dir
 from engine.reader.rank import Reader
 from engine.settings import Settings
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
 # development set the gold passage was never more than 0.10 behind the best one.
 SOURCE_MARGIN = 0.15
 SEARCH_K = 5  # results of a plain search when none is asked for
-INDEX_FILE = "index.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,8 @@ class Engine:
         ensure_data_dir(self.data_dir)  # the user's alone (0700); a file there: one line
         self.settings = settings if settings is not None else Settings.load(self.data_dir)
         self.models_dir = models_dir(self.data_dir)
-        self._store: Store | None = None
-        self._embedder: Embedder | None = None
-        self._reader: tuple[Path, Reader] | None = None
-        self._shipped_reader: tuple[Path | None] | None = None  # ensure_reader's, once
-        self._remote: RemoteGenerator | None = None  # the model server, when one answers
-        self.llms = Llms(self.models_dir)  # loaded on first use
+        self.parts = Parts(self.data_dir, self.models_dir, lambda: self.settings)
+        self.llms = self.parts.llms
         # How the shipped grounding adapter is used; None: as its card says (a scan that
         # chooses new thresholds sets its own here).
         self.grounding_card: grounding.Card | None = None
@@ -82,77 +79,31 @@ class Engine:
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            self._store = Store(self.data_dir / INDEX_FILE)
-        return self._store
+        return self.parts.store
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            from models.bundled import ensure_embedder
-
-            embedder = Embedder(ensure_embedder(self.models_dir), self.settings.threads)
-            if (self.store.model, self.store.dim) != (embedder.name, embedder.dim):
-                raise UserError(
-                    f"the index in {self.data_dir} was built with {self.store.model} "
-                    f"({self.store.dim}-d), not {embedder.name}; re-index or pick that model"
-                )
-            self._embedder = embedder
-        return self._embedder
+        return self.parts.embedder
 
     @property
     def reader(self) -> Reader | None:
-        """The reader that reranks and quotes (the user's, else the shipped one); None when
-        it is switched off in the settings or this install has none."""
-        folder = self.reader_folder()
-        if folder is None:
-            return None
-        if self._reader is None or self._reader[0] != folder:
-            self._reader = (folder, Reader(folder, self.settings.threads))
-        return self._reader[1]
+        """The reader that reranks and quotes; None when switched off or not shipped."""
+        return self.parts.reader
 
     def reader_folder(self) -> Path | None:
-        """The reader in use: the user's (settings), else the shipped one, unpacked into
-        the models folder the first time it is asked for (not on every search)."""
-        if not self.settings.reader:
-            return None
-        if self.settings.reader_path:
-            return Path(self.settings.reader_path).expanduser()
-        if self._shipped_reader is None:
-            from models.bundled import ensure_reader
-
-            self._shipped_reader = (ensure_reader(self.models_dir),)
-        return self._shipped_reader[0]
+        return self.parts.reader_folder()
 
     def server(self) -> Server | None:
-        """The model server that answers instead of the local model (settings), if any."""
-        if not self.settings.server_url:
-            return None
-        return Server(
-            normalize_url(self.settings.server_url),
-            self.settings.server_model or None,
-            load_key(self.data_dir),
-            self.settings.server_timeout,
-        )
+        return self.parts.server()
 
     @property
     def remote(self) -> RemoteGenerator | None:
-        """The model server as a generator (kept while its settings stay the same)."""
-        server = self.server()
-        if server is None:
-            self._remote = None
-            return None
-        if self._remote is None or self._remote.server != server:
-            self._remote = RemoteGenerator(server, self.settings.context_size)
-        return self._remote
+        """The model server as a generator, when one answers instead of the local model."""
+        return self.parts.remote
 
     def model_path(self) -> Path:
         """The GGUF in use: the user's choice, else the bundled default."""
-        if self.settings.model_path:
-            return Path(self.settings.model_path).expanduser()
-        from models.bundled import ensure_llm
-
-        return ensure_llm(self.models_dir)
+        return self.parts.model_path()
 
     @property
     def generator(self) -> Generator:
@@ -496,14 +447,7 @@ class Engine:
     def available_modes(self) -> dict[str, str | None]:
         """Each mode, with the reason it cannot run now (None when it can)."""
         server = self.server()
-        if server is not None and (server.model or "").startswith(QUIRE_PREFIX):
-            always = f"{server.model} always answers from its documents"
-            return {m.name: None if m.retrieves else always for m in modes.MODES.values()}
-        if server is not None:
-            hint: str | None = f"adapters need a local GGUF model (answering with {server.host})"
-        else:
-            hint = None if self.adapter_path() else "load a LoRA adapter first (Settings or --lora)"
-        return {m.name: hint if m.adapter else None for m in modes.MODES.values()}
+        return grounding.available_modes(server, None if server else self.adapter_path())
 
     def train_job(
         self,
@@ -547,10 +491,7 @@ class Engine:
                     return  # a stop stops the whole comparison
 
     def close(self) -> None:
-        self.llms.close()
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        self.parts.close()
 
 
 _SERVER_NO_ADAPTER = (

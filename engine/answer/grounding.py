@@ -18,7 +18,7 @@ from pathlib import Path
 from engine.answer import modes
 from engine.answer.generation import RefusalGate
 from engine.answer.prompting import DONT_KNOW
-from engine.answer.remote import QUIRE_PREFIX
+from engine.answer.remote import QUIRE_PREFIX, Server
 from engine.settings import Settings
 from engine.types import SearchResult, UserError
 from models import bundled
@@ -121,3 +121,16 @@ def default_mode(settings: Settings, adapter: Path | None) -> str:
     if settings.server_url:
         return modes.preferred((settings.server_model or "").startswith(QUIRE_PREFIX))
     return modes.preferred(adapter is not None)
+
+
+def available_modes(server: Server | None, adapter: Path | None) -> dict[str, str | None]:
+    """Each mode, with the reason it cannot run (None when it can): a model server runs
+    no adapter (another Quire always retrieves); without an adapter, lora and hybrid wait."""
+    if server is not None and (server.model or "").startswith(QUIRE_PREFIX):
+        always = f"{server.model} always answers from its documents"
+        return {m.name: None if m.retrieves else always for m in modes.MODES.values()}
+    if server is not None:
+        hint: str | None = f"adapters need a local GGUF model (answering with {server.host})"
+    else:
+        hint = None if adapter else "load a LoRA adapter first (Settings or --lora)"
+    return {m.name: hint if m.adapter else None for m in modes.MODES.values()}

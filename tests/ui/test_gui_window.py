@@ -59,7 +59,7 @@ def test_models_preload_after_the_first_status(open_window, qtbot, tmp_path):
 
     def loaded() -> bool:
         engine = window.bridge.runner.engine
-        return engine is not None and engine.llms.loaded() and engine._embedder is not None
+        return engine is not None and engine.llms.loaded() and engine.parts.embedder_loaded
 
     qtbot.waitUntil(loaded, timeout=60_000)
     assert not window.banner.isVisibleTo(window)
