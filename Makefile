@@ -22,9 +22,15 @@ test-engine: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not gui and not slow"
 
-check: setup
+# lint: ruff's rules and formatting; typecheck: mypy (its files are in pyproject.toml);
+# check: both, what CI and the pre-commit hooks (.pre-commit-config.yaml) run.
+check: lint typecheck
+
+lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
 	$(VENV)/bin/mypy
 
 setup: $(STAMP)
