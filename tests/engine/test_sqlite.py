@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -155,9 +154,11 @@ def test_migrate_reads_the_version_under_the_write_lock(tmp_path: Path) -> None:
     first = quire_sqlite.connect(path)
     first.execute("BEGIN IMMEDIATE")
     errors: list[BaseException] = []
+    locking = threading.Event()  # the second has read the version and asks for the lock
 
     def open_second() -> None:
         conn = quire_sqlite.connect(path)
+        conn.set_trace_callback(lambda sql: "BEGIN" in sql and locking.set())
         try:
             quire_sqlite.migrate(conn, STEPS)  # reads 0, then waits on the lock
         except BaseException as exc:
@@ -167,7 +168,7 @@ def test_migrate_reads_the_version_under_the_write_lock(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=open_second)
     thread.start()
-    time.sleep(0.3)
+    assert locking.wait(timeout=30)
     quire_sqlite.execute_script(first, ";".join(STEPS) + "; PRAGMA user_version = 3")
     first.execute("COMMIT")
     thread.join(timeout=30)

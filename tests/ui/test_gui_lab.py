@@ -12,7 +12,13 @@ pytest.importorskip("PySide6")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from tests.ui.test_gui_app import app, indexed_dir, open_window, use_another_model  # noqa: E402, F401
+from tests.ui.test_gui_app import (  # noqa: E402, F401
+    app,
+    indexed_dir,
+    open_window,
+    settle,
+    use_another_model,
+)
 
 pytestmark = pytest.mark.gui
 QUESTION = "When are the tomatoes watered?"
@@ -99,7 +105,7 @@ def test_mismatched_adapter_is_refused_and_nothing_changes(
     [message] = failed.args
     assert "llama-lora.gguf does not fit model gemma-3-270m" in message
     assert "llama-lora.gguf" in dialog.message.text()
-    qtbot.wait(200)
+    settle(window, qtbot)  # the failure fully handled: nothing else is coming
     assert not window.banner.isVisibleTo(window)  # said once, in the dialog the user is in
     assert "llama-lora" not in window.statusBar().currentMessage()
     assert window.adapter_label.text() == "Adapter: style ×1"
@@ -119,7 +125,7 @@ def test_a_file_that_is_no_adapter_gets_one_plain_sentence(open_window, qtbot, t
     assert failed.args[0] == "holiday.gguf is not a GGUF file (models and adapters are GGUF files)"
     assert failed.args[0] in dialog.message.text()
     assert "b'" not in dialog.message.text() and "\\x" not in dialog.message.text()
-    qtbot.wait(200)
+    settle(window, qtbot)
     assert not window.banner.isVisibleTo(window)
     assert window.adapter_label.text() == "Adapter: style ×1"
 
