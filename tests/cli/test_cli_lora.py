@@ -24,6 +24,7 @@ def setup(llm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     return data, adapter
 
 
+@pytest.mark.slow
 def test_lora_modes_need_an_adapter(tmp_path: Path, llm_path: Path) -> None:
     other = tmp_path / "another-model.gguf"  # not the bundled model: no default adapter
     other.symlink_to(llm_path)

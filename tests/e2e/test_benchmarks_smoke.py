@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end on tiny inputs and write their figures and charts.
 
-Not timing tests: they only prove `make bench` will not fall over.
+Not timing tests: they only prove `make bench` will not fall over. Those that train, run
+torch or load the real LLM (in the benchmark's own process) are marked slow.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,6 +57,7 @@ def test_app_benchmark_measures_a_process_tree() -> None:
     assert tree_rss_kb(os.getpid()) > 10_000
 
 
+@pytest.mark.slow
 def test_training_benchmark_runs(tmp_path: Path) -> None:
     out = _run("benchmarks/training.py", "--steps", "1", "--batch", "1", "--prompt-tokens", "64",
                "--json", str(tmp_path / "training.json"))  # fmt: skip
@@ -62,6 +66,7 @@ def test_training_benchmark_runs(tmp_path: Path) -> None:
     assert "ratio_quire_vs_bare" in out
 
 
+@pytest.mark.slow
 def test_grounded_benchmark_compares_three_ways_to_answer(tmp_path: Path) -> None:
     _run("benchmarks/grounded.py", "--reps", "1", "--questions", "1", "--tokens", "8",
          "--json", str(tmp_path / "grounded.json"))  # fmt: skip
@@ -71,6 +76,7 @@ def test_grounded_benchmark_compares_three_ways_to_answer(tmp_path: Path) -> Non
     assert figures["hybrid runtime"]["tps_vs_rag"] > 0
 
 
+@pytest.mark.slow
 def test_reader_benchmark_times_rerank_and_quote(tmp_path: Path) -> None:
     _run("benchmarks/reader.py", "--n", "2", "--json", str(tmp_path / "reader.json"))
     figures = json.loads((tmp_path / "reader.json").read_text())
@@ -79,6 +85,7 @@ def test_reader_benchmark_times_rerank_and_quote(tmp_path: Path) -> None:
     assert figures["cold_over_bare_int8"] > 0 and figures["quote"] > 0
 
 
+@pytest.mark.slow
 def test_server_benchmark_compares_direct_and_served_generation(tmp_path: Path) -> None:
     out = _run("benchmarks/server.py", "--reps", "1", "--tokens", "6", "--gap", "0",
                "--json", str(tmp_path / "server.json"))  # fmt: skip

@@ -227,6 +227,7 @@ def test_export_training_with_a_damaged_history_sets_it_aside(tmp_path: Path) ->
     assert "Wrote 0 training example(s)" in result.stderr
 
 
+@pytest.mark.slow
 def test_ask_with_a_damaged_history_records_the_answer_in_a_new_one(tmp_path: Path) -> None:
     data = tmp_path / "data"
     damaged_history(data)
@@ -404,6 +405,7 @@ def test_a_full_disk_while_installing_a_reader_says_so_and_keeps_the_run(
 # -- the models folder --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_read_only_models_folder_with_stale_stamps_still_answers(
     tmp_path: Path, models_dir: Path, llm_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -431,6 +433,7 @@ def test_a_read_only_models_folder_with_stale_stamps_still_answers(
         assert note.startswith("quire: grounding adapter not merged, applied at runtime: ")
 
 
+@pytest.mark.slow  # huggingface_hub's retries: 23 s
 def test_a_download_without_a_network_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,15 +69,15 @@ def test_a_hostile_template_is_one_line_quickly_and_small(name: str) -> None:
 
 
 def test_a_template_that_refuses_a_system_role_gets_it_folded(llm_path: Path, tmp_path: Path):
-    from engine.answer.generation import Generator
+    from engine.answer.generation import ChatFormat, load_vocab
 
     model = with_chat_template(llm_path, tmp_path / "gemma2-like.gguf", NO_SYSTEM)
-    generator = Generator(model, context_size=512)
+    vocab = load_vocab(model)  # the chat format a Generator uses, without the weights
     try:
-        prompt, _ = generator.format(MESSAGES[:2])
+        prompt, _ = ChatFormat(vocab).format(MESSAGES[:2])
         assert "<start_of_turn>user\nAnswer briefly.\n\nWhat colour" in prompt
     finally:
-        generator.close()
+        vocab.close()
 
 
 @pytest.mark.slow

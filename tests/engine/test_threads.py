@@ -63,6 +63,7 @@ def test_cpu_bound_processes_beside_it_leave_one_thread() -> None:
             hog.join()
 
 
+@pytest.mark.slow  # llama.cpp's own thread count: the real model
 def test_the_generator_uses_the_choice(data_dir: Path, models_dir: Path) -> None:
     from engine.core import Engine
 

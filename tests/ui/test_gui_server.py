@@ -45,6 +45,7 @@ def click(qtbot, button) -> None:
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
 
 
+@pytest.mark.slow
 def test_connect_answer_stop_and_disconnect(window, qtbot, llama_server, llm_path):
     dialog = window.open_models()
     panel = dialog.server
@@ -121,6 +122,7 @@ def test_a_server_that_is_down_is_one_line_and_the_window_stays_live(window, qtb
     assert ticks
 
 
+@pytest.mark.slow
 def test_a_server_that_dies_mid_answer_shows_one_line_in_the_chat(window, qtbot, llm_path):
     proc, url = start_llama_server(llm_path)
     try:
