@@ -3,7 +3,7 @@
 The questions (the test-set file "Add to test set…" writes, `eval`'s format, and with
 `--feedback` the answers rated 👍 in the chat) become pairs over this data folder's index;
 a one-line check says how many and why some gave none. Progress goes to stderr; the first
-Ctrl+C (or SIGTERM, which the app's Stop sends) finishes the step and keeps a checkpoint,
+Ctrl+C (the app's Stop sends SIGINT too) or SIGTERM finishes the step and keeps a checkpoint,
 and the same command resumes it. The new reader is installed in `models/readers/NAME/`
 and put in use; `train-reader --default` goes back to the shipped one.
 """
@@ -22,16 +22,16 @@ from typing import Any
 from cli.train import _clock, _stop_on_signals, print_stopped
 from engine.core import Engine
 from engine.eval.scoring import Question, load_questions
-from engine.finetune.job import adapter_name
+from engine.finetune.job import PROGRESS_PREFIX
 from engine.index.retrieval import Retriever
 from engine.reader.job import ReaderJob, ReaderResult
 from engine.reader.questions import feedback_questions, indexed_only, start_reader
+from engine.reader.summary import accuracy_line, check_line, no_pair_reasons, reader_name
 from engine.reader.train import ReaderConfig, ReaderProgress
 from engine.settings import Settings
 from engine.types import UserError
 
 NOT_INDEXED = "document not indexed (no pair)"
-PROGRESS_PREFIX = "PROGRESS "
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -58,11 +58,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--progress-json", action="store_true", help=argparse.SUPPRESS)  # the app
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_train_reader)
-
-
-def reader_name(questions: Path | None, out: str | None = None) -> str:
-    """`--out`, else the question file's name, else `feedback`."""
-    return adapter_name(out or (questions.stem if questions else "feedback"))
 
 
 def cmd_train_reader(args: argparse.Namespace) -> int:
@@ -166,34 +161,6 @@ def _back_to_default(engine: Engine) -> int:
 
 
 # -- what is printed -------------------------------------------------------------------
-
-
-def check_line(check: dict[str, Any]) -> str:
-    """`12 questions: 20 pairs (11 passage, 9 sentence); no pair: 1 gold passage not found`."""
-    stats = check["stats"]
-    line = (
-        f"{check['questions']} questions: {check['pairs']} pairs "
-        f"({stats.get('passage pairs', 0)} passage, {stats.get('sentence pairs', 0)} sentence)"
-    )
-    reasons = no_pair_reasons(stats)
-    return f"{line}; no pair: {reasons}" if reasons else line
-
-
-def no_pair_reasons(stats: dict[str, int]) -> str:
-    return ", ".join(
-        f"{count} {why.removesuffix(' (no pair)')}"
-        for why, count in stats.items()
-        if why.endswith("(no pair)") and count
-    )
-
-
-def accuracy_line(result: dict[str, Any]) -> str:
-    """Validation accuracy before → after, per kind of pair."""
-    before, after = result.get("val_before") or {}, result.get("val_after") or {}
-    if not after:
-        return "no validation (it needs 10 questions or more with a pair)"
-    parts = [f"{kind} {before.get(kind, 0):.2f} → {after[kind]:.2f}" for kind in after]
-    return "validation accuracy " + ", ".join(parts)
 
 
 def _print_result(result: ReaderResult, as_json: bool) -> None:

@@ -1,8 +1,8 @@
 """`main.py train`: a LoRA adapter from chat examples, on this machine.
 
 Problems with the data go to stderr with their line numbers, then progress (step, loss,
-tokens/s, ETA). The first Ctrl+C (or SIGTERM, which the app's Stop sends) finishes the
-current step and keeps a checkpoint; running the same command again resumes from it.
+tokens/s, ETA). The first Ctrl+C (the app's Stop sends SIGINT too) or SIGTERM finishes
+the current step and keeps a checkpoint; running the same command again resumes from it.
 `--json` prints the result as one object on stdout.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core import Engine
-from engine.finetune.job import TrainResult
+from engine.finetune.job import PROGRESS_PREFIX, TrainResult
 from engine.finetune.trainer import DEFAULT_RANK, TrainConfig, TrainProgress
 from engine.types import UserError
 
@@ -166,7 +166,7 @@ class _ProgressPrinter:
 
     def __call__(self, p: TrainProgress) -> None:
         if self.as_json:
-            sys.stderr.write("PROGRESS " + json.dumps(vars(p)) + "\n")
+            sys.stderr.write(PROGRESS_PREFIX + json.dumps(vars(p)) + "\n")
             sys.stderr.flush()
             return
         now = time.monotonic()

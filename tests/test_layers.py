@@ -17,9 +17,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("models", "engine", "ui")
-ALLOWED = {"models": {"models"}, "engine": {"models", "engine"}, "ui": {"models", "engine", "ui"}}
-NO_QT = ("cli.main", "cli.eval", "cli.train")  # the headless CLI never loads Qt
+PACKAGES = ("models", "engine", "cli", "ui")
+ALLOWED = {
+    "models": {"models"},
+    "engine": {"models", "engine"},
+    "cli": {"models", "engine", "cli"},
+    "ui": {"models", "engine", "ui"},  # what the window shares with the CLI is in engine
+}
+NO_QT = ("cli.main", "cli.eval", "cli.train", "cli.reader")  # the headless CLI never loads Qt
+# Threads and processes in ui/: only the runner starts them (issue 23, "one road").
+CONCURRENCY_MODULES = {"threading", "_thread", "subprocess", "multiprocessing", "concurrent"}
+CONCURRENCY_QT = {"QThread", "QThreadPool", "QRunnable", "QProcess", "QtConcurrent"}
+CONCURRENCY_ALLOWED = {
+    "ui.runner": "the lanes and run_child: the one road",
+    "ui.app": "threading.excepthook only: a bug on any thread reaches the log and the dialog",
+    "ui.desktop": "update-desktop-database when the launcher is installed (no window)",
+    "ui.screenshots": "the README's screenshots start a model server (a developer tool)",
+}
 
 
 def module_name(path: Path) -> str:
@@ -56,6 +70,41 @@ def imports(path: Path, known: dict[str, Path]) -> set[str]:
 def graph() -> dict[str, set[str]]:
     known = modules()
     return {name: imports(path, known) - {name} for name, path in known.items()}
+
+
+def concurrency(path: Path) -> set[str]:
+    """The thread and process APIs `path` imports (lazy imports too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] in CONCURRENCY_MODULES}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] in CONCURRENCY_MODULES:
+                found.add(node.module)
+            elif node.module.startswith("PySide6"):
+                found |= {a.name for a in node.names if a.name in CONCURRENCY_QT}
+    return found
+
+
+def test_only_the_runner_starts_threads_and_processes_in_the_window() -> None:
+    """Engine calls, history writes, downloads, server tests and child processes all go
+    through ui/runner.py: one stop, one progress and one failure path for all of them."""
+    found = {
+        name: sorted(apis)
+        for name, path in modules().items()
+        if name.startswith("ui") and (apis := concurrency(path))
+    }
+    assert found["ui.runner"] and found["ui.app"] == ["threading"]
+    assert {name: apis for name, apis in found.items() if name not in CONCURRENCY_ALLOWED} == {}
+
+
+def test_the_concurrency_reader_sees_qt_and_lazy_imports(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text(
+        "from PySide6.QtCore import QObject, QProcess\n"
+        "def f():\n    import threading\n    from concurrent.futures import Executor\n"
+    )
+    assert concurrency(src) == {"QProcess", "threading", "concurrent.futures"}
 
 
 def test_layers_point_one_way() -> None:

@@ -40,6 +40,7 @@ from engine.reader.rank import Quote
 from engine.types import SearchResult
 from ui.bridge import Bridge
 from ui.feedback import FeedbackBar
+from ui.history_view import HistoryWrites, Saving
 from ui.offline_text import OfflineTextBrowser
 from ui.runner import Request
 from ui.sources import QuoteBlock, QuotedSource, SourceList, WrapLabel, source_of
@@ -243,11 +244,15 @@ class AnswerCard(QFrame):
         self.meta.setText("")
 
     def add_feedback(
-        self, history: History, message: Message, question: str = "", data_dir: Path | None = None
+        self,
+        writes: HistoryWrites,
+        message: Message,
+        question: str = "",
+        data_dir: Path | None = None,
     ) -> None:
         """Thumbs, "Edit answer" and "Add to test set" for a stored answer with its prompt."""
         if message.prompt and message.content and self.feedback is None:
-            self.feedback = FeedbackBar(history, message, self, question, data_dir)
+            self.feedback = FeedbackBar(writes, message, self, question, data_dir)
             self.layout().addWidget(self.feedback)
 
     @Slot()
@@ -285,8 +290,10 @@ class ChatView(QWidget):
     def __init__(self, bridge: Bridge, history: History, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
-        self.history = history
+        self.history = history  # read here; written through `writes` (the history lane)
+        self.writes = HistoryWrites(bridge.runner, bridge.failure("Could not save the chat"))
         self.conversation_id: int | None = None
+        self._saving: Saving | None = None  # where the answer under way is saved
         self.collection = "default"
         self.max_tokens: int | None = None  # None: the settings' value
         self.model_note = BASE_MODEL_NOTE
@@ -399,12 +406,10 @@ class ChatView(QWidget):
         """Ask in the conversation on screen: a later question is a follow-up, searched
         with the one before it and answered with the recent turns."""
         turns: list[Turn] = []
-        if self.conversation_id is None:
-            self.conversation_id = self.history.create()
-        else:
+        if self.conversation_id is not None:
             turns = turns_of(self.history.messages(self.conversation_id))
-        self.history.add(self.conversation_id, Message("user", question))
-        self.conversation_changed.emit(self.conversation_id)
+        saving = self._saving = Saving(self.conversation_id)
+        self.writes.save_question(saving, question, lambda cid: self._on_question_saved(saving))
         self._add_question(question)
         self._question = question
         self._card = self._add_card(mode)
@@ -454,16 +459,35 @@ class ChatView(QWidget):
             card.finish(answer.answer, answer.cancelled, timings)
             if answer.not_covered:
                 card.show_not_covered()
-        if self.conversation_id is not None:
-            message = Message(
-                "assistant", answer.answer, answer.mode, answer.sources, timings, answer.cancelled,
-                prompt=answer.prompt or None,
-                quote=answer.quote.to_json() if answer.quote else None,
-            )  # fmt: skip
-            message.id = self.history.add(self.conversation_id, message)
+        saving = self._saving
+        if saving is None:  # another conversation is on screen now: the answer is not kept
+            self._answered(answer)
+            return
+        message = Message(
+            "assistant", answer.answer, answer.mode, answer.sources, timings, answer.cancelled,
+            prompt=answer.prompt or None, quote=answer.quote.to_json() if answer.quote else None,
+        )  # fmt: skip
+        self.writes.save_answer(
+            saving, message, lambda saved: self._on_answer_saved(answer, card, saving, saved)
+        )
+
+    def _on_question_saved(self, saving: Saving) -> None:
+        if saving is self._saving and saving.id is not None:
+            self.conversation_id = saving.id
+            self.conversation_changed.emit(saving.id)
+
+    def _on_answer_saved(
+        self, answer: Answer, card: AnswerCard | None, saving: Saving, saved: Message | None
+    ) -> None:
+        """The answer is in the history (`saved`), or could not be (None, said already)."""
+        if saved is not None and saving is self._saving and saving.id is not None:
             if card is not None:
-                card.add_feedback(self.history, message, self._question, self.history.path.parent)
-            self.conversation_changed.emit(self.conversation_id)
+                card.add_feedback(self.writes, saved, self._question, self.history.path.parent)
+            self.conversation_changed.emit(saving.id)
+        self._answered(answer)
+
+    def _answered(self, answer: Answer) -> None:
+        """The answer is shown and kept: the next question may come."""
         self._request = None
         self._set_busy(False)
         self.answer_finished.emit(answer)
@@ -495,14 +519,14 @@ class ChatView(QWidget):
     def new_conversation(self) -> None:
         if self.busy:
             self.stop()
-        self.conversation_id = None
+        self.conversation_id, self._saving = None, None
         self.clear()
         self.input.setFocus()
 
     def load_conversation(self, conversation_id: int) -> None:
         """Show a stored conversation (sources and all) and continue it."""
         self.clear()
-        self.conversation_id = conversation_id
+        self.conversation_id, self._saving = conversation_id, None
         question = ""
         for message in self.history.messages(conversation_id):
             if message.role == "user":
@@ -514,7 +538,7 @@ class ChatView(QWidget):
             card.finish(message.content, message.cancelled, message.timings)
             if message.content == NOT_COVERED and message.sources:
                 card.show_not_covered()
-            card.add_feedback(self.history, message, question, self.history.path.parent)
+            card.add_feedback(self.writes, message, question, self.history.path.parent)
 
     def _add_question(self, text: str) -> None:
         self.empty.hide()

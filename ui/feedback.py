@@ -1,8 +1,9 @@
 """Thumbs up/down and "Edit answer" under a chat answer: training data from use.
 
 Ratings and corrections are stored with the answer (and the exact prompt it was given)
-in the history database; `main.py export-training` and File > Export training examples
-turn the approved and corrected answers into a JSONL file that `train` takes.
+in the history database, by requests on the runner's history lane (`HistoryWrites`);
+`main.py export-training` and File > Export training examples turn the approved and
+corrected answers into a JSONL file that `train` takes.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QHBoxLayout, QInputDialog, QLabel, QToolButton, QWidget
 
 from engine.answer.prompting import source_label
-from engine.eval.testset import add_question
-from engine.history import History, Message
+from engine.eval.testset import add_question, test_set_path
+from engine.history import Message
+from ui.history_view import HistoryWrites
 
 
 class FeedbackBar(QWidget):
@@ -22,14 +24,14 @@ class FeedbackBar(QWidget):
 
     def __init__(
         self,
-        history: History,
+        writes: HistoryWrites,
         message: Message,
         parent: QWidget | None = None,
         question: str = "",
         data_dir: Path | None = None,
     ) -> None:
         super().__init__(parent)
-        self.history, self.message = history, message
+        self.writes, self.message = writes, message
         self.question, self.data_dir = question, data_dir
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 4, 0, 0)
@@ -65,8 +67,11 @@ class FeedbackBar(QWidget):
 
     def _on_rated(self, rating: int) -> None:
         new = 0 if self.message.rating == rating else rating  # a second click takes it back
-        self.history.rate(self.message.id, new)
-        self.message.rating = new
+        number = self.message.id
+        self.writes.write(lambda h, _r: h.rate(number, new), lambda _: self._on_rating_saved(new))
+
+    def _on_rating_saved(self, rating: int) -> None:
+        self.message.rating = rating
         self._show_state()
 
     @Slot()
@@ -78,7 +83,12 @@ class FeedbackBar(QWidget):
         if not ok:
             return
         corrected = text.strip() if text.strip() != self.message.content.strip() else None
-        self.history.correct(self.message.id, corrected)
+        number = self.message.id
+        self.writes.write(
+            lambda h, _r: h.correct(number, corrected), lambda _: self._on_corrected(corrected)
+        )
+
+    def _on_corrected(self, corrected: str | None) -> None:
         self.message.corrected = corrected
         self._show_state()
 
@@ -91,8 +101,18 @@ class FeedbackBar(QWidget):
         if not ok or self.data_dir is None:
             return
         gold = self.message.sources[labels.index(choice)]
-        row = add_question(self.data_dir, self.question, gold)
-        self.state.setText(f"added to your test set as {row['id']}")
+        data_dir, question = self.data_dir, self.question
+
+        def add(_history: object, _request: object) -> dict:
+            try:
+                return add_question(data_dir, question, gold)
+            except OSError as exc:  # a failed write or close names no file of its own
+                exc.filename = exc.filename or str(test_set_path(data_dir))
+                raise
+
+        self.writes.write(
+            add, lambda row: self.state.setText(f"added to your test set as {row['id']}")
+        )
 
     def _show_state(self) -> None:
         self.up.setChecked(self.message.rating == 1)

@@ -1,19 +1,18 @@
 """The Fine-tune tab: check a JSONL file, train a LoRA adapter, watch the loss, use it.
 
-Training runs `main.py train` as a child process (QProcess): torch's memory and threads
-stay out of the app, Stop sends it SIGINT (it finishes the step and keeps a checkpoint),
-and starting again with the same file and settings resumes from that checkpoint.
+Training runs `main.py train` as a child process, a job on the runner's "finetune" lane
+(`ui.runner.run_child`): torch's memory and threads stay out of the app, Stop is the
+request's stop (the child gets SIGINT, finishes the step and keeps a checkpoint), and
+starting again with the same file and settings resumes from that checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QPointF, QProcess, QProcessEnvironment, Qt, Signal, Slot
+from PySide6.QtCore import QPointF, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -33,14 +32,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.finetune.job import CHECKPOINTS_DIR, adapter_name
+from engine.finetune.job import CHECKPOINTS_DIR, PROGRESS_PREFIX, adapter_name
 from engine.finetune.repetition import repeated_share, repeats
 from engine.finetune.trainer import DEFAULT_RANK, TrainConfig
 from models.registry import adapters_dir
-from ui.finetune_reader import ReaderSection, main_script
+from ui.finetune_reader import ReaderSection
+from ui.runner import Finished, Request, Runner, run_child
 from ui.sources import WrapLabel
-
-PROGRESS_PREFIX = "PROGRESS "
 
 
 class LossChart(QWidget):
@@ -103,12 +101,13 @@ class FineTuneView(QWidget):
     use_adapter = Signal(str)
     reader_changed = Signal(object)
 
-    def __init__(self, data_dir: Path, models_dir: Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, models_dir: Path, runner: Runner, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
-        self.data_dir, self.models_dir = Path(data_dir), Path(models_dir)
-        self.process: QProcess | None = None
+        self.data_dir, self.models_dir, self.runner = Path(data_dir), Path(models_dir), runner
+        self.process: Request | None = None  # the child process's job, while it runs
         self.adapter: str | None = None
-        self._stderr = b""
         self._build()
 
     def _build(self) -> None:
@@ -177,7 +176,7 @@ class FineTuneView(QWidget):
         self.result.hide()
         layout.addWidget(self.result, 1)
         self.path.editingFinished.connect(self.check)
-        self.reader_section = ReaderSection(self.data_dir, self.models_dir, self)
+        self.reader_section = ReaderSection(self.data_dir, self.models_dir, self.runner, self)
         self.reader_section.reader_changed.connect(self.reader_changed)
         layout.addWidget(self.reader_section)
 
@@ -272,11 +271,7 @@ class FineTuneView(QWidget):
         if self.process is None:
             return
         self.status.setText("Stopping after this step; the checkpoint will be kept…")
-        pid = int(self.process.processId())
-        if pid and sys.platform != "win32":
-            os.kill(pid, signal.SIGINT)
-        else:
-            self.process.terminate()
+        self.process.stop()
 
     def _name(self) -> str:
         text = self.name.text().strip() or Path(self.path.text().strip()).stem
@@ -310,35 +305,36 @@ class FineTuneView(QWidget):
 
     # -- the child process -------------------------------------------------------------
 
-    def _run(self, extra: list[str], done: object) -> None:
-        process = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("QUIRE_MODELS_DIR", str(self.models_dir))
-        process.setProcessEnvironment(env)
-        args = [main_script(), "--data-dir", str(self.data_dir), "train"]
-        process.setArguments([*args, self.path.text().strip(), *extra])
-        process.setProgram(sys.executable)
-        process.readyReadStandardError.connect(self._on_stderr)
-        process.finished.connect(done)
-        self.process, self._stderr = process, b""
+    def _run(self, extra: list[str], done: Callable[[Finished], None]) -> None:
+        command = ["--data-dir", str(self.data_dir), "train", self.path.text().strip(), *extra]
+        env = {"QUIRE_MODELS_DIR": str(self.models_dir)}
+        self.process = self.runner.run_job(
+            "finetune",
+            lambda request: run_child(request, command, self._on_line, env),
+            lambda finished: self._on_ended(done, finished),
+            self._on_failed,
+        )
         self._set_running(True)
-        process.start()
+
+    def _on_ended(self, done: Callable[[Finished], None], finished: Finished) -> None:
+        self.process = None
+        self._set_running(False)
+        done(finished)
+
+    def _on_failed(self, message: str) -> None:
+        self.process = None
+        self._set_running(False)
+        self.status.setText(message)
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
 
-    @Slot()
-    def _on_stderr(self) -> None:
-        assert self.process is not None
-        self._stderr += bytes(self.process.readAllStandardError().data())
-        *lines, self._stderr = self._stderr.split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8", "replace")
-            if line.startswith(PROGRESS_PREFIX):
-                self._on_progress(json.loads(line[len(PROGRESS_PREFIX) :]))
-            elif line.strip():
-                self.problems.appendPlainText(line.strip())
+    def _on_line(self, line: str) -> None:
+        if line.startswith(PROGRESS_PREFIX):
+            self._on_progress(json.loads(line[len(PROGRESS_PREFIX) :]))
+        else:
+            self.problems.appendPlainText(line)
 
     def _on_progress(self, p: dict) -> None:
         self.bar.setMaximum(p["total_steps"])
@@ -350,27 +346,11 @@ class FineTuneView(QWidget):
             f"{p['tokens_per_s']:.0f} tokens/s · about {minutes} min {seconds:02d} s left"
         )
 
-    def _finish(self) -> tuple[int, dict | None, str]:
-        """Exit code, the JSON it printed (if any), and its last error line."""
-        process, self.process = self.process, None
-        self._set_running(False)
-        assert process is not None
-        out = bytes(process.readAllStandardOutput().data()).decode("utf-8", "replace")
-        code = process.exitCode()
-        errors = [ln for ln in self.problems.toPlainText().splitlines() if ln.startswith("quire:")]
-        try:
-            payload = json.loads(out) if out.strip() else None
-        except ValueError:
-            payload = None
-        process.deleteLater()
-        return code, payload, (errors[-1][len("quire:") :].strip() if errors else "")
-
-    @Slot()
-    def _on_checked(self) -> None:
+    def _on_checked(self, finished: Finished) -> None:
         self.problems.clear()
-        code, payload, error = self._finish()
+        payload, code = finished.payload(), finished.code
         if payload is None:
-            self.checked.setText(error or "Could not check this file.")
+            self.checked.setText(finished.error() or "Could not check this file.")
             return
         problems = payload["problems"]
         self.checked.setText(
@@ -383,11 +363,12 @@ class FineTuneView(QWidget):
         self.start_button.setText("Resume training" if resume else "Start training")
         self.start_button.setEnabled(code == 0)
 
-    @Slot()
-    def _on_trained(self) -> None:
-        code, payload, error = self._finish()
+    def _on_trained(self, finished: Finished) -> None:
+        payload = finished.payload()
         if payload is None:
-            self.status.setText(error or f"Training stopped (exit code {code}).")
+            self.status.setText(
+                finished.error() or f"Training stopped (exit code {finished.code})."
+            )
             return
         if payload.get("cancelled"):
             self.status.setText(

@@ -1,22 +1,19 @@
 """The Fine-tune tab's Reader section: train the reader further on your own questions.
 
-Like the adapter above it, training runs `main.py train-reader` as a child process
-(QProcess): torch stays out of the app, Stop sends SIGINT (the step finishes and a
-checkpoint is kept) and Train again resumes. A finished reader is put in use at once;
-"Back to the default" returns to the shipped one.
+Like the adapter above it, training runs `main.py train-reader` as a child process, a
+job on the runner's "reader" lane (`ui.runner.run_child`): torch stays out of the app,
+Stop is the request's stop (the child gets SIGINT, finishes the step and keeps a
+checkpoint) and Train again resumes. A finished reader is put in use at once; "Back to
+the default" returns to the shipped one.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, QProcessEnvironment, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -31,18 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cli.reader import PROGRESS_PREFIX, accuracy_line, check_line, reader_name
 from engine.eval.testset import test_set_path
+from engine.finetune.job import PROGRESS_PREFIX
 from engine.reader.job import CHECKPOINTS_DIR, readers_dir
+from engine.reader.summary import accuracy_line, check_line, reader_name
 from engine.settings import Settings
+from ui.runner import Finished, Request, Runner, run_child
 from ui.sources import WrapLabel
-
-
-def main_script() -> str:
-    """main.py, which the training child processes run."""
-    spec = importlib.util.find_spec("main")
-    assert spec is not None and spec.origin is not None
-    return spec.origin
 
 
 class ReaderSection(QGroupBox):
@@ -54,12 +46,12 @@ class ReaderSection(QGroupBox):
 
     reader_changed = Signal(object)
 
-    def __init__(self, data_dir: Path, models_dir: Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, models_dir: Path, runner: Runner, parent: QWidget | None = None
+    ) -> None:
         super().__init__("Reader: the model that ranks sources and picks the quote", parent)
-        self.data_dir, self.models_dir = Path(data_dir), Path(models_dir)
-        self.process: QProcess | None = None
-        self._stderr = b""
-        self._errors: list[str] = []
+        self.data_dir, self.models_dir, self.runner = Path(data_dir), Path(models_dir), runner
+        self.process: Request | None = None  # the child process's job, while it runs
         self._build()
         self.refresh()
 
@@ -171,11 +163,7 @@ class ReaderSection(QGroupBox):
         if self.process is None:
             return
         self.status.setText("Stopping after this step; the checkpoint will be kept…")
-        pid = int(self.process.processId())
-        if pid and sys.platform != "win32":
-            os.kill(pid, signal.SIGINT)
-        else:
-            self.process.terminate()
+        self.process.stop()
 
     @Slot()
     def _on_default(self) -> None:
@@ -190,37 +178,35 @@ class ReaderSection(QGroupBox):
 
     # -- the child process -------------------------------------------------------------
 
-    def _run(self, args: list[str], done: Callable[[], None]) -> None:
-        process = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("QUIRE_MODELS_DIR", str(self.models_dir))
-        process.setProcessEnvironment(env)
-        process.setProgram(sys.executable)
-        process.setArguments(
-            [main_script(), "--data-dir", str(self.data_dir), "train-reader", *args]
+    def _run(self, args: list[str], done: Callable[[Finished], None]) -> None:
+        command = ["--data-dir", str(self.data_dir), "train-reader", *args]
+        env = {"QUIRE_MODELS_DIR": str(self.models_dir)}
+        self.process = self.runner.run_job(
+            "reader",
+            lambda request: run_child(request, command, self._on_line, env),
+            lambda finished: self._on_ended(done, finished),
+            self._on_failed,
         )
-        process.readyReadStandardError.connect(self._on_stderr)
-        process.finished.connect(done)
-        self.process, self._stderr, self._errors = process, b"", []
         self._set_running(True)
-        process.start()
+
+    def _on_ended(self, done: Callable[[Finished], None], finished: Finished) -> None:
+        self.process = None
+        self._set_running(False)
+        done(finished)
+
+    def _on_failed(self, message: str) -> None:
+        self.process = None
+        self._set_running(False)
+        self.status.setText(message)
 
     def _set_running(self, running: bool) -> None:
         for button in (self.check_button, self.train_button, self.default_button):
             button.setEnabled(not running)
         self.stop_button.setEnabled(running)
 
-    @Slot()
-    def _on_stderr(self) -> None:
-        assert self.process is not None
-        self._stderr += bytes(self.process.readAllStandardError().data())
-        *lines, self._stderr = self._stderr.split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").strip()
-            if line.startswith(PROGRESS_PREFIX):
-                self._on_progress(json.loads(line[len(PROGRESS_PREFIX) :]))
-            elif line.startswith("quire:"):
-                self._errors.append(line[len("quire:") :].strip())
+    def _on_line(self, line: str) -> None:
+        if line.startswith(PROGRESS_PREFIX):
+            self._on_progress(json.loads(line[len(PROGRESS_PREFIX) :]))
 
     def _on_progress(self, p: dict) -> None:
         self.bar.setMaximum(p["total_steps"])
@@ -231,31 +217,18 @@ class ReaderSection(QGroupBox):
             f"about {minutes} min {seconds:02d} s left"
         )
 
-    def _finish(self) -> tuple[int, dict | None, str]:
-        """Exit code, the JSON it printed (if any), and its last error line."""
-        process, self.process = self.process, None
-        assert process is not None
-        self._set_running(False)
-        out = bytes(process.readAllStandardOutput().data()).decode("utf-8", "replace")
-        process.deleteLater()
-        try:
-            payload = json.loads(out) if out.strip() else None
-        except ValueError:
-            payload = None
-        return process.exitCode(), payload, (self._errors[-1] if self._errors else "")
-
-    @Slot()
-    def _on_checked(self) -> None:
-        _code, payload, error = self._finish()
+    def _on_checked(self, finished: Finished) -> None:
+        payload, error = finished.payload(), finished.error()
         self.checked.setText(check_line(payload) if payload else error or "Could not check.")
         self.refresh()
 
-    @Slot()
-    def _on_trained(self) -> None:
-        code, payload, error = self._finish()
+    def _on_trained(self, finished: Finished) -> None:
+        payload = finished.payload()
         self.refresh()
         if payload is None:
-            self.status.setText(error or f"Training stopped (exit code {code}).")
+            self.status.setText(
+                finished.error() or f"Training stopped (exit code {finished.code})."
+            )
         elif payload.get("cancelled"):
             self.status.setText(
                 f"Stopped at step {payload['steps']} of {payload['total_steps']}. "

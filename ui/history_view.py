@@ -1,9 +1,17 @@
-"""The history sidebar: conversations kept across restarts; rename, delete, export."""
+"""The history sidebar: conversations kept across restarts; rename, delete, export.
+
+The views read the chat history from the window's own `History` (the GUI thread) and
+write it through `HistoryWrites`: each write a request on the runner's history lane, so a
+full disk or a locked file is one line in the window, never a frozen or crashed one.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -19,7 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.history import History
+from engine.history import History, Message
+from ui.runner import HistoryWork, Request, Runner
+
+Done = Callable[[Any], None]
 
 
 def when(stamp: float) -> str:
@@ -30,6 +41,57 @@ def when(stamp: float) -> str:
     return time.strftime("%d %b", local).lstrip("0")
 
 
+@dataclass
+class Saving:
+    """The conversation one exchange is saved in: its id once the history lane has it
+    (None: a new one, made by the question's save)."""
+
+    id: int | None = None
+
+
+class HistoryWrites:
+    """History writes as requests on the runner's history lane; a failure goes to the
+    caller's `failed`, else to `failed` given here (the window's banner)."""
+
+    def __init__(self, runner: Runner, failed: Callable[[str], None]) -> None:
+        self.runner, self.failed = runner, failed
+
+    def write(
+        self, work: HistoryWork, done: Done | None = None, failed: Done | None = None
+    ) -> Request:
+        """Run `work(history, request)` on the history lane; `done(result)` follows."""
+        return self.runner.write_history(work, done, failed or self.failed)
+
+    def save_question(self, saving: Saving, question: str, done: Callable[[int], None]) -> None:
+        """Add the question (making the conversation first when new); `done(its id)`."""
+
+        def work(history: History, _request: Request) -> int:
+            if saving.id is None:
+                saving.id = history.create()
+            history.add(saving.id, Message("user", question))
+            return saving.id
+
+        self.write(work, done)
+
+    def save_answer(
+        self, saving: Saving, message: Message, done: Callable[[Message | None], None]
+    ) -> None:
+        """Add the answer after its question; `done(message, with its id)`, or `done(None)`
+        when it could not be saved (after the line is shown)."""
+
+        def work(history: History, _request: Request) -> Message | None:
+            if saving.id is None:  # the question's save failed, and said so
+                return None
+            message.id = history.add(saving.id, message)
+            return message
+
+        def failed(text: str) -> None:
+            self.failed(text)
+            done(None)
+
+        self.write(work, done, failed)
+
+
 class HistoryView(QWidget):
     """Signals: conversation_selected(int), new_requested(), conversation_deleted(int)."""
 
@@ -37,9 +99,11 @@ class HistoryView(QWidget):
     new_requested = Signal()
     conversation_deleted = Signal(int)
 
-    def __init__(self, history: History, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, history: History, writes: HistoryWrites, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
-        self.history = history
+        self.history, self.writes = history, writes
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         new = QPushButton("+  New conversation", self)
@@ -98,8 +162,8 @@ class HistoryView(QWidget):
             return
         title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=conv.title)
         if ok and title.strip():
-            self.history.rename(conv.id, title)
-            self.refresh(conv.id)
+            number = conv.id
+            self.writes.write(lambda h, _r: h.rename(number, title), lambda _: self.refresh(number))
 
     def delete_selected(self, confirm: bool = True) -> None:
         cid = self.selected_id()
@@ -109,7 +173,10 @@ class HistoryView(QWidget):
             answer = QMessageBox.question(self, "Delete conversation", "Delete it for good?")
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        self.history.delete(cid)
+        number = cid
+        self.writes.write(lambda h, _r: h.delete(number), lambda _: self._on_deleted(number))
+
+    def _on_deleted(self, cid: int) -> None:
         self.refresh()
         self.conversation_deleted.emit(cid)
 

@@ -43,7 +43,7 @@ from ui.chat import BASE_MODEL_NOTE, LORA_HINT, ChatView, welcome_text
 from ui.compare import CompareView
 from ui.evaluate import EvaluatePage
 from ui.finetune import FineTuneView
-from ui.history_view import HistoryView
+from ui.history_view import HistoryView, HistoryWrites
 from ui.library import LibraryView, dropped_paths
 from ui.pdf_view import ReaderPanel
 from ui.search import SearchView
@@ -97,7 +97,7 @@ class MainWindow(QMainWindow):
         self.mode_reasons: dict[str, str | None] = {}  # from the engine, before each status
         self.adapter_dialog: AdapterDialog | None = None
         self.models_dialog: ModelsDialog | None = None
-        self.serve = ServeSwitch(self.data_dir, self)
+        self.serve = ServeSwitch(self.data_dir, self.bridge.runner, self)
         self.last_tokens_per_s = DEFAULT_TOKENS_PER_S  # updated by every answer
         self._build()
         self._menus()
@@ -121,7 +121,8 @@ class MainWindow(QMainWindow):
     def _build(self) -> None:
         self.addToolBar(self._toolbar())
         self.banner = Banner(self)
-        self.history_view = HistoryView(self.history, self)
+        writes = HistoryWrites(self.bridge.runner, self.bridge.failure("Could not save the chat"))
+        self.history_view = HistoryView(self.history, writes, self)
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
         self.chat = ChatView(self.bridge, self.history, self.tabs)
@@ -130,7 +131,9 @@ class MainWindow(QMainWindow):
         self.compare = CompareView(self.bridge, self.tabs)
         self.evaluate = EvaluatePage(self.bridge, self.tabs)
         self.evaluate.default_path = test_set_path(self.data_dir)
-        self.finetune = FineTuneView(self.data_dir, models_dir(self.data_dir), self.tabs)
+        self.finetune = FineTuneView(
+            self.data_dir, models_dir(self.data_dir), self.bridge.runner, self.tabs
+        )
         for view, name in (
             (self.chat, "Chat"),
             (self.library, "Library"),
@@ -223,8 +226,8 @@ class MainWindow(QMainWindow):
             key = None
             self.banner.show_message(str(exc))
         dialog = ModelsDialog(
-            models_dir(self.data_dir), self.settings.model_path, self.last_tokens_per_s, self,
-            settings=self.settings, key=key,
+            self.bridge.runner, models_dir(self.data_dir), self.settings.model_path,
+            self.last_tokens_per_s, self, settings=self.settings, key=key,
         )  # fmt: skip
         dialog.model_chosen.connect(self._use_model)
         dialog.server.connect_requested.connect(self._connect_server)

@@ -2,15 +2,16 @@
 LM Studio, GPT4All and similar apps keep them, or in a folder you add; used in place), a
 model server to answer instead (ui/server_panel.py), serving this Quire to other apps, and
 a short list of small instruct models to download. Nothing is downloaded unless you click
-Download; Cancel keeps the partial file and the next Download resumes it.
+Download (a job on the runner's "download" lane); Cancel is the request's stop, keeps the
+partial file, and the next Download resumes it.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSettings, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QSettings, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -28,10 +29,12 @@ from engine.settings import Settings
 from engine.types import UserError
 from models.catalog import CURATED, Offer, discover
 from models.registry import GGUFInfo, list_models
+from ui.runner import Job, Request, Runner
 from ui.server_panel import ServerPanel, in_use_text
 from ui.serving import ServePanel
 
 FOLDERS_KEY = "models/folders"
+ProgressFn = Callable[[Request, int, int], None]
 
 
 def _details(info: GGUFInfo) -> str:
@@ -40,43 +43,31 @@ def _details(info: GGUFInfo) -> str:
 
 
 class _Stopped(Exception):
-    """Raised from the progress callback to end a download the user cancelled."""
+    """Raised from the progress callback: the way out of huggingface_hub's download loop
+    once the request was stopped."""
 
 
-class _Download(QObject):
-    """One download on its own thread. Signals: progressed(done, total), finished(path),
-    failed(message), stopped()."""
+def _download(offer: Offer, models_dir: Path, progressed: ProgressFn) -> Job:
+    """The job that downloads `offer`: its path, or None when it was stopped."""
 
-    progressed = Signal(int, int)
-    finished = Signal(str)
-    failed = Signal(str)
-    stopped = Signal()
-
-    def __init__(self, offer: Offer, models_dir: Path) -> None:
-        super().__init__()
-        self.offer, self.models_dir = offer, models_dir
-        self.cancel = threading.Event()
-
-    @Slot()
-    def run(self) -> None:
+    def job(request: Request) -> str | None:
         from models import hub
 
         def progress(done: int, total: int) -> None:
-            if self.cancel.is_set():
+            if request.cancel.is_set():
                 raise _Stopped()
-            self.progressed.emit(done, total)
+            request.post(progressed, request, done, total)
 
         try:
-            path = hub.download(self.offer.repo, self.offer.filename, self.models_dir, progress)
+            return str(hub.download(offer.repo, offer.filename, models_dir, progress))
         except _Stopped:
-            self.stopped.emit()
+            return None
         except UserError as exc:
-            if isinstance(exc.__cause__, _Stopped) or self.cancel.is_set():
-                self.stopped.emit()
-            else:
-                self.failed.emit(str(exc))
-        else:
-            self.finished.emit(str(path))
+            if isinstance(exc.__cause__, _Stopped) or request.cancel.is_set():
+                return None
+            raise
+
+    return job
 
 
 class ModelsDialog(QDialog):
@@ -87,6 +78,7 @@ class ModelsDialog(QDialog):
 
     def __init__(
         self,
+        runner: Runner,
         models_dir: Path,
         current: str | None,
         tokens_per_s: float,
@@ -100,9 +92,8 @@ class ModelsDialog(QDialog):
         self.resize(860, 720)
         self.models_dir, self.current, self.home = Path(models_dir), current, home
         self.server_url: str | None = None  # a model server answers instead of `current`
-        self.tokens_per_s = tokens_per_s
-        self._thread: QThread | None = None
-        self._download: _Download | None = None
+        self.tokens_per_s, self.runner = tokens_per_s, runner
+        self._download: Request | None = None  # the download under way
         self._listed = False  # the local list is filled
         settings = settings or Settings(model_path=current)
         self.setStyleSheet("QGroupBox { font-weight: 600; }")  # the title, not its children
@@ -130,7 +121,7 @@ class ModelsDialog(QDialog):
         row.addWidget(add)
         row.addStretch(1)
         layout.addLayout(row)
-        self.server = ServerPanel(settings, key, self)
+        self.server = ServerPanel(settings, key, runner, self)
         layout.addWidget(self.server)
         self.serve = ServePanel(parent=self)
         layout.addWidget(self.serve)
@@ -150,9 +141,12 @@ class ModelsDialog(QDialog):
                  offer.note]
             )  # fmt: skip
             item.setData(0, Qt.ItemDataRole.UserRole, offer)
+            item.setToolTip(3, offer.note)
             self.offers.addTopLevelItem(item)
-        for column, width in enumerate((300, 100, 120)):
-            self.offers.setColumnWidth(column, width)
+        for column in range(3):  # the rest for "Why", which wraps rather than cut off
+            self.offers.resizeColumnToContents(column)
+        self.offers.setWordWrap(True)
+        self.offers.setTextElideMode(Qt.TextElideMode.ElideNone)
         layout.addWidget(self.offers, 1)
         row = QHBoxLayout()
         self.download_button = QPushButton("Download", self)
@@ -237,25 +231,18 @@ class ModelsDialog(QDialog):
         if item is None:
             self.status.setText("Pick a model to download first.")
             return
-        if self._thread is not None:
+        if self._download is not None:
             return
         offer: Offer = item.data(0, Qt.ItemDataRole.UserRole)
-        self._download = _Download(offer, self.models_dir)
-        self._thread = QThread(self)
-        self._download.moveToThread(self._thread)
-        self._thread.started.connect(self._download.run)
-        self._download.progressed.connect(self._on_progress)
-        self._download.finished.connect(self._on_finished)
-        self._download.failed.connect(self._on_failed)
-        self._download.stopped.connect(self._on_stopped)
+        job = _download(offer, self.models_dir, self._on_progress)
+        self._download = self.runner.run_job("download", job, self._on_finished, self._on_failed)
         self._set_downloading(True)
         self.status.setText(f"Downloading {offer.filename} from {offer.repo}…")
-        self._thread.start()
 
     @Slot()
     def cancel_download(self) -> None:
         if self._download is not None:
-            self._download.cancel.set()
+            self._download.stop()
             self.status.setText("Stopping… (the part already downloaded is kept)")
 
     def _set_downloading(self, busy: bool) -> None:
@@ -264,35 +251,34 @@ class ModelsDialog(QDialog):
         self.progress.setVisible(busy)
 
     def _end(self) -> None:
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait()
-        self._thread, self._download = None, None
+        self._download = None
         self._set_downloading(False)
 
-    @Slot(int, int)
-    def _on_progress(self, done: int, total: int) -> None:
-        if total > 0:
+    def _on_progress(self, request: Request, done: int, total: int) -> None:
+        if request is self._download and total > 0:
             self.progress.setValue(round(1000 * done / total))
             self.progress.setFormat(f"{done / 1e6:.0f} of {total / 1e6:.0f} MB")
 
-    @Slot(str)
-    def _on_finished(self, path: str) -> None:
+    def _on_finished(self, path: str | None) -> None:
+        if self._download is None:  # the window was closed meanwhile
+            return
         self._end()
+        if path is None:
+            self.status.setText(
+                "Stopped. The part already downloaded is kept: Download resumes it."
+            )
+            return
         self.status.setText(f"Downloaded {Path(path).name}. Select it above and click Use.")
         self.refresh()
 
-    @Slot(str)
     def _on_failed(self, message: str) -> None:
+        if self._download is None:
+            return
         self._end()
         self.status.setText(f"Download failed: {message}")
 
-    @Slot()
-    def _on_stopped(self) -> None:
-        self._end()
-        self.status.setText("Stopped. The part already downloaded is kept: Download resumes it.")
-
     def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]  # noqa: N802
+        """A download under way stops (its part is kept); so does a server test."""
         self.cancel_download()
         self._end()
         self.server.shutdown()

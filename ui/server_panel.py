@@ -1,17 +1,17 @@
 """The Models window's server section: answer with a model server (Ollama, LM Studio,
 llama.cpp's server, vLLM, another Quire) instead of the local GGUF.
 
-The panel only asks: the window applies a connection through the engine thread (the key
+"Test connection" lists the server's models in a job on the runner's "probe" lane. The
+panel only asks: the window applies a connection through the engine thread (the key
 goes to `server_key`, never into settings.json) and tells the panel what is in use now.
 """
 
 from __future__ import annotations
 
 import html
-import logging
 import os
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -26,38 +26,14 @@ from PySide6.QtWidgets import (
 from engine.answer.remote import KEY_ENV, PRESETS, Server, list_models, normalize_url
 from engine.settings import Settings
 from engine.types import UserError
+from ui.runner import Request, Runner
 
-log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 10.0  # a model list is quick; a server that takes longer is not ready
 OTHER = "Other address"
 HINT = (
     "Ollama, LM Studio, llama.cpp's server, vLLM or another Quire answers Base and RAG "
     "questions: your documents stay here, each question goes to it with its passages."
 )
-
-
-class _Probe(QObject):
-    """`list_models` on its own thread ("Test connection"). Signals: listed(list of model
-    ids), failed(one-line message)."""
-
-    listed = Signal(list)
-    failed = Signal(str)
-
-    def __init__(self, server: Server) -> None:
-        super().__init__()
-        self.server = server
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            models = list_models(self.server)
-        except UserError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # noqa: BLE001 - a bug: logged, told in one line
-            log.exception("testing %s failed", self.server.url)
-            self.failed.emit(f"Unexpected error: {type(exc).__name__}: {exc} (details in the log)")
-        else:
-            self.listed.emit(models)
 
 
 def in_use_text(settings: Settings) -> str:
@@ -86,10 +62,12 @@ class ServerPanel(QGroupBox):
     connect_requested = Signal(str, str, object)
     disconnect_requested = Signal()
 
-    def __init__(self, settings: Settings, key: str | None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, settings: Settings, key: str | None, runner: Runner, parent: QWidget | None = None
+    ) -> None:
         super().__init__("Connect to a model server", parent)
-        self._thread: QThread | None = None
-        self._probe: _Probe | None = None
+        self.runner = runner
+        self._probe: Request | None = None  # the test under way
         self.connected = False
         form = QFormLayout(self)
         form.addRow("Server", self._url_row())
@@ -174,8 +152,8 @@ class ServerPanel(QGroupBox):
 
     @Slot()
     def test(self) -> None:
-        """List the server's models on a thread of its own; the window stays live."""
-        if self._thread is not None:
+        """List the server's models on the runner's "probe" lane; the window stays live."""
+        if self._probe is not None:
             return
         try:
             server = self.server()
@@ -183,15 +161,19 @@ class ServerPanel(QGroupBox):
             self.show_result(str(exc))
             return
         self.url.setText(server.url)
-        self._probe = _Probe(server)
-        self._thread = QThread(self)
-        self._probe.moveToThread(self._thread)
-        self._thread.started.connect(self._probe.run)
-        self._probe.listed.connect(self._on_listed)
-        self._probe.failed.connect(self._on_failed)
         self.test_button.setEnabled(False)
         self.show_result(f"Asking {server.host} for its models…")
-        self._thread.start()
+
+        def listed(models: list) -> None:  # unless the window closed meanwhile
+            if probe is self._probe:
+                self._on_listed(models)
+
+        def failed(message: str) -> None:
+            if probe is self._probe:
+                self._on_failed(message)
+
+        probe = self.runner.run_job("probe", lambda _r: list_models(server), listed, failed)
+        self._probe = probe
 
     @Slot()
     def connect_server(self) -> None:
@@ -203,7 +185,6 @@ class ServerPanel(QGroupBox):
         self.show_result(f"Connecting to {model}…")
         self.connect_requested.emit(normalize_url(self.url.text()), model, key)
 
-    @Slot(list)
     def _on_listed(self, models: list) -> None:
         self._end()
         current = self.model.currentText()
@@ -218,7 +199,6 @@ class ServerPanel(QGroupBox):
             else "The server answers but offers no model: load one in it first."
         )
 
-    @Slot(str)
     def _on_failed(self, message: str) -> None:
         self._end()
         self.show_result(message)
@@ -243,13 +223,11 @@ class ServerPanel(QGroupBox):
         self.preset.setCurrentText(label)
 
     def _end(self) -> None:
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait()
-        self._thread, self._probe = None, None
+        self._probe = None
         self.test_button.setEnabled(True)
 
     def shutdown(self) -> None:
-        """Wait for a test under way (a few seconds at most): its thread must not outlive
-        the window."""
-        self._end()
+        """The window closes: a test under way is stopped and its answer left unread."""
+        if self._probe is not None:
+            self._probe.stop()
+        self._probe = None

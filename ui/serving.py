@@ -1,6 +1,7 @@
-"""Serving this Quire to other tools from the app: `main.py serve` as a child process
-(QProcess). The API answers from an engine of its own over the same data folder, so the
-window's engine, its answers and its Stop are untouched by what the API is asked.
+"""Serving this Quire to other tools from the app: `main.py serve` as a child process, a
+job on the runner's "serve" lane (`ui.runner.run_child`). The API answers from an engine
+of its own over the same data folder, so the window's engine, its answers and its Stop are
+untouched by what the API is asked.
 
 One switch (`ServeSwitch`) owns the process and shows it in three places: the File menu
 entry, the status bar and the Models window's section (`ServePanel`).
@@ -9,18 +10,18 @@ entry, the status bar and the Models window's section (`ServePanel`).
 from __future__ import annotations
 
 import re
-import sys
+import signal
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QProcess, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
-from ui.finetune_reader import main_script
+from ui.runner import Finished, Request, Runner, run_child
 
 DEFAULT_PORT = 8765  # cli.api.DEFAULT_PORT, without importing Starlette into the app
 _READY = re.compile(r"Quire serves on (\S+)")
-STOP_WAIT_MS = 10_000
+STOP_WAIT_S = 10.0  # after SIGTERM, then it is killed
 
 
 class ServeProcess(QObject):
@@ -35,97 +36,71 @@ class ServeProcess(QObject):
     failed = Signal(str)
     stopped = Signal()
 
-    def __init__(self, data_dir: Path, parent: QObject | None = None) -> None:
+    def __init__(self, data_dir: Path, runner: Runner, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.data_dir = Path(data_dir)
+        self.data_dir, self.runner = Path(data_dir), runner
         self.port = DEFAULT_PORT
         self.address: str | None = None  # set once it listens
-        self.process: QProcess | None = None
-        self._stderr = b""
-        self._lines: list[str] = []
-        self._stopping = False
+        self.request: Request | None = None  # the child process's job, while it runs
+        self.pid: int | None = None
 
     @property
     def running(self) -> bool:
         """Started and not yet ended (it may still be loading the models)."""
-        return self.process is not None
+        return self.request is not None
 
     def start(self, port: int | None = None) -> None:
-        if self.process is not None:
+        if self.request is not None:
             return
         self.port = self.port if port is None else port
-        process = QProcess(self)
-        process.setProgram(sys.executable)
         args = ["--data-dir", str(self.data_dir), "serve", "--port", str(self.port)]
-        process.setArguments([main_script(), *args])
-        process.setStandardOutputFile(QProcess.nullDevice())  # it writes to stderr only
-        process.readyReadStandardError.connect(self._on_stderr)
-        process.finished.connect(self._on_finished)
-        process.errorOccurred.connect(self._on_error)
-        self.process, self._stderr, self._lines = process, b"", []
-        self.address, self._stopping = None, False
-        process.start()
+        self.address, self.pid = None, None
+        self.request = self.runner.run_job(
+            "serve",
+            lambda request: run_child(
+                request, args, self._on_line, stop_signal=signal.SIGTERM,
+                kill_after_s=STOP_WAIT_S, started=self._on_started,
+            ),
+            self._on_finished,
+            self._on_failed,
+        )  # fmt: skip
 
-    def stop(self, wait: bool = False) -> None:
-        """End it (SIGTERM, then a kill if it lingers when `wait`); `stopped` follows."""
-        process = self.process
-        if process is None:
-            return
-        self._stopping = True
-        process.terminate()
-        if wait and not process.waitForFinished(STOP_WAIT_MS):
-            process.kill()
-            process.waitForFinished(STOP_WAIT_MS)
+    def stop(self) -> None:
+        """End it (SIGTERM, then a kill if it lingers); `stopped` follows."""
+        if self.request is not None:
+            self.request.stop()
 
-    @Slot()
-    def _on_stderr(self) -> None:
-        assert self.process is not None
-        self._stderr += bytes(self.process.readAllStandardError().data())
-        *lines, self._stderr = self._stderr.split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").strip()
-            if not line:
-                continue
-            self._lines = [*self._lines[-19:], line]
-            found = _READY.search(line)
-            if found and self.address is None:
-                self.address = found.group(1)
-                self.serving.emit(self.address)
+    def _on_started(self, pid: int) -> None:
+        self.pid = pid
 
-    @Slot(QProcess.ProcessError)
-    def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.ProcessError.FailedToStart and self.process is not None:
-            message = self.process.errorString()
-            self._end()
-            self.failed.emit(f"could not start {sys.executable}: {message}")
+    def _on_line(self, line: str) -> None:
+        found = _READY.search(line)
+        if found and self.address is None and self.request is not None:
+            self.address = found.group(1)
+            self.serving.emit(self.address)
 
-    @Slot(int, QProcess.ExitStatus)
-    def _on_finished(self, code: int, _status: QProcess.ExitStatus) -> None:
-        if self.process is None:
-            return
-        self._on_stderr()
-        listened = self.address is not None
-        stopping = self._stopping
+    def _on_failed(self, message: str) -> None:
         self._end()
-        if stopping:
+        self.failed.emit(message)
+
+    def _on_finished(self, finished: Finished) -> None:
+        request = self.request
+        listened = self.address is not None
+        self._end()
+        if request is not None and request.cancel.is_set():
             self.stopped.emit()
         else:
-            self.failed.emit(self._why(code, listened))
+            self.failed.emit(self._why(finished, listened))
 
-    def _why(self, code: int, listened: bool) -> str:
+    @staticmethod
+    def _why(finished: Finished, listened: bool) -> str:
         """Its own last error line (`quire: ...`, else any), as one line."""
-        errors = [line.removeprefix("quire:").strip() for line in self._lines]
-        quire = [
-            e for line, e in zip(self._lines, errors, strict=True) if line.startswith("quire:")
-        ]
-        last = (quire or errors or [f"it exited with code {code}"])[-1]
+        lines = [line.removeprefix("quire:").strip() for line in finished.lines]
+        last = finished.error() or (lines or [f"it exited with code {finished.code}"])[-1]
         return f"serving stopped: {last}" if listened else f"could not serve: {last}"
 
     def _end(self) -> None:
-        process, self.process = self.process, None
-        self.address = None
-        if process is not None:
-            process.deleteLater()
+        self.request, self.address, self.pid = None, None, None
 
 
 class ServePanel(QGroupBox):
@@ -171,9 +146,9 @@ class ServeSwitch(QObject):
     serving = Signal(str)
     failed = Signal(str)
 
-    def __init__(self, data_dir: Path, parent: QObject | None = None) -> None:
+    def __init__(self, data_dir: Path, runner: Runner, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.process = ServeProcess(data_dir, self)
+        self.process = ServeProcess(data_dir, runner, self)
         self.action = QAction("Ser&ve on this machine", self, checkable=True)
         self.action.setToolTip("An OpenAI-compatible API for other apps, on 127.0.0.1")
         self.action.triggered.connect(lambda on: self.set_on(on, self.process.port))
@@ -201,8 +176,9 @@ class ServeSwitch(QObject):
         self.show()
 
     def stop(self) -> None:
-        """When the app closes: end it and wait (a kill after a few seconds)."""
-        self.process.stop(wait=True)
+        """When the app closes: end it (the runner's close waits; a kill after a few
+        seconds)."""
+        self.process.stop()
 
     @Slot(str)
     def _on_serving(self, address: str) -> None:

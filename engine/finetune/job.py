@@ -41,6 +41,9 @@ from models.lora import convert_peft
 from models.registry import adapters_dir
 
 CHECKPOINTS_DIR = ".checkpoints"
+# A training child's progress lines on stderr (`train`, `train-reader` with --progress-json)
+# start with this, then one JSON object; the app reads them.
+PROGRESS_PREFIX = "PROGRESS "
 CACHE_DIR = ".base-weights"  # dequantized base models, reused by later runs
 SAMPLE_COUNT = 3
 SAMPLE_TOKENS = 96

@@ -322,6 +322,7 @@ def test_an_answer_becomes_a_test_question_for_evaluate(
 
     monkeypatch.setattr(QInputDialog, "getItem", pick)
     qtbot.mouseClick(bar.test, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "mine-001" in bar.state.text(), timeout=10_000)  # the history lane
     assert picked[0].startswith("[1] ")
     rows = [json.loads(line) for line in test_set_path(data_dir).read_text().splitlines()]
     assert rows == [

@@ -174,9 +174,8 @@ def test_serve_on_this_machine_shows_its_address_and_stops(window, qtbot):
     # Closing the app ends a server it started.
     with qtbot.waitSignal(window.serve.serving, timeout=120_000):
         window.serve.action.trigger()
-    process = window.serve.process.process
-    assert process is not None
-    pid = process.processId()
+    pid = window.serve.process.pid
+    assert pid is not None
     window.close()  # waits for it to end (and reaps it)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

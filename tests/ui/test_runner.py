@@ -1,10 +1,15 @@
-"""The engine thread: one Engine, requests in order, callbacks in the GUI thread, one stop
-per request, failures to the request that failed. Real Engine, real QThread (offscreen)."""
+"""The runner: one Engine, requests in order, callbacks in the GUI thread, one stop per
+request, failures to the request that failed; history writes, long jobs and child
+processes on lanes of their own with the same stop, progress and failure path. Real
+Engine, real History, real QThreads (offscreen), real child processes."""
+# ruff: noqa: F811 - the window fixtures are imported from test_gui_app
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +18,8 @@ pytest.importorskip("PySide6")
 
 from engine.core import Engine  # noqa: E402
 from engine.types import UserError  # noqa: E402
-from tests.ui.test_gui_app import app  # noqa: E402, F401
-from ui.runner import Request, Runner  # noqa: E402
+from tests.ui.test_gui_app import app, open_window  # noqa: E402, F401
+from ui.runner import Finished, Request, Runner, child_command, main_script, run_child  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -102,3 +107,108 @@ def test_close_runs_what_is_queued_then_closes_the_engine(app, tmp_path, qtbot) 
     assert ran == ["queued"]
     assert runner.engine is None and not runner.thread.isRunning()
     runner.close()  # twice is harmless
+
+
+# -- the other lanes: history writes, long jobs, child processes ----------------------------
+
+
+def fill_history(runner: Runner, qtbot) -> None:
+    """The history lane's database may grow no more: SQLite's own "database or disk is
+    full" on the next write that needs a page (what a full disk gives)."""
+    done: list[int] = []
+
+    def cap(history, _request) -> int:
+        pages = history.conn.execute("PRAGMA page_count").fetchone()[0]
+        history.conn.execute(f"PRAGMA max_page_count = {pages}")
+        return pages
+
+    runner.write_history(cap, done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=30_000)
+
+
+def test_history_writes_have_their_own_lane_and_the_same_failure_path(runner, qtbot) -> None:
+    from engine.history import Message
+
+    gate = threading.Event()
+    runner.submit(lambda e, r: gate.wait(30))  # the engine lane is busy
+    saved: list[int] = []
+    runner.write_history(lambda h, r: h.add(h.create(), Message("user", "hi")), saved.append)
+    qtbot.waitUntil(lambda: bool(saved), timeout=30_000)  # not behind the engine
+    gate.set()
+
+    fill_history(runner, qtbot)
+    failed: list[str] = []
+    runner.write_history(lambda h, r: h.add(h.create(), Message("user", "x" * 50_000)), None,
+                         failed.append)  # fmt: skip
+    qtbot.waitUntil(lambda: bool(failed), timeout=30_000)
+    path = runner.data_dir / "history.sqlite3"
+    assert failed == [f"{path}: the disk is full; free some space and run the command again "
+                      "(the conversations before are kept)"]  # fmt: skip
+
+
+def test_a_job_runs_beside_the_engine_and_closing_stops_it(app, tmp_path, qtbot) -> None:  # noqa: F811
+    runner = Runner(tmp_path / "data")
+    runner.start()
+    gate = threading.Event()
+    runner.submit(lambda e, r: gate.wait(30))
+    posted: list[str] = []
+
+    def job(request: Request) -> bool:
+        request.post(posted.append, "started")
+        return request.cancel.wait(30)  # until stopped
+
+    runner.run_job("download", job)
+    qtbot.waitUntil(lambda: posted == ["started"], timeout=10_000)  # the engine is busy
+    gate.set()
+    started = time.monotonic()
+    runner.close()  # stops the job, runs the engine's queue, ends every lane
+    assert time.monotonic() - started < 10
+    assert all(not thread.isRunning() for thread, _ in runner._lanes.values())
+    late = runner.run_job("download", job)
+    assert late.cancel.is_set()  # after close nothing runs
+
+
+def test_a_child_process_prints_its_result_and_its_error_line(runner, qtbot, tmp_path) -> None:
+    data = str(tmp_path / "child-data")
+    ended: list[Finished] = []
+    lines: list[str] = []
+    runner.run_job("child", lambda r: run_child(r, ["--data-dir", data, "docs", "--json"]),
+                   ended.append)  # fmt: skip
+    runner.run_job(
+        "child", lambda r: run_child(r, ["--data-dir", data, "remove", "nowhere.md"], lines.append),
+        ended.append,
+    )  # fmt: skip
+    qtbot.waitUntil(lambda: len(ended) == 2, timeout=120_000)
+    docs, remove = ended
+    assert docs.code == 0 and docs.payload() is not None and docs.error() == ""
+    assert remove.code == 1 and "nowhere.md" in remove.error(), remove.lines
+    assert any(line.startswith("quire:") for line in lines)  # posted as they came
+
+
+def test_child_command_is_the_app_itself_when_frozen(monkeypatch) -> None:
+    assert child_command("serve") == (sys.executable, [main_script(), "serve"])
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert child_command("serve", "--port", "1") == (sys.executable, ["serve", "--port", "1"])
+
+
+def test_a_full_disk_during_a_history_write_is_one_line_in_the_window(
+    open_window, qtbot, tmp_path, monkeypatch
+) -> None:
+    """Before: the write ran in the slot and a full disk showed "Quire hit a bug"."""
+    from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+    window = open_window(tmp_path / "data")
+    warnings: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: warnings.append(args[1]))
+    number = window.history.create("Tomatoes")
+    window.history_view.refresh(number)
+    fill_history(window.bridge.runner, qtbot)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Garden " * 8000, True))
+    window.history_view.rename_selected()
+    qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=30_000)
+    path = window.data_dir / "history.sqlite3"
+    assert (
+        window.banner.label.text() == f"Could not save the chat: {path}: the disk is full; "
+        "free some space and run the command again (the conversations before are kept)"
+    )
+    assert warnings == [] and window.history.conversation(number).title == "Tomatoes"
