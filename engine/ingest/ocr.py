@@ -14,11 +14,14 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pypdfium2 as pdfium
 
 from engine.types import UserError
+
+if TYPE_CHECKING:
+    import pypdfium2 as pdfium
 
 DPI = 300  # what tesseract is trained for; 200 misreads small print
 PAGE_SECONDS = 120.0  # one page that tesseract has not read by then is given up
@@ -42,10 +45,12 @@ def read_pages(path: Path, stopped: Callable[[], bool] = lambda: False) -> list[
 
     Stops between pages once `stopped()` is true and returns the pages read so far.
     """
+    import pypdfium2  # only here: the pipeline asks `tesseract()` without loading PDFium
+
     program = tesseract()
     if program is None:
         raise UserError(scanned_advice(path.name))
-    doc = pdfium.PdfDocument(path)
+    doc = pypdfium2.PdfDocument(path)
     try:
         with tempfile.TemporaryDirectory(prefix="quire-ocr-") as folder:
             image = Path(folder) / "page.pgm"
