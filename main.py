@@ -1,12 +1,17 @@
 """Quire: chat with your own documents, offline.
 
-`python main.py` opens the desktop app; subcommands run the same engine headless.
+`python main.py` opens the desktop app; subcommands run the same engine headless. The
+packaged app (PyInstaller) runs this file as its main script: both entry points call
+`multiprocessing.freeze_support()` first, which there runs multiprocessing's spawn
+workers and resource tracker (started as this same executable) and exits; elsewhere it
+does nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable
@@ -104,10 +109,12 @@ def run_gui(data_dir: Path | None = None) -> int:
 
 
 def cli_entry() -> None:
+    multiprocessing.freeze_support()  # a frozen app's spawn worker runs here, then exits
     sys.exit(run_cli(sys.argv[1:]))
 
 
 def gui_entry() -> None:
+    multiprocessing.freeze_support()
     sys.exit(run_gui())
 
 

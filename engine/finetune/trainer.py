@@ -18,6 +18,7 @@ import json
 import math
 import os
 import random
+import sys
 import threading
 import time
 import warnings
@@ -38,9 +39,15 @@ TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 EXTRA_HINT = "training needs torch, transformers and peft: pip install 'quire[train]'"
 
 
+FROZEN_HINT = "training is not in this build of Quire: it needs the developer install (see README)"
+
+
 def missing_extra() -> str | None:
-    """The one-line install hint when the training extra is absent, else None."""
+    """The one-line hint when the training extra is absent, else None. The packaged app
+    (frozen) leaves training out on purpose: pip is no answer there."""
     missing = [name for name in ("torch", "transformers", "peft") if not _installed(name)]
+    if missing and getattr(sys, "frozen", False):
+        return FROZEN_HINT
     return f"{EXTRA_HINT} (missing: {', '.join(missing)})" if missing else None
 
 

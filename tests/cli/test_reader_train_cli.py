@@ -185,3 +185,17 @@ def test_train_installs_a_reader_the_engine_reranks_with(
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         (models_dir / "readers" / ".checkpoints" / f"{name}.pt").unlink(missing_ok=True)
+
+
+def test_training_in_the_packaged_app_points_to_the_developer_install(monkeypatch) -> None:
+    """The frozen app leaves torch out on purpose: "pip install" is no advice there."""
+    import sys
+
+    from engine.finetune import trainer
+
+    monkeypatch.setattr(trainer, "_installed", lambda name: name != "torch")
+    assert trainer.missing_extra() == f"{trainer.EXTRA_HINT} (missing: torch)"
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert trainer.missing_extra() == (
+        "training is not in this build of Quire: it needs the developer install (see README)"
+    )
