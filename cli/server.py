@@ -73,15 +73,16 @@ def open_engine(args: argparse.Namespace) -> Engine:
 
 
 def configure(engine: Engine, args: argparse.Namespace) -> None:
+    """This command's --local / --server / --server-model, not saved."""
     if getattr(args, "local", False):
-        engine.settings.server_url = None
+        engine.update_settings(save=False, server_url=None)
     if getattr(args, "server", None):
-        engine.settings.server_url = normalize_url(args.server)
-        engine.settings.server_model = args.server_model
+        url = normalize_url(args.server)
+        engine.update_settings(save=False, server_url=url, server_model=args.server_model)
     elif getattr(args, "server_model", None):
         if not engine.settings.server_url:
             raise UserError("--server-model needs --server URL (or a connected server)")
-        engine.settings.server_model = args.server_model
+        engine.update_settings(save=False, server_model=args.server_model)
 
 
 def _merge_note(done: int, total: int) -> None:
@@ -105,8 +106,7 @@ def cmd_server_connect(args: argparse.Namespace) -> int:
     model = args.model or (models[0] if models else None)
     if args.key_stdin:
         save_key(engine.data_dir, key)
-    engine.settings.server_url, engine.settings.server_model = url, model
-    engine.save_settings()
+    engine.update_settings(server_url=url, server_model=model)
     print(f"Answers now come from {model} at {url} (modes base and rag).", file=sys.stderr)
     return 0
 
@@ -124,8 +124,7 @@ def cmd_server_test(args: argparse.Namespace) -> int:
 
 def cmd_server_disconnect(args: argparse.Namespace) -> int:
     engine = Engine(getattr(args, "data_dir", None))
-    engine.settings.server_url = engine.settings.server_model = None
-    engine.save_settings()
+    engine.update_settings(server_url=None, server_model=None)
     if args.forget_key:
         save_key(engine.data_dir, None)
     print("Answers now come from the local model.", file=sys.stderr)

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.answer import asking, grounding, modes
+from engine.answer import asking, grounding
 from engine.answer.events import Answer, AnswerEvent, AnswerFinished, AskOptions
 from engine.answer.generation import Generator, RefusalGate
-from engine.answer.llms import Key
 from engine.answer.prompting import BASE_SYSTEM_PROMPT
 from engine.answer.remote import RemoteGenerator, Server
 from engine.finetune.trainer import TrainConfig
@@ -71,9 +70,7 @@ class Engine:
         self.models_dir = models_dir(self.data_dir)
         self.parts = Parts(self.data_dir, self.models_dir, lambda: self.settings)
         self.llms = self.parts.llms
-        # How the shipped grounding adapter is used; None: as its card says (a scan that
-        # chooses new thresholds sets its own here).
-        self.grounding_card: grounding.Card | None = None
+        self.grounding = grounding.Grounding(self.parts, lambda: self.settings)
 
     # -- the heavy things, loaded on first use ---------------------------------------
 
@@ -108,10 +105,7 @@ class Engine:
     @property
     def generator(self) -> Generator:
         """The model in use, for base and rag, and for lora/hybrid with a runtime adapter."""
-        return self.llms.base_model(self._model_key())
-
-    def _model_key(self) -> Key:
-        return (self.model_path(), self.settings.context_size, self.settings.threads)
+        return self.parts.base_model()
 
     def preload(self) -> None:
         """Load the embedder, the vector index and the default mode's model, so the first
@@ -169,7 +163,8 @@ class Engine:
 
     def _drop_unused(self) -> None:
         """Free the merged grounded model once another model or the user's adapter is used."""
-        if not grounding.is_shipped(self.adapter_path()):
+        held = self.llms.grounded is not None or self.llms.merge_failed  # else nothing to do
+        if held and not grounding.is_shipped(self.adapter_path()):
             self.llms.drop_grounded()
 
     def save_settings(self) -> None:
@@ -345,76 +340,39 @@ class Engine:
                 return event.answer
         raise RuntimeError("ask() ended without an answer")  # a bug, not a user error
 
-    def generator_for(self, mode: str) -> Generator | RemoteGenerator:
-        """The model, with the adapter switched on for lora/hybrid and off for base/rag; or
-        the model server, for base/rag, when one is set."""
-        needs_adapter = modes.mode(mode).adapter
-        remote = self.remote
-        if remote is not None:
-            if needs_adapter:
-                raise UserError(_SERVER_NO_ADAPTER.format(mode=mode, host=remote.server.host))
-            return remote
-        adapter = self.adapter_path() if needs_adapter else None
-        if needs_adapter and adapter is None:
-            raise UserError(
-                f"mode '{mode}' needs a LoRA adapter: pass --lora FILE or load one in Settings"
-            )
-        grounded = self.uses_grounding(mode)
-        card = self.card() if grounded else None
-        generator = self.llms.grounded_model(self._model_key(), card.scale) if card else None
-        if generator is not None:
-            generator.use_adapter(None)  # the adapter is in its weights
-        else:
-            generator = self.generator
-            generator.use_adapter(adapter, self.adapter_scale())
-        return generator
+    # -- adapters (the policy: engine/answer/grounding.py) ------------------------------
 
-    # -- adapters ----------------------------------------------------------------------
+    def generator_for(self, mode: str) -> Generator | RemoteGenerator:
+        return self.grounding.generator_for(mode)
 
     def adapter_path(self) -> Path | None:
-        """The adapter for lora/hybrid: the user's own, else Quire's grounding adapter when
-        the model is the bundled one, else None."""
-        if self.settings.lora_path:  # not model_path(): that may assemble the bundled GGUF
-            return Path(self.settings.lora_path).expanduser()
-        return grounding.shipped_adapter(self.model_path())
+        return self.grounding.adapter_path()
 
     def card(self) -> grounding.Card:
-        """How the shipped grounding adapter is used: its card's scale and thresholds."""
-        return self.grounding_card or grounding.read_card()
+        return self.grounding.card()
 
     def uses_user_adapter(self, mode: str) -> bool:
-        """Whether `mode` answers with an adapter of the user's own (its loops are cut)."""
-        return modes.mode(mode).adapter and not self.uses_grounding(mode)
+        return self.grounding.uses_user_adapter(mode)
 
     def uses_grounding(self, mode: str) -> bool:
-        """Whether `mode` answers with Quire's own grounding adapter."""
-        return modes.mode(mode).adapter and grounding.is_shipped(self.adapter_path())
+        return self.grounding.uses_grounding(mode)
 
     def refusal_gate(self, mode: str, sources: Sequence[SearchResult] = ()) -> RefusalGate | None:
-        """Quire's grounding adapter decides answer-or-refuse at its first token
-        (`grounding.refusal_gate`: at the bar a reader's card names, else at its own card's);
-        a user's adapter, the modes without one and a model server decide nothing."""
-        if not self.uses_grounding(mode) or self.remote is not None:
-            return None
-        reader = self.reader
-        chosen = reader.card.get("grounding_refusal") if reader is not None else None
-        return grounding.refusal_gate(self.card(), chosen, sources)
+        return self.grounding.refusal_gate(mode, sources)
 
     def adapter_scale(self) -> float:
-        """The user's scale for their own adapter; the grounding adapter's is its card's."""
-        if self.settings.lora_path:
-            return self.settings.lora_scale
-        return self.card().scale
+        return self.grounding.scale()
 
     def adapter_label(self) -> str | None:
         """How the adapter in use is named to the user."""
         return grounding.label(self.adapter_path())
 
     def default_mode(self) -> str:
-        """Hybrid (retrieval + adapter) when an adapter is there, else plain RAG (always
-        with a model server, unless it is another Quire: adapters need the local model)."""
-        adapter = None if self.settings.server_url else self.adapter_path()
-        return grounding.default_mode(self.settings, adapter)
+        return self.grounding.default_mode()
+
+    def available_modes(self) -> dict[str, str | None]:
+        """Each mode, with the reason it cannot run now (None when it can)."""
+        return self.grounding.available_modes()
 
     def set_adapter(self, path: Path | None, scale: float = 1.0) -> AdapterInfo | None:
         """Choose the adapter for lora/hybrid modes after checking it fits the model.
@@ -443,11 +401,6 @@ class Engine:
         out.parent.mkdir(parents=True, exist_ok=True)
         convert_peft(source, out, self.model_path())
         return self._use_adapter(out, scale)
-
-    def available_modes(self) -> dict[str, str | None]:
-        """Each mode, with the reason it cannot run now (None when it can)."""
-        server = self.server()
-        return grounding.available_modes(server, None if server else self.adapter_path())
 
     def train_job(
         self,
@@ -492,10 +445,3 @@ class Engine:
 
     def close(self) -> None:
         self.parts.close()
-
-
-_SERVER_NO_ADAPTER = (
-    "mode '{mode}' needs a LoRA adapter, and adapters need a local GGUF model: "
-    "this answer would come from the model server at {host} (disconnect it in Models, "
-    "or leave out --server)"
-)

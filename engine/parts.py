@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.answer.llms import Llms
+from engine.answer.generation import Generator
+from engine.answer.llms import Key, Llms
 from engine.answer.remote import RemoteGenerator, Server, load_key, normalize_url
 from engine.index.embedding import Embedder
 from engine.index.store import Store
@@ -114,6 +115,15 @@ class Parts:
         from models.bundled import ensure_llm
 
         return ensure_llm(self.models_dir)
+
+    def model_key(self) -> Key:
+        """What the model in use is loaded with: its GGUF, context size and threads."""
+        settings = self._settings()
+        return (self.model_path(), settings.context_size, settings.threads)
+
+    def base_model(self) -> Generator:
+        """The model in use, loaded (for base and rag; lora/hybrid add a runtime adapter)."""
+        return self.llms.base_model(self.model_key())
 
     def close(self) -> None:
         self.llms.close()

@@ -64,7 +64,7 @@ def main() -> int:
         bundled.GROUNDING_ADAPTER = args.adapter.resolve()
     base = shipped.refusal  # the bar the two-level rows raise
     engine = Engine(args.data_dir)
-    engine.grounding_card = dataclasses.replace(  # never refuse: the odds decide below
+    engine.grounding.card_override = dataclasses.replace(  # never refuse: the odds decide below
         shipped,
         scale=shipped.scale if args.scale is None else args.scale,
         refusal=1.01,

@@ -5,20 +5,24 @@ answers under, and the default mode that follows from it.
 The numbers travel with the adapter they were tuned for: its card
 (`models/grounding/quire-grounding.json`, section "app") holds the scale and the refusal
 thresholds chosen on held-out questions; docs/evaluation.md has the figures behind them.
+
+`Grounding` is that policy bound to one engine's settings and models; the functions below
+it are the same decisions on plain values.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.answer import modes
-from engine.answer.generation import RefusalGate
+from engine.answer.generation import Generator, RefusalGate
 from engine.answer.prompting import DONT_KNOW
-from engine.answer.remote import QUIRE_PREFIX, Server
+from engine.answer.remote import QUIRE_PREFIX, RemoteGenerator, Server
+from engine.parts import Parts
 from engine.settings import Settings
 from engine.types import SearchResult, UserError
 from models import bundled
@@ -36,6 +40,92 @@ class Card:
     refusal_close: float  # ...unless the best source's cosine similarity is at least this,
     refusal_sure: float  # where the bar is this instead
     restart: str  # its first line starting again: the answer repeats, cut there
+
+
+class Grounding:
+    """Which adapter one engine answers with, how, and under which refusal gate."""
+
+    def __init__(self, parts: Parts, settings: Callable[[], Settings]) -> None:
+        self.parts, self._settings = parts, settings
+        # None: the shipped adapter is used as its card says (a scan choosing new
+        # thresholds, model_builds/gate_scan.py, sets its own here)
+        self.card_override: Card | None = None
+
+    def card(self) -> Card:
+        """How the shipped grounding adapter is used: its card's scale and thresholds."""
+        return self.card_override or read_card()
+
+    def adapter_path(self) -> Path | None:
+        """The adapter for lora/hybrid: the user's own, else Quire's grounding adapter when
+        the model is the bundled one, else None."""
+        lora = self._settings().lora_path
+        if lora:  # not model_path(): that may assemble the bundled GGUF
+            return Path(lora).expanduser()
+        return shipped_adapter(self.parts.model_path())
+
+    def uses_grounding(self, mode: str) -> bool:
+        """Whether `mode` answers with Quire's own grounding adapter."""
+        return modes.mode(mode).adapter and is_shipped(self.adapter_path())
+
+    def uses_user_adapter(self, mode: str) -> bool:
+        """Whether `mode` answers with an adapter of the user's own (its loops are cut)."""
+        return modes.mode(mode).adapter and not self.uses_grounding(mode)
+
+    def refusal_gate(self, mode: str, sources: Sequence[SearchResult] = ()) -> RefusalGate | None:
+        """The grounding adapter's answer-or-refuse gate (`refusal_gate`: at the bar a
+        reader's card names, else at its own card's); a user's adapter, the modes without
+        one and a model server decide nothing."""
+        if not self.uses_grounding(mode) or self.parts.remote is not None:
+            return None
+        reader = self.parts.reader
+        chosen = reader.card.get("grounding_refusal") if reader is not None else None
+        return refusal_gate(self.card(), chosen, sources)
+
+    def scale(self) -> float:
+        """The user's scale for their own adapter; the grounding adapter's is its card's."""
+        settings = self._settings()
+        return settings.lora_scale if settings.lora_path else self.card().scale
+
+    def default_mode(self) -> str:
+        """Hybrid when an adapter is there, else RAG (`default_mode`)."""
+        settings = self._settings()
+        return default_mode(settings, None if settings.server_url else self.adapter_path())
+
+    def available_modes(self) -> dict[str, str | None]:
+        """Each mode, with the reason it cannot run now (None when it can)."""
+        server = self.parts.server()
+        return available_modes(server, None if server else self.adapter_path())
+
+    def generator_for(self, mode: str) -> Generator | RemoteGenerator:
+        """The model, with the adapter switched on for lora/hybrid and off for base/rag (for
+        the grounding adapter, the merged copy when it can be made); or the model server,
+        for base/rag, when one is set."""
+        needs_adapter = modes.mode(mode).adapter
+        remote = self.parts.remote
+        if remote is not None:
+            if needs_adapter:
+                raise UserError(_SERVER_NO_ADAPTER.format(mode=mode, host=remote.server.host))
+            return remote
+        adapter = self.adapter_path() if needs_adapter else None
+        if needs_adapter and adapter is None:
+            raise UserError(
+                f"mode '{mode}' needs a LoRA adapter: pass --lora FILE or load one in Settings"
+            )
+        llms, card = self.parts.llms, self.card() if self.uses_grounding(mode) else None
+        generator = llms.grounded_model(self.parts.model_key(), card.scale) if card else None
+        if generator is not None:
+            generator.use_adapter(None)  # the adapter is in its weights
+        else:
+            generator = self.parts.base_model()
+            generator.use_adapter(adapter, self.scale())
+        return generator
+
+
+_SERVER_NO_ADAPTER = (
+    "mode '{mode}' needs a LoRA adapter, and adapters need a local GGUF model: "
+    "this answer would come from the model server at {host} (disconnect it in Models, "
+    "or leave out --server)"
+)
 
 
 def card_path(adapter: Path) -> Path:
@@ -80,20 +170,8 @@ def shipped_adapter(model_path: Path) -> Path | None:
     return None
 
 
-def adapter_path(settings: Settings, model_path: Path) -> Path | None:
-    """The adapter for lora/hybrid: the user's own, else the shipped one (bundled model)."""
-    if settings.lora_path:
-        return Path(settings.lora_path).expanduser()
-    return shipped_adapter(model_path)
-
-
 def is_shipped(adapter: Path | None) -> bool:
     return adapter is not None and adapter == bundled.GROUNDING_ADAPTER
-
-
-def scale(settings: Settings, card: Card) -> float:
-    """The user's scale for their own adapter; the shipped adapter's is its card's."""
-    return settings.lora_scale if settings.lora_path else card.scale
 
 
 def label(adapter: Path | None) -> str | None:

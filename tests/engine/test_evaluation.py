@@ -278,11 +278,11 @@ def test_a_changed_adapter_or_threshold_starts_a_new_run(
     shipped = Evaluation(engine, questions, config).checkpoint
     assert shipped != with_reader
     card = engine.card()  # the adapter card's bars, as a retuned card would change them
-    engine.grounding_card = dataclasses.replace(card, refusal=card.refusal + 0.1)
+    engine.grounding.card_override = dataclasses.replace(card, refusal=card.refusal + 0.1)
     assert Evaluation(engine, questions, config).checkpoint != shipped
-    engine.grounding_card = dataclasses.replace(card, refusal_sure=card.refusal_sure + 0.1)
+    engine.grounding.card_override = dataclasses.replace(card, refusal_sure=card.refusal_sure + 0.1)
     assert Evaluation(engine, questions, config).checkpoint != shipped
-    engine.grounding_card = None
+    engine.grounding.card_override = None
     assert Evaluation(engine, questions, config).checkpoint == shipped
 
     adapter = tmp_path / "mine.gguf"

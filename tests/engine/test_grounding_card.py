@@ -65,7 +65,7 @@ def test_the_gate_follows_the_adapters_card(card_copy: Path, tmp_path: Path) -> 
         assert gate is not None and gate.threshold == 0.55  # the card, read again
         assert engine.refusal_gate("hybrid", [_source(0.5)]).threshold == 0.75  # type: ignore[union-attr]
         assert engine.adapter_scale() == 0.5 and engine.status().adapter_scale == 0.5
-        engine.grounding_card = replace(before, refusal=0.9)  # a scan's own bars win
+        engine.grounding.card_override = replace(before, refusal=0.9)  # a scan's own bars win
         assert engine.refusal_gate("hybrid").threshold == 0.9  # type: ignore[union-attr]
     finally:
         engine.close()
