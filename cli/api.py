@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from engine.answer.events import Answer, AnswerFinished, AskOptions, SourcesFound, TokenReceived
+from engine.answer.modes import RETRIEVING
 from engine.answer.prompting import source_label
 from engine.core import Engine
 from engine.types import SearchResult, UserError
@@ -212,7 +213,7 @@ class Api:
         if model.startswith(PREFIX):
             collection = model[len(PREFIX) :]
             question, turns = _question_and_turns(messages)
-            if mode is not None and mode not in ("rag", "hybrid"):
+            if mode is not None and mode not in RETRIEVING:  # rag or hybrid
                 raise ApiError(400, "'mode' must be rag or hybrid for a quire: model", "bad_mode")
 
             def ask(engine: Engine, cancel: threading.Event) -> Any:
