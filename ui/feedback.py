@@ -10,13 +10,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QHBoxLayout, QInputDialog, QLabel, QToolButton, QWidget
+from PySide6.QtCore import QSize, Slot
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QPlainTextEdit,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.answer.prompting import source_label
 from engine.eval.testset import add_question, test_set_path
 from engine.history import Message
 from ui.history_view import HistoryWrites
+
+ICONS = Path(__file__).resolve().parent / "resources"  # shipped: no emoji font needed
 
 
 class FeedbackBar(QWidget):
@@ -35,8 +48,8 @@ class FeedbackBar(QWidget):
         self.question, self.data_dir = question, data_dir
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 4, 0, 0)
-        self.up = self._button("👍", "Good answer: use it as a training example")
-        self.down = self._button("👎", "Bad answer: leave it out of training")
+        self.up = self._button("thumb-up", "Good answer: use it as a training example")
+        self.down = self._button("thumb-down", "Bad answer: leave it out of training")
         self.edit = QToolButton(self)
         self.edit.setText("Edit answer…")
         self.edit.setToolTip("Write the answer it should have given (a training example)")
@@ -57,10 +70,12 @@ class FeedbackBar(QWidget):
         row.addStretch(1)
         self._show_state()
 
-    def _button(self, text: str, tip: str) -> QToolButton:
+    def _button(self, icon: str, tip: str) -> QToolButton:
         button = QToolButton(self)
-        button.setText(text)
+        button.setIcon(QIcon(str(ICONS / f"{icon}.svg")))
+        button.setIconSize(QSize(18, 18))
         button.setToolTip(tip)
+        button.setAccessibleName(tip.partition(":")[0])
         button.setCheckable(True)
         button.setAutoRaise(True)
         return button
@@ -76,17 +91,18 @@ class FeedbackBar(QWidget):
 
     @Slot()
     def _on_edit(self) -> None:
-        current = self.message.corrected or self.message.content
-        text, ok = QInputDialog.getMultiLineText(
-            self, "Edit answer", "The answer it should have given:", current
-        )
-        if not ok:
+        dialog = self.edit_dialog()
+        if not dialog.exec():
             return
+        text = dialog.text()
         corrected = text.strip() if text.strip() != self.message.content.strip() else None
         number = self.message.id
         self.writes.write(
             lambda h, _r: h.correct(number, corrected), lambda _: self._on_corrected(corrected)
         )
+
+    def edit_dialog(self) -> EditAnswerDialog:
+        return EditAnswerDialog(self.message.corrected or self.message.content, self)
 
     def _on_corrected(self, corrected: str | None) -> None:
         self.message.corrected = corrected
@@ -123,3 +139,34 @@ class FeedbackBar(QWidget):
             self.state.setText("approved: a training example")
         else:
             self.state.setText("")
+
+
+class EditAnswerDialog(QDialog):
+    """The answer, wrapped, in a box big enough to rewrite a paragraph (QInputDialog's
+    multi-line box was a few words wide and did not wrap)."""
+
+    def __init__(self, answer: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Edit answer")
+        layout = QVBoxLayout(self)
+        hint = QLabel(
+            "The answer it should have given. Approved and corrected answers become "
+            "training examples (File ▸ Export training examples).",
+            self,
+        )
+        hint.setWordWrap(True)
+        self.editor = QPlainTextEdit(answer, self)
+        self.editor.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(hint)
+        layout.addWidget(self.editor, 1)
+        layout.addWidget(buttons)
+        self.setMinimumSize(420, 260)
+        self.resize(640, 420)
+
+    def text(self) -> str:
+        return self.editor.toPlainText()

@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
         self.watcher.folders_changed.connect(self._on_watched_changed_on_disk)
         self.setAcceptDrops(True)
         self._restore_layout()
+        self._focus_page()  # typing goes to the question box, not the Collection box
         self.bridge.start()
         if preload:
             # the first start also assembles the model and folds in the grounding adapter
@@ -192,7 +193,7 @@ class MainWindow(QMainWindow):
             add(
                 view,
                 self.tabs.tabText(number),
-                lambda page=page: self.tabs.setCurrentWidget(page),
+                lambda page=page: self.show_page(page),
                 f"Ctrl+{number + 1}",
             )
         view.addSeparator()
@@ -318,6 +319,8 @@ class MainWindow(QMainWindow):
         self.collections = QComboBox(bar)
         self.collections.setMinimumWidth(180)
         self.collections.activated.connect(self._on_collection_activated)
+        # Never the focus by Tab or at start: typing there switched the collection.
+        self.collections.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         bar.addWidget(self.collections)
         for text, slot in (
             ("New", self.new_collection),
@@ -358,6 +361,7 @@ class MainWindow(QMainWindow):
         self.history_view.conversation_deleted.connect(self._on_conversation_deleted)
         self.library.watched_changed.connect(self._on_watched_list_changed)
         self.reader.closed.connect(self.close_reader)
+        self.tabs.currentChanged.connect(lambda _index: self._focus_page())
         self.reader.failed.connect(self.banner.show_message)
         self.finetune.use_adapter.connect(self._on_use_adapter)
         self.finetune.reader_changed.connect(self._use_reader)
@@ -419,6 +423,19 @@ class MainWindow(QMainWindow):
         self.adapter_dialog.show()
         self.adapter_dialog.raise_()
         return self.adapter_dialog
+
+    def show_page(self, page: QWidget) -> None:
+        """Ctrl+1 … Ctrl+6: the page, with the keyboard in its main field."""
+        self.tabs.setCurrentWidget(page)
+        self._focus_page()
+
+    def _focus_page(self) -> None:
+        """The keyboard to the current page's main field: the question box in the chat."""
+        page = self.tabs.currentWidget()
+        if page is self.chat:
+            self.chat.input.setFocus()
+        elif page is self.search:
+            self.search.focus_query()
 
     @Slot()
     def focus_search(self) -> None:
@@ -495,6 +512,7 @@ class MainWindow(QMainWindow):
         name = self.collections.itemData(index)
         if name and name != self.collection:
             self._apply_collection(name)
+        self._focus_page()  # the keyboard back to the question, not the next collection
 
     @Slot(object)
     def _on_modes_changed(self, reasons: dict) -> None:
