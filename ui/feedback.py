@@ -78,6 +78,10 @@ class FeedbackBar(QWidget):
         button.setAccessibleName(tip.partition(":")[0])
         button.setCheckable(True)
         button.setAutoRaise(True)
+        button.setStyleSheet(  # the icon alone does not show the choice: a tint does
+            "QToolButton:checked { background: #e0e7ff; border: 1px solid #a5b4fc;"
+            " border-radius: 4px; }"
+        )
         return button
 
     def _on_rated(self, rating: int) -> None:
