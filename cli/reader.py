@@ -28,7 +28,6 @@ from engine.reader.job import ReaderJob, ReaderResult
 from engine.reader.questions import feedback_questions, indexed_only, start_reader
 from engine.reader.summary import accuracy_line, check_line, no_pair_reasons, reader_name
 from engine.reader.train import ReaderConfig, ReaderProgress
-from engine.settings import Settings
 from engine.types import UserError
 
 NOT_INDEXED = "document not indexed (no pair)"
@@ -123,7 +122,7 @@ def _train(engine: Engine, job: ReaderJob, args: argparse.Namespace) -> int:
     logging.getLogger().addFilter(_no_quantization_advice)
     try:
         with _stop_on_signals(cancel):
-            result = job.run(printer, cancel)
+            result = job.run(printer, stop=cancel)
     finally:
         logging.getLogger().removeFilter(_no_quantization_advice)
     printer.finish()
@@ -142,9 +141,8 @@ def _no_quantization_advice(record: logging.LogRecord) -> bool:
 def use_reader(engine: Engine, folder: str | None) -> None:
     """Put `folder` in use (None: the shipped reader) and save the settings as they are on
     disk now (the app may have changed them while this ran)."""
-    engine.settings = Settings.load(engine.data_dir)
-    engine.settings.reader_path = folder
-    engine.save_settings()
+    engine.reload_settings()
+    engine.update_settings(reader_path=folder)
 
 
 def _back_to_default(engine: Engine) -> int:

@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     printer = _ProgressPrinter(args.progress_json)
     cancel = threading.Event()
     with _stop_on_signals(cancel):
-        result = job.run(printer, cancel)
+        result = job.run(printer, stop=cancel)
     printer.finish()
     print_problems(result.problems)
     _print_result(result, args.json)

@@ -153,6 +153,11 @@ class Engine:
             self.save_settings()
         self._drop_unused()
 
+    def reload_settings(self) -> None:
+        """Read `settings.json` again: another process (the app) may have saved it."""
+        self.settings = Settings.load(self.data_dir)
+        self._drop_unused()
+
     def set_collection(self, name: str) -> None:
         """The collection ingest, search and answers use from now on (saved)."""
         self.update_settings(collection=name)

@@ -32,7 +32,6 @@ from engine.eval.testset import test_set_path
 from engine.finetune.job import PROGRESS_PREFIX
 from engine.reader.job import CHECKPOINTS_DIR, readers_dir
 from engine.reader.summary import accuracy_line, check_line, reader_name
-from engine.settings import Settings
 from ui.runner import Finished, Request, Runner, run_child
 from ui.sources import WrapLabel
 
@@ -109,7 +108,6 @@ class ReaderSection(QGroupBox):
         """Fill in the test-set file when none is chosen; say which reader is in use."""
         if not self.path.text().strip() and test_set_path(self.data_dir).is_file():
             self.path.setText(str(test_set_path(self.data_dir)))
-        self._show_in_use(Settings.load(self.data_dir).reader_path)
         if self.process is None:
             resume = self.has_checkpoint()
             self.train_button.setText("Resume training" if resume else "Train the reader")
@@ -118,7 +116,8 @@ class ReaderSection(QGroupBox):
         self.refresh()
         super().showEvent(event)
 
-    def _show_in_use(self, folder: str | None) -> None:
+    def show_in_use(self, folder: str | None) -> None:
+        """Say which reader answers: the window calls this with each settings snapshot."""
         name = Path(folder).name if folder else "the shipped one"
         self.in_use.setText(f"Reader in use: {name}")
         self.default_button.setEnabled(bool(folder))
@@ -167,7 +166,7 @@ class ReaderSection(QGroupBox):
 
     @Slot()
     def _on_default(self) -> None:
-        self._show_in_use(None)
+        self.show_in_use(None)
         self.status.setText("Back to the shipped reader.")
         self.reader_changed.emit(None)
 
@@ -236,5 +235,5 @@ class ReaderSection(QGroupBox):
             )
         else:
             self.status.setText(f"Done, and in use: {accuracy_line(payload)}.")
-            self._show_in_use(payload["folder"])
+            self.show_in_use(payload["folder"])
             self.reader_changed.emit(payload["folder"])

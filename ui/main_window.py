@@ -577,6 +577,7 @@ class MainWindow(QMainWindow):
             self.library.set_watched(watched)
             self.watcher.set_folders(watched)
         self.settings = copy.deepcopy(settings)
+        self.finetune.reader_section.show_in_use(settings.reader_path)
         if self.models_dialog is not None:
             self.models_dialog.show_settings(self.settings)
         if collection_changed:

@@ -119,7 +119,7 @@ class TrainJob:
     val_path: Path | None = None
 
     def run(
-        self, progress: ProgressFn | None = None, cancel: threading.Event | None = None
+        self, progress: ProgressFn | None = None, *, stop: threading.Event | None = None
     ) -> TrainResult:
         hint = missing_extra()
         if hint:
@@ -140,7 +140,7 @@ class TrainJob:
         )
         key = self._key(checked, name)
         trainer = Trainer(self.base, train, val, self.config, checkpoint, key, cache)
-        model = trainer.run(progress, cancel)
+        model = trainer.run(progress, stop=stop)
         log = trainer.log
         result = TrainResult(
             name=name,

@@ -197,10 +197,12 @@ class Trainer:
         self.device = "cpu"
         self.log = StepLog()
 
-    def run(self, progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> Any:
+    def run(
+        self, progress: ProgressFn | None = None, *, stop: threading.Event | None = None
+    ) -> Any:
         """Train until done or cancelled; returns the PEFT model (its weights hold the run).
 
-        A cancel finishes the current step and saves a checkpoint that the next run with
+        A stop finishes the current step and saves a checkpoint that the next run with
         the same data and settings resumes from.
         """
         import torch
@@ -214,7 +216,7 @@ class Trainer:
         epoch_of_last_val = step if finished_before else -1
         saved_at = self.log.seconds
         while step < self.total_steps:
-            if cancel is not None and cancel.is_set():
+            if stop is not None and stop.is_set():
                 self._save_checkpoint(torch, model, optimizer, step)
                 return None
             started = time.perf_counter()

@@ -100,7 +100,7 @@ class ReaderJob:
         return pairs, dict(stats)
 
     def run(
-        self, progress: ProgressFn | None = None, cancel: threading.Event | None = None
+        self, progress: ProgressFn | None = None, *, stop: threading.Event | None = None
     ) -> ReaderResult:
         hint = missing_extra()
         if hint:
@@ -112,7 +112,7 @@ class ReaderJob:
         checkpoint = readers_dir(self.models_dir) / CHECKPOINTS_DIR / f"{self.name}.pt"
         lora = self.start_from / LORA_DIR if self.start_from else None
         trainer = ReaderTrainer(self.base_dir, train, val, self.config, checkpoint, key, lora)
-        model = trainer.run(progress, cancel)
+        model = trainer.run(progress, stop=stop)
         log = trainer.log
         result = ReaderResult(
             self.name, None, len(train), len(val), len(log.train_losses),

@@ -124,7 +124,9 @@ class ReaderTrainer:
         rng.shuffle(out)
         return out
 
-    def run(self, progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> Any:
+    def run(
+        self, progress: ProgressFn | None = None, *, stop: threading.Event | None = None
+    ) -> Any:
         """Train until done or cancelled (then None, a checkpoint kept); returns the
         PEFT model."""
         # OpenMP's threads sleep instead of spinning between steps (a shared 2-core
@@ -146,7 +148,7 @@ class ReaderTrainer:
             self.log.val_before = self.validate(torch, model)
         saved_at = self.log.seconds
         while step < self.total_steps:
-            if cancel is not None and cancel.is_set():
+            if stop is not None and stop.is_set():
                 self._save_checkpoint(torch, model, optimizer, step)
                 return None
             started = time.perf_counter()

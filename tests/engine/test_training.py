@@ -164,7 +164,9 @@ def test_stopped_run_resumes_where_an_uninterrupted_one_ends(
         if p.step == 3:
             cancel.set()
 
-    part = job(data, llm_path, tmp_path / "b", max_steps=6, epochs=3).run(stop_at_three, cancel)
+    part = job(data, llm_path, tmp_path / "b", max_steps=6, epochs=3).run(
+        stop_at_three, stop=cancel
+    )
     assert part.cancelled and part.adapter is None and part.steps == 3
     assert (tmp_path / "b" / "adapters" / ".checkpoints" / "d.pt").is_file()
     assert not list((tmp_path / "b" / "adapters").glob("*.gguf"))

@@ -37,7 +37,7 @@ def test_check_counts_pairs_and_back_to_the_default(open_window, qtbot, data_dir
     window.tabs.setCurrentWidget(window.finetune)
     section = window.finetune.reader_section
     assert section.isVisible() and section.path.text() == str(testset.test_set_path(data_dir))
-    assert section.in_use.text() == "Reader in use: my-reader"
+    qtbot.waitUntil(lambda: section.in_use.text() == "Reader in use: my-reader", timeout=10_000)
 
     qtbot.mouseClick(section.check_button, Qt.MouseButton.LeftButton)
     assert not section.check_button.isEnabled()  # a child process counts them
