@@ -183,6 +183,7 @@ class ReaderPanel(QWidget):
         top.addWidget(self.title, 1)
         self.page_label = ElidedLabel(bar)  # "§ a long section" must not widen the window
         self.page_label.setObjectName("muted")
+        self.page_label.setMinimumWidth(24)  # the reader's narrowest is the buttons' width
         row.addWidget(self.page_label, 1)
         self.prev_button = self._button(bar, "◀", "Previous page", self.previous_page)
         self.next_button = self._button(bar, "▶", "Next page", self.next_page)
