@@ -18,11 +18,13 @@ test: setup check
 test-engine: setup
 	$(PY) -m pytest -q -m "not gui"
 
-# The inner loop: engine, CLI and window without the slow tests (the real LLM answering,
-# training, building the app); their answers come from tests/fakes.py. The target: under 3
-# minutes on a quiet 2-core machine. `make test` runs everything, the real model included.
+# The inner loop: the engine, models and window, without the slow tests (the real LLM
+# answering, training, building the app; answers come from tests/fakes.py) and without the
+# command line's child processes (tests/cli, tests/e2e: `pytest -m "not slow" tests/cli
+# tests/e2e` runs those). About 2 minutes on a quiet 2-core machine. `make test` runs
+# everything, the real model included.
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --ignore=tests/cli --ignore=tests/e2e
 
 # lint: ruff's rules and formatting; typecheck: mypy (its files are in pyproject.toml);
 # check: both, what CI and the pre-commit hooks (.pre-commit-config.yaml) run.
