@@ -320,8 +320,8 @@ class SourceList(QWidget):
         for card in self.cards:
             card.deleteLater()
         self.cards = []
-        numbered = list(enumerate(sources, start=1))
-        for number, source in sorted(numbered, key=lambda item: item[1].rank):
+        given = list(enumerate(sources, start=1))
+        for number, source in sorted(given, key=lambda item: item[1].rank):
             if quote is not None and holds_quote(number, source, quote):
                 source = QuotedSource.of(source, quote)
             card = SourceCard(number, source, query, self, numbered)
