@@ -175,16 +175,19 @@ class ReaderPanel(QWidget):
         rows = QVBoxLayout(bar)
         rows.setContentsMargins(8, 4, 8, 4)
         rows.setSpacing(2)
-        top, row = QHBoxLayout(), QHBoxLayout()  # the document's name gets a line of its own
-        rows.addLayout(top)
-        rows.addLayout(row)
+        # The document's name and the place each get a line of their own (beside the
+        # buttons, a narrow reader elided the place to "p…").
+        top, place, row = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
+        for layout in (top, place, row):
+            rows.addLayout(layout)
         self.title = ElidedLabel(bar, mode=Qt.TextElideMode.ElideMiddle, bold=True)
         self.title.setObjectName("readerTitle")
         top.addWidget(self.title, 1)
         self.page_label = ElidedLabel(bar)  # "§ a long section" must not widen the window
         self.page_label.setObjectName("muted")
         self.page_label.setMinimumWidth(24)  # the reader's narrowest is the buttons' width
-        row.addWidget(self.page_label, 1)
+        place.addWidget(self.page_label, 1)
+        row.addStretch(1)
         self.prev_button = self._button(bar, "◀", "Previous page", self.previous_page)
         self.next_button = self._button(bar, "▶", "Next page", self.next_page)
         self.zoom_out_button = self._button(
@@ -210,6 +213,7 @@ class ReaderPanel(QWidget):
         button.setToolTip(tip)
         if slot is not None:
             button.clicked.connect(lambda: slot())  # type: ignore[operator]
+        if len(text) == 1:  # a symbol; a word ("Fit") keeps the width it needs
             button.setFixedWidth(34)
         return button
 

@@ -37,10 +37,10 @@ def test_a_retrieval_only_run_fills_the_table_and_chart(
     assert report.retrieval["hybrid"]["hit_at_1"] == 1.0
     labels = [page.table.verticalHeaderItem(r).text() for r in range(page.table.rowCount())]
     assert labels == [  # the modes default to the app's own (hybrid: the grounding adapter)
-        "search: vector", "search: keyword", "search: hybrid", "search: reader", "mode: hybrid"
+        "search: hybrid", "search: vector", "search: keyword", "search: reader", "mode: hybrid"
     ]  # fmt: skip
     assert report.retrieval["reader"]["n"] == report.retrieval["hybrid"]["n"]
-    assert page.table.item(2, 1).text() == "1.00"  # hybrid hit@1
+    assert page.table.item(0, 1).text() == "1.00"  # hybrid hit@1
     assert page.chart.rows and page.progress.value() == page.progress.maximum()
     assert page.run_button.isEnabled() and not page.stop_button.isEnabled()
     assert not window.bridge.runner.engine.llms.loaded()  # no model, and no second Engine

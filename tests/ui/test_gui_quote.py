@@ -44,7 +44,7 @@ MINETEST_MD = (
 def replay(answer: Answer, quote: Quote | None):
     """An `Engine.ask` that gives `answer` as the engine streams one."""
 
-    def ask(self, question, mode="rag", options=None):
+    def ask(self, question, mode="rag", options=None, *, stop=None):
         yield SourcesFound(answer.sources, quote)
         yield TokenReceived(answer.answer)
         yield AnswerFinished(answer)
