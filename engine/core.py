@@ -13,14 +13,12 @@ import copy
 import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.answer import asking, grounding
 from engine.answer.events import Answer, AnswerEvent, AnswerFinished, AskOptions
 from engine.answer.generation import Generator, RefusalGate
-from engine.answer.prompting import BASE_SYSTEM_PROMPT
 from engine.answer.remote import RemoteGenerator, Server
 from engine.finetune.trainer import TrainConfig
 from engine.index.embedding import Embedder
@@ -32,7 +30,7 @@ from engine.parts import Parts
 from engine.paths import default_data_dir, ensure_data_dir, models_dir
 from engine.reader.rank import Reader
 from engine.settings import Settings
-from engine.types import IngestReport, SearchResult, UserError
+from engine.types import IngestReport, SearchResult, Status, UserError
 from models.lora import AdapterInfo, check_compatible
 
 if TYPE_CHECKING:
@@ -42,22 +40,6 @@ if TYPE_CHECKING:
 # development set the gold passage was never more than 0.10 behind the best one.
 SOURCE_MARGIN = 0.15
 SEARCH_K = 5  # results of a plain search when none is asked for
-
-
-@dataclass(frozen=True)
-class Status:
-    """What a status bar shows: the model, the adapter, the index and its collections."""
-
-    model: str
-    adapter: str | None
-    adapter_scale: float
-    documents: int
-    failed: int
-    chunks: int
-    bytes: int
-    collections: list[Any]
-    bundled: bool  # the bundled model answers (no model of the user's, no server)
-    default_mode: str  # the mode answers start in (modes.preferred)
 
 
 class Engine:
@@ -120,7 +102,7 @@ class Engine:
     def load(self, mode: str) -> None:
         """Load the model `mode` answers with (for lora/hybrid with Quire's grounding
         adapter, the copy with the adapter folded in), so that no answer pays for it."""
-        self.generator_for(mode)
+        self.grounding.generator_for(mode)
 
     @property
     def last_refusal_odds(self) -> float | None:
@@ -347,20 +329,8 @@ class Engine:
 
     # -- adapters (the policy: engine/answer/grounding.py) ------------------------------
 
-    def generator_for(self, mode: str) -> Generator | RemoteGenerator:
-        return self.grounding.generator_for(mode)
-
     def adapter_path(self) -> Path | None:
         return self.grounding.adapter_path()
-
-    def card(self) -> grounding.Card:
-        return self.grounding.card()
-
-    def uses_user_adapter(self, mode: str) -> bool:
-        return self.grounding.uses_user_adapter(mode)
-
-    def uses_grounding(self, mode: str) -> bool:
-        return self.grounding.uses_grounding(mode)
 
     def refusal_gate(self, mode: str, sources: Sequence[SearchResult] = ()) -> RefusalGate | None:
         return self.grounding.refusal_gate(mode, sources)
@@ -415,21 +385,12 @@ class Engine:
         base: Path | None = None,
         val: Path | None = None,
     ) -> TrainJob:
-        """A LoRA training run on `data` for the current model (or `base`), not yet started.
-
-        Examples are rendered with the system prompt and context size that answers use.
-        """
+        """A LoRA training run on `data` for the current model (or `base`), not yet started;
+        examples are rendered with the system prompt and context size answers use."""
         from engine.finetune.job import TrainJob
 
-        return TrainJob(
-            data_path=Path(data).expanduser(),
-            base=Path(base).expanduser() if base else self.model_path(),
-            models_dir=self.models_dir,
-            system_prompt=self.settings.system_prompt or BASE_SYSTEM_PROMPT,
-            context_size=self.settings.context_size,
-            config=config or TrainConfig(),
-            name=name,
-            val_path=Path(val).expanduser() if val else None,
+        return TrainJob.for_model(
+            data, base or self.model_path(), self.models_dir, self.settings, name, config, val
         )
 
     def compare(

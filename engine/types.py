@@ -9,7 +9,7 @@ from typing import Any
 from models.errors import UserError as UserError
 
 
-class ScannedPDF(UserError):
+class ScannedPDF(UserError):  # noqa: N818 - public name; the UI offers OCR, no error shown
     """A PDF whose `pages` pages have no text layer: OCR may read it (engine/ingest/ocr.py)."""
 
     def __init__(self, message: str, pages: int = 0) -> None:
@@ -140,3 +140,19 @@ def printable(text: str) -> str:
     except UnicodeEncodeError:  # a lone surrogate that no file name decodes to
         raw = text.encode("utf-8", "replace")
     return raw.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class Status:
+    """What a status bar shows: the model, the adapter, the index and its collections."""
+
+    model: str
+    adapter: str | None
+    adapter_scale: float
+    documents: int
+    failed: int
+    chunks: int
+    bytes: int
+    collections: list[Any]
+    bundled: bool  # the bundled model answers (no model of the user's, no server)
+    default_mode: str  # the mode answers start in (modes.preferred)

@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core import Status
 from engine.paths import default_data_dir, models_dir
+from engine.types import Status
 from models.registry import adapters_dir
 from ui.bridge import Bridge
 

@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.answer.modes import MODES, preferred
-from engine.core import Status
 from engine.eval.evaluation import EvalConfig, EvalProgress, EvalReport, format_metric, table_rows
+from engine.types import Status
 from ui.banner import human_duration
 from ui.bridge import Bridge
 from ui.runner import Request

@@ -30,12 +30,12 @@ from PySide6.QtWidgets import (
 
 from engine.answer.modes import MODES
 from engine.answer.remote import load_key
-from engine.core import Answer, Status
+from engine.core import Answer
 from engine.eval.testset import test_set_path
 from engine.history import History
 from engine.paths import default_data_dir, models_dir
 from engine.settings import Settings
-from engine.types import SearchResult, UserError
+from engine.types import SearchResult, Status, UserError
 from ui.adapter_dialog import AdapterDialog, adapter_name, adapter_text
 from ui.banner import Banner, human_size
 from ui.bridge import Bridge

@@ -12,7 +12,7 @@ import time
 from collections import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from engine.answer import modes
 from engine.answer.events import (
@@ -32,6 +32,9 @@ from engine.reader.rank import Quote, Reader
 from engine.settings import Settings
 from engine.types import SearchResult, Timings
 
+if TYPE_CHECKING:
+    from engine.answer.grounding import Grounding
+
 
 class Answering(Protocol):
     """What the pipeline needs of the engine (`engine.core.Engine` offers it)."""
@@ -49,15 +52,11 @@ class Answering(Protocol):
         self, question: str, k: int | None = None, collection: str | None = None
     ) -> list[SearchResult]: ...
 
-    def generator_for(self, mode: str) -> Generator | RemoteGenerator: ...
+    grounding: Grounding
 
     def refusal_gate(
         self, mode: str, sources: Sequence[SearchResult] = ()
     ) -> RefusalGate | None: ...
-
-    def uses_grounding(self, mode: str) -> bool: ...
-
-    def uses_user_adapter(self, mode: str) -> bool: ...
 
 
 @dataclass
@@ -112,7 +111,7 @@ def _generate(
     found: _Found,
 ) -> Iterator[AnswerEvent]:
     """The model's answer from the sources found (none for base and lora)."""
-    generator = engine.generator_for(mode)
+    generator = engine.grounding.generator_for(mode)
     engine.llms.last = generator if isinstance(generator, Generator) else None
     max_tokens = opts.max_tokens or engine.settings.max_tokens
     prompt = build_prompt(
@@ -121,7 +120,7 @@ def _generate(
         generator.count_tokens,
         generator.context_size - max_tokens,
         engine.settings.system_prompt,
-        best_last=engine.uses_grounding(mode),  # the adapter reads the nearest source best
+        best_last=engine.grounding.uses_grounding(mode),  # the adapter reads the best last
         quote=_quote_index(found.sources, found.quote),
         turns=recent(opts.turns),
     )
@@ -134,7 +133,7 @@ def _generate(
     stream = generator.stream(
         prompt.messages, max_tokens, _temperature(engine.settings, opts), opts.seed,
         cancel=stop, gate=engine.refusal_gate(mode, prompt.sources),
-        guard=engine.uses_user_adapter(mode),
+        guard=engine.grounding.uses_user_adapter(mode),
     )  # fmt: skip
     text, cancelled = yield from _tokens(stream)
     timings = _total(generator.last_timings, found.retrieval_s, found.start)
@@ -155,7 +154,7 @@ def chat(
     """The answering model (local, no adapter, or the server) given chat messages as they
     are: no retrieval, no sources."""
     start = time.perf_counter()
-    generator = engine.generator_for("base")
+    generator = engine.grounding.generator_for("base")
     engine.llms.last = generator if isinstance(generator, Generator) else None
     max_tokens = opts.max_tokens or engine.settings.max_tokens
     stream = generator.stream(

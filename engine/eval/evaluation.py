@@ -157,7 +157,7 @@ class Evaluation:
         s = self.engine.settings
         adapter = self.engine.adapter_path()
         gate = self.engine.refusal_gate(preferred(adapter=True))
-        card = self.engine.card() if gate else None  # with the adapter card's two-level bars
+        card = self.engine.grounding.card() if gate else None  # its two-level bars
         refusal = [gate.threshold, card.refusal_close, card.refusal_sure] if gate and card else None
         return {
             "model": s.model_path or "bundled", "lora": str(adapter),

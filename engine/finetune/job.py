@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.answer.generation import ChatFormat, Generator, load_vocab
+from engine.answer.prompting import BASE_SYSTEM_PROMPT
 from engine.errors import describe, disk_full
 from engine.finetune.examples import (
     Encoded,
@@ -36,6 +37,7 @@ from engine.finetune.examples import (
 )
 from engine.finetune.examples import with_system as with_system_prompt
 from engine.finetune.trainer import TARGET_MODULES, ProgressFn, TrainConfig, Trainer, missing_extra
+from engine.settings import Settings
 from engine.types import UserError
 from models.lora import convert_peft
 from models.registry import adapters_dir
@@ -117,6 +119,30 @@ class TrainJob:
     config: TrainConfig = field(default_factory=TrainConfig)
     name: str | None = None
     val_path: Path | None = None
+
+    @classmethod
+    def for_model(
+        cls,
+        data: Path,
+        base: Path,
+        models_dir: Path,
+        settings: Settings,
+        name: str | None = None,
+        config: TrainConfig | None = None,
+        val: Path | None = None,
+    ) -> TrainJob:
+        """A run for `base` whose examples are rendered as answers are: the settings'
+        system prompt (else the app's own) and context size."""
+        return cls(
+            data_path=Path(data).expanduser(),
+            base=Path(base).expanduser(),
+            models_dir=models_dir,
+            system_prompt=settings.system_prompt or BASE_SYSTEM_PROMPT,
+            context_size=settings.context_size,
+            config=config or TrainConfig(),
+            name=name,
+            val_path=Path(val).expanduser() if val else None,
+        )
 
     def run(
         self, progress: ProgressFn | None = None, *, stop: threading.Event | None = None

@@ -277,7 +277,7 @@ def test_a_changed_adapter_or_threshold_starts_a_new_run(
     engine.settings.reader = False  # without a reader: the adapter's own two-level gate
     shipped = Evaluation(engine, questions, config).checkpoint
     assert shipped != with_reader
-    card = engine.card()  # the adapter card's bars, as a retuned card would change them
+    card = engine.grounding.card()  # the adapter card's bars, as a retuned card would change them
     engine.grounding.card_override = dataclasses.replace(card, refusal=card.refusal + 0.1)
     assert Evaluation(engine, questions, config).checkpoint != shipped
     engine.grounding.card_override = dataclasses.replace(card, refusal_sure=card.refusal_sure + 0.1)

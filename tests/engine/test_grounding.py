@@ -92,7 +92,7 @@ def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
     """Threshold 0 refuses whatever the question, above 1 never: the gate, not chance."""
     from engine.answer.prompting import build_prompt
 
-    generator = engine.generator_for("hybrid")
+    generator = engine.grounding.generator_for("hybrid")
     sources = engine.sources("How often should I descale the kettle?")
     prompt = build_prompt(
         "How often should I descale the kettle?", sources, generator.count_tokens, 2000
