@@ -289,13 +289,17 @@ class Bridge(QObject):
 
     def refresh_status(self) -> None:
         """Report the status again (another Quire, e.g. a CLI ingest, may have changed the
-        index); one refresh waits at a time."""
+        index); one refresh waits at a time, and one asked for meanwhile runs after it (the
+        one in flight may have read the index before the change)."""
         if getattr(self, "_refreshing", False):
+            self._refresh_again = True
             return
-        self._refreshing = True
+        self._refreshing, self._refresh_again = True, False
 
         def done(_result: Any) -> None:
             self._refreshing = False
+            if self._refresh_again:
+                self.refresh_status()
 
         def failed(message: str) -> None:
             self._refreshing = False
