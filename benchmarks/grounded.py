@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.core import AskOptions, Engine  # noqa: E402
-from engine.settings import Settings  # noqa: E402
+from engine.core import AskOptions, Engine
+from engine.settings import Settings
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "freedombox-manual"
 DOCS = ("Backups", "Calibre", "Deluge", "MediaWiki", "Syncthing", "Transmission")

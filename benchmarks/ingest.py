@@ -24,11 +24,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.index.embedding import Embedder  # noqa: E402
-from engine.index.store import Store  # noqa: E402
-from engine.ingest import chunking  # noqa: E402
-from engine.ingest import pipeline as ingest  # noqa: E402
-from engine.paths import models_dir  # noqa: E402
+from engine.index.embedding import Embedder
+from engine.index.store import Store
+from engine.ingest import chunking
+from engine.ingest import pipeline as ingest
+from engine.paths import models_dir
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 SUBSET_HTML = 30  # HTML pages in the default subset, with the 26-page camlidl PDF

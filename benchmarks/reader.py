@@ -35,9 +35,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.core import Engine  # noqa: E402
-from engine.eval.scoring import load_questions  # noqa: E402
-from engine.reader.rank import Reader, passage_text  # noqa: E402
+from engine.core import Engine
+from engine.eval.scoring import load_questions
+from engine.reader.rank import Reader, passage_text
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTIONS = REPO / "eval" / "dev-questions.jsonl"

@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.index.retrieval import Retriever  # noqa: E402
-from engine.index.store import Store  # noqa: E402
-from engine.types import Chunk  # noqa: E402
+from engine.index.retrieval import Retriever
+from engine.index.store import Store
+from engine.types import Chunk
 
 DIM = 384
 CHUNKS_PER_DOC = 100

@@ -27,13 +27,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.answer.generation import ChatFormat, load_vocab  # noqa: E402
-from engine.answer.prompting import RAG_SYSTEM_PROMPT  # noqa: E402
-from engine.finetune.examples import Encoded  # noqa: E402
-from engine.finetune.job import CACHE_DIR  # noqa: E402
-from engine.finetune.trainer import TrainConfig, Trainer  # noqa: E402
-from engine.paths import models_dir  # noqa: E402
-from models.bundled import ensure_llm  # noqa: E402
+from engine.answer.generation import ChatFormat, load_vocab
+from engine.answer.prompting import RAG_SYSTEM_PROMPT
+from engine.finetune.examples import Encoded
+from engine.finetune.job import CACHE_DIR
+from engine.finetune.trainer import TrainConfig, Trainer
+from engine.paths import models_dir
+from models.bundled import ensure_llm
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "freedombox-manual"
 ANSWER = (

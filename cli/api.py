@@ -98,7 +98,7 @@ class EngineThread:
                             stopped = True
                         loop.call_soon_threadsafe(out.put_nowait, event)
                 loop.call_soon_threadsafe(out.put_nowait, _END)
-            except BaseException as exc:  # handed to the request, which answers it
+            except BaseException as exc:  # noqa: BLE001 - any failure is handed to the request
                 loop.call_soon_threadsafe(out.put_nowait, exc)
             finally:
                 self._count(-1, stopped)

@@ -145,13 +145,13 @@ class History:
         self.set_aside: Path | None = None  # where a damaged history was kept, this time
         try:
             self.conn = self._open()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - classified here; any other is re-raised named
             if sqlite_kind(exc) not in (SqliteKind.CORRUPT, SqliteKind.NOTADB):
                 _raise_named(exc, self.path)
             self.set_aside = _set_aside(self.path, self._inode, exc)
             try:
                 self.conn = self._open()
-            except Exception as again:
+            except Exception as again:  # noqa: BLE001 - re-raised, named
                 _raise_named(again, self.path)
 
     def _open(self) -> sqlite3.Connection:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,7 +66,7 @@ def corpus() -> Path:
 
 
 @pytest.fixture
-def fake_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[type]:
+def fake_llm(monkeypatch: pytest.MonkeyPatch) -> type:
     """Engines load `FakeGenerator` instead of the GGUF model (also on the GUI's engine
     thread); the class is returned to queue replies (`replies.append`) and to look at what
     was asked (`instances[-1].prompts`). Every test not marked slow has it."""
@@ -79,7 +78,7 @@ def fake_llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[type]:
     monkeypatch.setattr(FakeGenerator, "instances", [])
     monkeypatch.setattr(FakeGenerator, "token_s", TOKEN_S)
     monkeypatch.setattr(FakeGenerator, "refusal_odds", 0.0)
-    yield FakeGenerator
+    return FakeGenerator
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 from engine.answer import generation
 from engine.answer.generation import Cancelled, Generator, RefusalGate
@@ -39,10 +40,10 @@ class FakeGenerator(Generator):
     its own thread.
     """
 
-    replies: deque[str] = deque()  # said in turn, one per answer; then DEFAULT_REPLY
+    replies: ClassVar[deque[str]] = deque()  # said in turn, one per answer; then DEFAULT_REPLY
     token_s: float = TOKEN_S
     refusal_odds: float = 0.0  # a grounding gate's first-token odds: below it, answer
-    instances: list[FakeGenerator] = []
+    instances: ClassVar[list[FakeGenerator]] = []
 
     def __init__(
         self,

@@ -36,10 +36,14 @@ def test_it_streams_up_to_max_tokens_and_stops_on_the_event(llm_path: Path) -> N
     assert len(list(fake.stream(HI, max_tokens=7))) == fake.last_timings.tokens == 7
     stop = threading.Event()
     pieces = []
-    with pytest.raises(Cancelled):
+
+    def read_and_stop() -> None:
         for piece in fake.stream(HI, max_tokens=400, cancel=stop):
             pieces.append(piece)
             stop.set()
+
+    with pytest.raises(Cancelled):
+        read_and_stop()
     assert len(pieces) == 1
     with pytest.raises(Cancelled):  # set before it started
         next(fake.stream(HI, cancel=stop))
@@ -58,7 +62,7 @@ def test_a_gate_refuses_at_its_threshold(llm_path: Path) -> None:
 def test_it_refuses_what_the_real_one_refuses(tmp_path: Path) -> None:
     junk = tmp_path / "model.gguf"
     junk.write_text("not a model")
-    with pytest.raises(UserError, match="model.gguf is not a GGUF file"):
+    with pytest.raises(UserError, match=r"model\.gguf is not a GGUF file"):
         FakeGenerator(junk)
     with pytest.raises(UserError, match="model file not found"):
         FakeGenerator(tmp_path / "missing.gguf")

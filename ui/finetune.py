@@ -8,6 +8,7 @@ starting again with the same file and settings resumes from that checkpoint.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ from PySide6.QtWidgets import (
 from engine.finetune.job import CHECKPOINTS_DIR, PROGRESS_PREFIX, adapter_name
 from engine.finetune.repetition import repeated_share, repeats
 from engine.finetune.trainer import DEFAULT_RANK, TrainConfig
+from engine.types import UserError
 from models.registry import adapters_dir
 from ui.finetune_reader import ReaderSection
 from ui.runner import Finished, Request, Runner, run_child
@@ -84,7 +86,7 @@ class LossChart(QWidget):
         painter.drawText(left + w - 80, top + h + 16, f"step {self.total}")
         painter.setPen(QPen(QColor("#4f46e5"), 2))
         line = [point(s, v) for s, v in self.loss]
-        for a, b in zip(line, line[1:], strict=False):
+        for a, b in itertools.pairwise(line):
             painter.drawLine(a, b)
         painter.setPen(QPen(QColor("#dc2626"), 6))
         for s, v in self.val:
@@ -277,7 +279,7 @@ class FineTuneView(QWidget):
         text = self.name.text().strip() or Path(self.path.text().strip()).stem
         try:
             return adapter_name(text)
-        except Exception:
+        except UserError:
             return "adapter"
 
     def _may_replace(self) -> bool:

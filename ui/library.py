@@ -210,7 +210,7 @@ class LibraryView(QWidget):
     def watch_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Watch a folder")
         if folder:
-            self.set_watched(self.watched_folders() + [folder])
+            self.set_watched([*self.watched_folders(), folder])
             self.watched_changed.emit(self.watched_folders())
             self.add_paths([folder])
 

@@ -42,7 +42,7 @@ def _details(info: GGUFInfo) -> str:
     return ", ".join(filter(None, [info.architecture, info.quantization, context]))
 
 
-class _Stopped(Exception):
+class _StoppedError(Exception):
     """Raised from the progress callback: the way out of huggingface_hub's download loop
     once the request was stopped."""
 
@@ -55,15 +55,15 @@ def _download(offer: Offer, models_dir: Path, progressed: ProgressFn) -> Job:
 
         def progress(done: int, total: int) -> None:
             if request.cancel.is_set():
-                raise _Stopped()
+                raise _StoppedError()
             request.post(progressed, request, done, total)
 
         try:
             return str(hub.download(offer.repo, offer.filename, models_dir, progress))
-        except _Stopped:
+        except _StoppedError:
             return None
         except UserError as exc:
-            if isinstance(exc.__cause__, _Stopped) or request.cancel.is_set():
+            if isinstance(exc.__cause__, _StoppedError) or request.cancel.is_set():
                 return None
             raise
 

@@ -194,7 +194,7 @@ class PassagePdfView(QPdfView):
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
         super().paintEvent(event)
-        if not self.marks and not self.quote_marks or self.document() is None:
+        if (not self.marks and not self.quote_marks) or self.document() is None:
             return
         painter = QPainter(self.viewport())
         painter.setPen(Qt.PenStyle.NoPen)

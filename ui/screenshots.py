@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from PySide6.QtCore import (  # noqa: E402
+from PySide6.QtCore import (
     QEventLoop,
     QSettings,
     QTimer,
     SignalInstance,
 )
-from PySide6.QtWidgets import QWidget  # noqa: E402
+from PySide6.QtWidgets import QWidget
 
 if TYPE_CHECKING:
     from ui.main_window import MainWindow

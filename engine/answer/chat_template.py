@@ -29,7 +29,7 @@ MAX_CHARS = 4_000_000  # any string or list made while rendering, and the output
 MAX_SECONDS = 2.0  # one render (real templates take about a millisecond)
 
 
-class TemplateBudget(Exception):
+class TemplateBudgetError(Exception):
     """A render went past its budget."""
 
 
@@ -41,15 +41,15 @@ class _Budget:
     def tick(self, items: int = 0) -> None:
         self.items += items
         if self.items > LOOP_ITEMS:
-            raise TemplateBudget(f"loops over more than {LOOP_ITEMS:,} items")
+            raise TemplateBudgetError(f"loops over more than {LOOP_ITEMS:,} items")
         if time.monotonic() > self.deadline:
-            raise TemplateBudget(f"rendering took over {MAX_SECONDS:g} s")
+            raise TemplateBudgetError(f"rendering took over {MAX_SECONDS:g} s")
 
 
 class _Generation(jinja2.ext.Extension):
     """Hugging Face's `{% generation %}` tag (training masks): the text passes through."""
 
-    tags = {"generation"}
+    tags = {"generation"}  # noqa: RUF012 - jinja2.ext.Extension declares it a plain set
 
     def parse(self, parser: Any) -> Any:
         parser.stream.skip(1)
@@ -81,9 +81,9 @@ class _Environment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         self.budget.tick()
         if operator == "**" and isinstance(right, int) and abs(right) > 64:
-            raise TemplateBudget("a power over 64")
+            raise TemplateBudgetError("a power over 64")
         if _size(operator, left, right) > MAX_CHARS:
-            raise TemplateBudget("a string or list over the size limit")
+            raise TemplateBudgetError("a string or list over the size limit")
         return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -124,7 +124,7 @@ class ChatTemplate:
 
     def render(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
         """The prompt and its stop strings. A template that raises on purpose (e.g. one
-        that refuses a system role) raises `TemplateRefused`; anything else that goes
+        that refuses a system role) raises `TemplateRefusedError`; anything else that goes
         wrong is a `UserError` naming the model."""
         self.env.budget = _Budget()
         try:
@@ -133,7 +133,7 @@ class ChatTemplate:
                 add_generation_prompt=True, raise_exception=_refuse, strftime_now=_now,
                 tools=None, functions=None,
             ))  # fmt: skip
-        except TemplateRefused:
+        except TemplateRefusedError:
             raise
         except Exception as exc:  # noqa: BLE001 - model code: any failure is the template's
             raise self._broken(exc) from None
@@ -151,12 +151,12 @@ class ChatTemplate:
         return UserError(f"{where}this model's chat template is broken or unsafe: {reason[:200]}")
 
 
-class TemplateRefused(Exception):
+class TemplateRefusedError(Exception):
     """The template called raise_exception(): it refuses these messages as they are."""
 
 
 def _refuse(message: str) -> None:
-    raise TemplateRefused(message)
+    raise TemplateRefusedError(message)
 
 
 def _now(fmt: str) -> str:
@@ -175,6 +175,6 @@ def _bounded(pieces: Iterator[str]) -> str:
     for piece in pieces:
         size += len(piece)
         if size > MAX_CHARS:
-            raise TemplateBudget(f"its output passed {MAX_CHARS:,} characters")
+            raise TemplateBudgetError(f"its output passed {MAX_CHARS:,} characters")
         out.append(piece)
     return "".join(out)

@@ -19,7 +19,7 @@ import llama_cpp
 import numpy as np
 
 from engine.answer.adapters import AdapterSet
-from engine.answer.chat_template import ChatTemplate, TemplateRefused
+from engine.answer.chat_template import ChatTemplate, TemplateRefusedError
 from engine.threads import answer_threads
 from engine.types import Timings, UserError
 
@@ -31,7 +31,7 @@ _GEMMA_TURN = "<start_of_turn>{role}\n{content}<end_of_turn>\n"
 _GEMMA_STOP = ["<end_of_turn>", "<start_of_turn>"]
 
 
-class Cancelled(Exception):
+class Cancelled(Exception):  # noqa: N818 - an outcome the user asked for, not an error
     """Generation was stopped by the user."""
 
 
@@ -311,10 +311,10 @@ class ChatFormat:
         if self._formatter is not None:
             try:
                 return self._formatter.render(messages)
-            except TemplateRefused:  # templates that refuse a system role, e.g. Gemma 2's
+            except TemplateRefusedError:  # templates that refuse a system role, e.g. Gemma 2's
                 try:
                     return self._formatter.render(_fold_system(messages))
-                except TemplateRefused as exc:
+                except TemplateRefusedError as exc:
                     raise UserError(
                         f"{self._formatter.model}: this model's chat template refuses the "
                         f"messages ({exc})"

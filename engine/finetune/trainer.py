@@ -403,7 +403,7 @@ class Trainer:
             return 0
         try:
             state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
-        except Exception:  # a checkpoint from another torch, or damaged: start afresh
+        except Exception:  # noqa: BLE001 - from another torch, or damaged: start afresh
             return 0
         if state.get("key") != self.run_key:
             return 0

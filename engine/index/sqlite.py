@@ -47,7 +47,7 @@ def _can_load_vec(module: ModuleType) -> bool:
             conn.execute("SELECT vec_version()").fetchone()
         finally:
             conn.close()
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever stops the extension loading: not available
         return False
     return True
 

@@ -34,7 +34,7 @@ PARSE_SECONDS = 5.0
 PARSE_SECONDS_PER_MB = 5.0
 
 
-class ParseTimeout(UserError):
+class ParseTimeoutError(UserError):
     """The parser ran past its time budget (hostile or pathological markup)."""
 
 
@@ -47,7 +47,7 @@ def sniff_charset(raw: bytes) -> str | None:
 def extract_html(text: str, budget_s: float | None = None) -> list[Segment]:
     """Segments of an HTML document: text before the first heading, then one per heading.
 
-    Raises ParseTimeout when parsing takes longer than `budget_s` (default: by size).
+    Raises ParseTimeoutError when parsing takes longer than `budget_s` (default: by size).
     """
     if budget_s is None:
         budget_s = PARSE_SECONDS + PARSE_SECONDS_PER_MB * len(text) / 1e6
@@ -129,7 +129,7 @@ class _Extractor(HTMLParser):
     def _check_time(self) -> None:
         self._calls += 1
         if not self._calls % 64 and time.thread_time() > self._deadline:  # ~1 us a check
-            raise ParseTimeout("parsing took too long (hostile or broken markup?)")
+            raise ParseTimeoutError("parsing took too long (hostile or broken markup?)")
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._check_time()

@@ -95,7 +95,7 @@ def _load_text_file(path: Path, suffix: str) -> list[Segment]:
             parse = _parse_lines
     try:
         segments = parse(text)
-    except UserError as exc:  # the parser's own, e.g. html.ParseTimeout
+    except UserError as exc:  # the parser's own, e.g. html.ParseTimeoutError
         raise UserError(f"{path.name}: {exc}; skipped") from exc
     if not segments:
         raise UserError(f"{path.name}: no text found in the file")

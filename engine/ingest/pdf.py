@@ -115,7 +115,7 @@ def _read_pypdf(path: Path) -> tuple[list[str], Outline]:
         ) from exc
     try:
         outline = list(_pypdf_outline(reader, reader.outline))
-    except Exception:  # a broken outline only costs the section names
+    except Exception:  # noqa: BLE001 - a broken outline only costs the section names
         outline = []
     return pages, outline
 

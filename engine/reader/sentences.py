@@ -9,6 +9,7 @@ quote can be marked where it stands.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 MAX_WORDS = 60  # a longer unit is cut: a quote should be read at a glance
@@ -40,7 +41,7 @@ def sentences(text: str) -> list[str]:
 
 
 def _pairs(cuts: list[int]) -> list[Span]:
-    return list(zip(cuts, cuts[1:], strict=False))
+    return list(itertools.pairwise(cuts))
 
 
 def _trim(text: str, start: int, end: int) -> Span:

@@ -200,7 +200,7 @@ class ReaderTrainer:
 
     def _step(self, torch: Any, model: Any, optimizer: Any, step: int) -> float:
         """In-batch and hard negatives: every question against every text of the batch."""
-        epoch, index = divmod(step, len(self.batches))
+        index = step % len(self.batches)
         pairs = [self.train[i] for i in self.batches[index]]
         rng = random.Random(self.config.seed * 1000 + step)
         texts = [p.positive for p in pairs]
@@ -264,7 +264,7 @@ class ReaderTrainer:
             return 0
         try:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        except Exception:  # damaged or from another torch: start afresh
+        except Exception:  # noqa: BLE001 - damaged or from another torch: start afresh
             return 0
         if state.get("key") != self.run_key:
             return 0

@@ -85,7 +85,7 @@ def indexed(
 
 
 def test_ingest_indexes_good_files_and_reports_each_bad_one(indexed: Indexed) -> None:
-    library, data, result = indexed
+    _library, data, result = indexed
     assert result.returncode == 1, result.stderr  # something failed, and the exit code says so
     assert "Traceback" not in result.stderr
     failed = [line for line in result.stderr.splitlines() if line.strip().startswith("failed:")]
@@ -99,7 +99,7 @@ def test_ingest_indexes_good_files_and_reports_each_bad_one(indexed: Indexed) ->
 
 
 def test_search_json_follows_the_contract(indexed: Indexed) -> None:
-    library, data, _ = indexed
+    _library, data, _ = indexed
     result = quire(data, "search", "how long is the warranty", "--json", "--k", "3")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)

@@ -83,7 +83,7 @@ def test_check_counts_pairs_and_says_why_questions_gave_none(
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    ("args", "message"),
     [
         (["missing.jsonl"], "missing.jsonl: no such question file"),
         ([], "train-reader needs QUESTIONS.jsonl, --feedback, or --default"),

@@ -177,7 +177,7 @@ def test_adapter_modes_say_they_need_a_local_model(data_dir: Path) -> None:
 
 def test_server_down_is_one_line(data_dir: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    with pytest.raises(UserError, match="cannot reach the model server .* is it running"):
+    with pytest.raises(UserError, match=r"cannot reach the model server .* is it running"):
         list_models(Server(url))
     engine = Engine(data_dir)
     engine.settings.server_url, engine.settings.server_model = url, "m"
@@ -302,7 +302,7 @@ def test_a_client_that_leaves_stops_its_answer(served: str, client: openai.OpenA
             break
         time.sleep(0.2)
     assert now["stopped"] == before + 1 and now["waiting"] == 0
-    assert [m.id for m in client.models.list()][0] == "gemma-3-270m-q4_k_m"
+    assert next(m.id for m in client.models.list()) == "gemma-3-270m-q4_k_m"
 
 
 # -- a second Quire pointed at the first --------------------------------------------------
@@ -408,13 +408,17 @@ def test_a_server_that_dies_mid_answer_is_one_line(llm_path: Path, data_dir: Pat
     engine.settings.server_url = url
     messages = [{"role": "user", "content": "Tell a very long story."}]
     pieces = []
+
+    def read_and_kill() -> None:
+        for event in engine.chat(messages, AskOptions(max_tokens=1500)):
+            if isinstance(event, TokenReceived):
+                pieces.append(event.text)
+                if len(pieces) == 2:
+                    proc.kill()
+
     try:
         with pytest.raises(UserError, match="stopped mid-answer"):
-            for event in engine.chat(messages, AskOptions(max_tokens=1500)):
-                if isinstance(event, TokenReceived):
-                    pieces.append(event.text)
-                    if len(pieces) == 2:
-                        proc.kill()
+            read_and_kill()
     finally:
         stop(proc)
     assert len(pieces) >= 2

@@ -131,15 +131,15 @@ def test_describe_classifies_os_errors_by_errno() -> None:
 def test_describe_classifies_real_sqlite_errors(tmp_path: Path) -> None:
     garbage = tmp_path / "index.sqlite3"
     garbage.write_bytes(b"this is not a database, " * 100)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exception, match="not a database") as caught:
         Store(garbage)
     error = describe(caught.value, garbage)
     assert error is not None and "not a Quire index" in str(error)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exception, match="unable to open") as caught:
         connect(tmp_path).execute("SELECT 1")  # a folder: cannot open
     assert describe(caught.value) is not None
     conn = connect(tmp_path / "ok.sqlite3")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(Exception, match="no such table") as caught:
         conn.execute("SELECT * FROM no_such_table")
     assert describe(caught.value) is None  # our SQL's fault: a bug
 
@@ -159,7 +159,7 @@ def test_full_disk_mid_write_reports_full_and_keeps_the_index(tmp_path: Path) ->
         put(store, "a.txt", ["Kept: the first document."])
         pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
         store.conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLITE_FULL past this
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(Exception, match="full") as caught:
             put(store, "b.txt", ["x " * 50_000] * 20)
         error = describe(caught.value, index)
         assert error is not None and "disk is full" in str(error), repr(caught.value)

@@ -134,7 +134,7 @@ def _within(seconds: float, fn: Any, *args: Any) -> Any:
     def run() -> None:
         try:
             results.append(fn(*args))
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread to raise
             errors.append(exc)
 
     worker = threading.Thread(target=run, daemon=True)

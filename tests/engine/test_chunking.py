@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import time
 import zipfile
 from collections.abc import Callable
@@ -80,11 +81,11 @@ def test_overlap_repeats_whole_trailing_sentences(count_tokens: Callable[[str], 
     segment = Segment(sentences("sync", 30), page=5, section="Sync")
     chunks = chunk_segments([segment], count_tokens, max_tokens=100, overlap=30)
     assert len(chunks) >= 3
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert repeated(before.text, after.text)  # whole sentences, about `overlap` tokens
         assert 10 <= count_tokens(repeated(before.text, after.text)) - 2 <= 30
     no_overlap = chunk_segments([segment], count_tokens, max_tokens=100, overlap=0)
-    pairs = zip(no_overlap, no_overlap[1:], strict=False)
+    pairs = itertools.pairwise(no_overlap)
     assert all(not repeated(b.text, a.text) for b, a in pairs)
     assert len(no_overlap) < len(chunks)
 

@@ -157,7 +157,7 @@ def test_history_from_a_newer_quire_is_refused(data_dir: Path) -> None:
     conn = sqlite3.connect(data_dir / HISTORY_FILE)
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     conn.close()
-    with pytest.raises(UserError, match="history.sqlite3 was written by a newer Quire"):
+    with pytest.raises(UserError, match=r"history\.sqlite3 was written by a newer Quire"):
         History(data_dir)
 
 

@@ -3,6 +3,7 @@ holds steady instead of drifting (issue 24)."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -90,4 +91,4 @@ def test_time_left_holds_steady_while_files_are_read() -> None:
     etas = [snap.eta_s or 0.0 for _truth, snap in late]
     for truth, eta in zip([t for t, _ in late], etas, strict=True):
         assert eta == pytest.approx(truth, rel=0.2)
-    assert all(abs(b - a) < max(10.0, 0.1 * a) for a, b in zip(etas, etas[1:], strict=False))
+    assert all(abs(b - a) < max(10.0, 0.1 * a) for a, b in itertools.pairwise(etas))

@@ -21,7 +21,7 @@ def test_supported_suffixes() -> None:
 
 
 @pytest.mark.parametrize(
-    "encoding, bom",
+    ("encoding", "bom"),
     [
         ("utf-8", b""),
         ("utf-8", codecs.BOM_UTF8),

@@ -119,8 +119,8 @@ def test_truncated_pdf_never_crashes(manual: Path, tmp_path: Path) -> None:
     cut.write_bytes(data[: len(data) * 2 // 3])
     try:
         segments = extract_pages(cut)
-    except UserError as exc:
-        assert str(exc).startswith("cut.pdf: ")
+    except UserError as exc:  # either outcome is right, which pytest.raises cannot say
+        assert str(exc).startswith("cut.pdf: ")  # noqa: PT017
     else:  # PDFium repairs what it can: whatever comes back keeps real page numbers
         assert segments and all(s.page in (1, 3, 4) for s in segments)
 

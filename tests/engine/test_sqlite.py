@@ -161,7 +161,7 @@ def test_migrate_reads_the_version_under_the_write_lock(tmp_path: Path) -> None:
         conn.set_trace_callback(lambda sql: "BEGIN" in sql and locking.set())
         try:
             quire_sqlite.migrate(conn, STEPS)  # reads 0, then waits on the lock
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread to raise
             errors.append(exc)
         finally:
             conn.close()

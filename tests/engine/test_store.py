@@ -144,7 +144,7 @@ def test_an_index_from_a_newer_quire_is_refused(tmp_path: Path) -> None:
     conn = connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(UserError, match="index.sqlite3 was written by a newer Quire"):
+    with pytest.raises(UserError, match=r"index\.sqlite3 was written by a newer Quire"):
         Store(path, model="m", dim=DIM)
 
 
@@ -152,7 +152,7 @@ def test_dimension_mismatch_names_the_model(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite3"
     Store(path, model="mini-384", dim=DIM).close()
     with pytest.raises(
-        UserError, match="index .* was built with mini-384.*re-index or pick that model"
+        UserError, match=r"index .* was built with mini-384.*re-index or pick that model"
     ):
         Store(path, model="big-768", dim=DIM * 2)
 
@@ -193,7 +193,7 @@ def test_replace_document_is_atomic_when_a_write_fails(
         raise OSError("disk full")
 
     monkeypatch.setattr(store, "_insert_vectors", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         _put(store, path, ["new penguin text"], _unit(rng, 1))
     _assert_old_version_intact(store, path, old)
 

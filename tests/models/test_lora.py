@@ -307,16 +307,16 @@ def test_conversion_refuses_unsupported_architecture_and_missing_files(tmp_path:
     with pytest.raises(UserError, match="architecture bert is not supported"):
         convert_peft(peft, tmp_path / "a.gguf", write_base(tmp_path / "bert.gguf", "bert"))
     (peft / "adapter_model.safetensors").unlink()
-    with pytest.raises(UserError, match="adapter_model.safetensors: not found"):
+    with pytest.raises(UserError, match=r"adapter_model\.safetensors: not found"):
         convert_peft(peft, tmp_path / "a.gguf", tmp_path / "bert.gguf")
 
 
 def test_read_adapter_refuses_non_gguf_and_base_models(tmp_path: Path) -> None:
     (tmp_path / "notes.gguf").write_text("hello")
-    with pytest.raises(UserError, match="notes.gguf is not a GGUF file"):
+    with pytest.raises(UserError, match=r"notes\.gguf is not a GGUF file"):
         read_adapter(tmp_path / "notes.gguf")
     base = write_base(tmp_path / "qwen.gguf", "qwen2")
-    with pytest.raises(UserError, match="qwen.gguf is a model, not a LoRA adapter"):
+    with pytest.raises(UserError, match=r"qwen\.gguf is a model, not a LoRA adapter"):
         read_adapter(base)
 
 
@@ -327,7 +327,7 @@ def test_check_compatible_names_both_files_and_the_mismatch(tmp_path: Path) -> N
     convert_peft(peft, adapter, qwen)
     llama = write_base(tmp_path / "llama.gguf", "llama")
     with pytest.raises(
-        UserError, match="a.gguf does not fit model llama.gguf: adapter is for qwen2"
+        UserError, match=r"a\.gguf does not fit model llama\.gguf: adapter is for qwen2"
     ):
         check_compatible(adapter, llama)
     wide = write_base(tmp_path / "wide.gguf", "qwen2", shapes=tiny_shapes(hidden=32))
@@ -418,7 +418,7 @@ def test_mismatched_adapter_is_refused_and_model_keeps_working(llm: Any, tmp_pat
         llama_base,
     )
     adapters = AdapterSet(llm)
-    with pytest.raises(UserError, match="llama-lora.gguf does not fit model gemma-3-270m"):
+    with pytest.raises(UserError, match=r"llama-lora\.gguf does not fit model gemma-3-270m"):
         adapters.activate(adapter, 1.0)
     assert adapters.active is None
     assert greedy(llm, tokens=8) == base

@@ -98,7 +98,7 @@ def test_an_adapter_for_other_tensors_is_refused(tmp_path: Path, llm_path: Path)
     a, b = np.zeros((4, 640), np.float32), np.zeros((640, 4), np.float32)
     adapter = tmp_path / "odd.gguf"
     _write_adapter(adapter, "gemma3", 8.0, {"blk.99.attn_q.weight": (a, b)}, None)
-    with pytest.raises(UserError, match="blk.99.attn_q.weight"):
+    with pytest.raises(UserError, match=r"blk\.99\.attn_q\.weight"):
         merge_lora(llm_path, adapter, tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists() and not list(tmp_path.glob(".*.tmp"))
 

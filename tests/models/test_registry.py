@@ -88,7 +88,7 @@ def test_missing_and_damaged_files_are_user_errors(tmp_path: Path):
     whole = write_gguf(tmp_path / "tiny.gguf").read_bytes()
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(whole[:200])  # header promises more key-values than remain
-    with pytest.raises(UserError, match="cut.gguf: damaged GGUF header"):
+    with pytest.raises(UserError, match=r"cut\.gguf: damaged GGUF header"):
         read_gguf_info(cut)
 
 

@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtWidgets import QApplication
 
-from tests.fakes import FakeGenerator  # noqa: E402
+from tests.fakes import FakeGenerator
 
 pytestmark = pytest.mark.gui
 # The longest the window may stand still while an answer runs (a 10 ms timer measures it).
@@ -289,7 +289,7 @@ def test_watched_folder_is_reindexed_without_asking(open_window, qtbot, tmp_path
     assert saved_watched_folders(window) == [str(folder)]
 
 
-def saved_watched_folders(window) -> list[str]:  # noqa: N802
+def saved_watched_folders(window) -> list[str]:
     from engine.settings import Settings
 
     return Settings.load(window.data_dir).watched_folders or []

@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import Qt
 
-from tests.engine.test_training import BAD_LINES, write_examples  # noqa: E402
-from tests.ui.test_gui_app import app, open_window  # noqa: E402, F401
+from tests.engine.test_training import BAD_LINES, write_examples
+from tests.ui.test_gui_app import app, open_window  # noqa: F401
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 

@@ -11,12 +11,12 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import Qt
 
-from engine.eval import testset  # noqa: E402
-from engine.settings import Settings  # noqa: E402
-from tests.cli.test_reader_train_cli import indexed, write_questions  # noqa: E402, F401
-from tests.ui.test_gui_app import app, open_window  # noqa: E402, F401
+from engine.eval import testset
+from engine.settings import Settings
+from tests.cli.test_reader_train_cli import indexed, write_questions  # noqa: F401
+from tests.ui.test_gui_app import app, open_window  # noqa: F401
 
 pytestmark = pytest.mark.gui
 

@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import Qt
 
-from tests.ui.test_gui_app import (  # noqa: E402, F401
+from tests.ui.test_gui_app import (  # noqa: F401
     app,
     indexed_dir,
     open_window,

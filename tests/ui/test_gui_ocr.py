@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import Qt
 
-from tests.factory import write_scanned_pdf  # noqa: E402
-from tests.ui.test_gui_app import app, open_window  # noqa: E402, F401
+from tests.factory import write_scanned_pdf
+from tests.ui.test_gui_app import app, open_window  # noqa: F401
 
 pytestmark = pytest.mark.gui
 PAGES = [["Penguin chicks hatch in early July."]]

@@ -16,15 +16,15 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
-from engine.answer.events import Answer, AnswerFinished, SourcesFound, TokenReceived  # noqa: E402
-from engine.answer.prompting import NOT_COVERED  # noqa: E402
-from engine.core import Engine  # noqa: E402
-from engine.reader.rank import Quote  # noqa: E402
-from engine.types import SearchResult, Timings  # noqa: E402
-from tests.ui.test_gui_app import app, open_window  # noqa: E402, F401
+from engine.answer.events import Answer, AnswerFinished, SourcesFound, TokenReceived
+from engine.answer.prompting import NOT_COVERED
+from engine.core import Engine
+from engine.reader.rank import Quote
+from engine.types import SearchResult, Timings
+from tests.ui.test_gui_app import app, open_window  # noqa: F401
 
 pytestmark = pytest.mark.gui
 

@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QImage, QWheelEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QUrl
+from PySide6.QtGui import QImage, QWheelEvent
+from PySide6.QtWidgets import QApplication
 
-from engine.types import SearchResult  # noqa: E402
-from tests.factory import write_pdf  # noqa: E402
+from engine.types import SearchResult
+from tests.factory import write_pdf
 
 pytestmark = pytest.mark.gui
 

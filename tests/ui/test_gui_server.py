@@ -17,10 +17,10 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import Qt, QTimer  # noqa: E402
+from PySide6.QtCore import Qt, QTimer
 
-from tests.cli.test_server import free_port, start_llama_server, stop  # noqa: E402
-from tests.ui.test_gui_app import app, indexed_dir, open_window  # noqa: E402, F401
+from tests.cli.test_server import free_port, start_llama_server, stop
+from tests.ui.test_gui_app import app, indexed_dir, open_window  # noqa: F401
 
 pytestmark = pytest.mark.gui
 

@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QMessageBox  # noqa: E402
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
-from tests.ui.test_gui_app import app, indexed_dir, open_window, settle, write_notes  # noqa: E402, F401
-from tests.ui.test_gui_lab import adapter  # noqa: E402, F401
+from tests.ui.test_gui_app import app, indexed_dir, open_window, settle, write_notes  # noqa: F401
+from tests.ui.test_gui_lab import adapter  # noqa: F401
 
 pytestmark = pytest.mark.gui
 TOMATOES = {

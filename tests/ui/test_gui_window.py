@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox  # noqa: E402
+from PySide6.QtCore import QEvent
+from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox
 
-from tests.ui.test_gui_app import app, indexed_dir, open_window  # noqa: E402, F401
+from tests.ui.test_gui_app import app, indexed_dir, open_window  # noqa: F401
 
 pytestmark = pytest.mark.gui
 
@@ -26,21 +26,22 @@ def test_collections_are_created_renamed_and_deleted(open_window, qtbot, tmp_pat
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: next(answers))
     with qtbot.waitSignal(status, timeout=30_000):
         window.new_collection()
-    qtbot.waitUntil(lambda: "Recipes" in collection_names(window), timeout=5_000)
+    qtbot.waitUntil(lambda: "Recipes" in collection_names(window), timeout=30_000)
     assert window.windowTitle() == "Recipes"
 
     # the list is refilled from the status, which follows the settings
     with qtbot.waitSignals([window.bridge.settings_applied, status], timeout=30_000):
         window.rename_collection()
-    qtbot.waitUntil(lambda: window.windowTitle() == "Cooking", timeout=5_000)
-    assert "Cooking" in collection_names(window) and "Recipes" not in collection_names(window)
+    qtbot.waitUntil(lambda: window.windowTitle() == "Cooking", timeout=30_000)
+    qtbot.waitUntil(lambda: "Recipes" not in collection_names(window), timeout=30_000)
+    assert "Cooking" in collection_names(window)
 
     yes = QMessageBox.StandardButton.Yes
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: yes)
     with qtbot.waitSignals([window.bridge.settings_applied, status], timeout=30_000):
         window.delete_collection()
-    qtbot.waitUntil(lambda: window.windowTitle() == "default", timeout=5_000)
-    assert "Cooking" not in collection_names(window)
+    qtbot.waitUntil(lambda: window.windowTitle() == "default", timeout=30_000)
+    qtbot.waitUntil(lambda: "Cooking" not in collection_names(window), timeout=30_000)
 
 
 def test_window_geometry_and_tab_survive_a_restart(open_window, qtbot, tmp_path):
@@ -235,9 +236,8 @@ def test_the_window_reads_the_index_again_when_it_comes_back(open_window, qtbot,
     other = Engine(tmp_path / "data")  # another process, as far as the window knows
     other.ingest([notes])
     other.close()
-    with qtbot.waitSignal(window.bridge.status_changed, timeout=30_000):
-        window.changeEvent(QEvent(QEvent.Type.ActivationChange))
-    assert window.status.documents == 1
+    window.changeEvent(QEvent(QEvent.Type.ActivationChange))  # a refresh may be in flight
+    qtbot.waitUntil(lambda: window.status.documents == 1, timeout=30_000)
     assert "1 documents" in window.index_label.text()
 
 

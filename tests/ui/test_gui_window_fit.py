@@ -9,13 +9,13 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QRect, Qt  # noqa: E402
-from PySide6.QtTest import QTest  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
-from engine.types import SearchResult  # noqa: E402
-from tests.factory import write_pdf  # noqa: E402
-from tests.ui.test_gui_app import app, open_window  # noqa: E402, F401
+from engine.types import SearchResult
+from tests.factory import write_pdf
+from tests.ui.test_gui_app import app, open_window  # noqa: F401
 
 pytestmark = pytest.mark.gui
 

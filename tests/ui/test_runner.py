@@ -16,16 +16,16 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from engine.core import Engine  # noqa: E402
-from engine.types import UserError  # noqa: E402
-from tests.ui.test_gui_app import app, open_window  # noqa: E402, F401
-from ui.runner import Finished, Request, Runner, child_command, main_script, run_child  # noqa: E402
+from engine.core import Engine
+from engine.types import UserError
+from tests.ui.test_gui_app import app, open_window  # noqa: F401
+from ui.runner import Finished, Request, Runner, child_command, main_script, run_child
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def runner(app, tmp_path: Path):  # noqa: F811
+def runner(app, tmp_path: Path):
     runner = Runner(tmp_path / "data")
     runner.start()
     yield runner
@@ -98,7 +98,7 @@ def test_a_stop_before_the_request_runs_is_seen_by_it(runner, qtbot) -> None:
     assert seen == [True]
 
 
-def test_close_runs_what_is_queued_then_closes_the_engine(app, tmp_path, qtbot) -> None:  # noqa: F811
+def test_close_runs_what_is_queued_then_closes_the_engine(app, tmp_path, qtbot) -> None:
     runner = Runner(tmp_path / "data")
     runner.start()
     ran: list[str] = []
@@ -146,7 +146,7 @@ def test_history_writes_have_their_own_lane_and_the_same_failure_path(runner, qt
                       "(the conversations before are kept)"]  # fmt: skip
 
 
-def test_a_job_runs_beside_the_engine_and_closing_stops_it(app, tmp_path, qtbot) -> None:  # noqa: F811
+def test_a_job_runs_beside_the_engine_and_closing_stops_it(app, tmp_path, qtbot) -> None:
     runner = Runner(tmp_path / "data")
     runner.start()
     gate = threading.Event()
