@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.answer.prompting import build_prompt  # noqa: E402
-from engine.core import AskOptions, Engine  # noqa: E402
-from engine.settings import Settings  # noqa: E402
+from engine.answer.prompting import build_prompt
+from engine.core import AskOptions, Engine
+from engine.settings import Settings
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "freedombox-manual"
 DOCS = ("Backups", "Bind", "Calibre", "Cockpit", "Configure", "DateTime", "Deluge")
@@ -131,7 +131,7 @@ def main() -> None:
         base, stop = prompt_tokens(engine, BASE_PROMPT, "base", args.tokens)
         rag, rag_stop = prompt_tokens(engine, QUESTIONS[0], "rag", 16)
         resets = [gen.llm, direct]
-        out = {
+        out: dict[str, Any] = {
             "base": interleave(args.reps, {
                 "quire": lambda: quire_run(engine, BASE_PROMPT, "base", args.tokens),
                 "direct": lambda: direct_stream(direct, base, args.tokens, stop),

@@ -17,6 +17,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pypdf
 import pypdfium2 as pdfium
@@ -50,11 +51,11 @@ def pdfium_pages(path: Path) -> list[str]:
         doc.close()
 
 
-def pypdf_outline(path: Path) -> list[tuple[int, str]]:
+def pypdf_outline(path: Path) -> list[tuple[int | None, str]]:
     reader = pypdf.PdfReader(path)
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int | None, str]] = []  # None: an entry that points nowhere
 
-    def walk(items: list) -> None:  # type: ignore[type-arg]
+    def walk(items: list[Any]) -> None:
         for item in items:
             if isinstance(item, list):
                 walk(item)
@@ -84,7 +85,7 @@ def quality(pages: list[str], vocab: set[str]) -> dict[str, float]:
     }
 
 
-def timed(fn: Callable[[Path], list], path: Path) -> tuple[float, list]:  # type: ignore[type-arg]
+def timed(fn: Callable[[Path], list[Any]], path: Path) -> tuple[float, list[Any]]:
     start = time.perf_counter()
     result = fn(path)
     return time.perf_counter() - start, result

@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     full = ["--full"] if args.full else []
-    steps = {
+    steps: dict[str, list[tuple[str, ...]]] = {
         "search": [("search.py", "--json", str(args.out / "search.json"))],
         "ingest": [("ingest.py", *full, "--json", str(args.out / "ingest.json"))],
         "generation": [

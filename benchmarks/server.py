@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import httpx
 
@@ -147,17 +147,18 @@ def process(cmd: list[str], log: Path, env: dict[str, str]) -> Iterator[subproce
             proc.wait()
 
 
-def wait_until(proc: subprocess.Popen, log: Path, ready: Callable[[], str | None]) -> str:
+def wait_until(proc: subprocess.Popen[bytes], log: Path, ready: Callable[[], str | None]) -> str:
     """Poll `ready` until it returns the server's URL; exit with the log if it dies."""
     deadline = time.monotonic() + START_S
+    what = cast(list[str], proc.args)[1:4]  # every command here is a list
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"{proc.args[1:4]} exited:\n{log.read_text()[-2000:]}")
+            sys.exit(f"{what} exited:\n{log.read_text()[-2000:]}")
         url = ready()
         if url:
             return url
         time.sleep(0.2)
-    sys.exit(f"{proc.args[1:4]} did not start in {START_S:g} s:\n{log.read_text()[-2000:]}")
+    sys.exit(f"{what} did not start in {START_S:g} s:\n{log.read_text()[-2000:]}")
 
 
 def start_serve(stack: contextlib.ExitStack, folder: Path, threads: int, env: dict) -> str:

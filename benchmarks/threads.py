@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.answer.generation import Generator  # noqa: E402
-from engine.core import Engine  # noqa: E402
-from engine.threads import cores  # noqa: E402
+from engine.answer.generation import Generator
+from engine.core import Engine
+from engine.threads import cores
 
 PROMPT = [
     {
@@ -35,7 +35,7 @@ PROMPT = [
 ]
 
 
-def hog(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+def hog(stop: multiprocessing.synchronize.Event) -> None:
     x = 0
     while not stop.is_set():
         for _ in range(100_000):

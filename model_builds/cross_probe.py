@@ -18,6 +18,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -108,10 +109,10 @@ def train(model: Cross, rows: list[dict], epochs: int, lr: float) -> None:
 
 def evaluate(model: Cross, rows: list[dict], held: list) -> None:
     model.eval()
-    out = []
+    out: list[tuple[Any, ...]] = []  # (question, cross best, margin, bi best, cosine)
     with torch.inference_mode():
         for q in held:
-            sources, cos, texts = candidates(ENGINE, q.question)
+            _sources, cos, texts = candidates(ENGINE, q.question)
             if not texts:
                 out.append((q, None, None, None, None))
                 continue

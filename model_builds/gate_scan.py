@@ -89,7 +89,7 @@ def main() -> int:
             "gold_cited": gold, "cited": cited,
             "best_score": max((s.score for s in answer.sources), default=None),
             "quote_score": answer.quote.score if answer.quote else None,
-            "quote_contained": bool(answer.quote and q.answer)
+            "quote_contained": answer.quote is not None and bool(q.answer)
             and contains_answer(answer.quote.text, q.answer or ""),
         })  # fmt: skip
         print(f"{i}/{len(questions)} {q.id} p={odds}", file=sys.stderr)
@@ -108,7 +108,7 @@ def report(rows: list[dict], base: float) -> None:
     header = "absent refused  false refusals  contained  citation precision"
     print(f"threshold  {header}")
     for t in THRESHOLDS:
-        print(f"{t:9.2f}  {_scores(answerable, absent, lambda r, t=t: t)}")
+        print(f"{t:9.2f}  {_scores(answerable, absent, _flat(t))}")
     print(f"\nat {base} (the card's refusal), raised where the best source's similarity >= close")
     print(f"close  raised to  {header}")
     for close in CLOSE:
@@ -118,6 +118,11 @@ def report(rows: list[dict], base: float) -> None:
                 return sure if (r["best_score"] or 0.0) >= close else base
 
             print(f"{close:5.2f}  {sure:9.2f}  {_scores(answerable, absent, bar)}")
+
+
+def _flat(t: float) -> Callable[[dict], float]:
+    """The bar that is `t` for every answer."""
+    return lambda _r: t
 
 
 def _scores(answerable: list[dict], absent: list[dict], bar: Callable[[dict], float]) -> str:

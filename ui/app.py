@@ -91,8 +91,11 @@ def setup_logging(data_dir: Path) -> Path:
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    for handler in (_PrivateLog(path, maxBytes=LOG_BYTES, backupCount=3), None):
-        handler = handler or logging.StreamHandler()
+    handlers: list[logging.Handler] = [
+        _PrivateLog(path, maxBytes=LOG_BYTES, backupCount=3),
+        logging.StreamHandler(),
+    ]
+    for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     return path

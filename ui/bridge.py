@@ -64,7 +64,7 @@ class Bridge(QObject):
         request: Request | None = None
 
         def ended(callback: Callable[[Any], None] | None, value: Any) -> None:
-            self._live.discard(request)  # type: ignore[arg-type]
+            self._live.discard(request)
             if request in self._indexing:
                 self._indexing.remove(request)
             if callback is not None:

@@ -253,7 +253,9 @@ class AnswerCard(QFrame):
         """Thumbs, "Edit answer" and "Add to test set" for a stored answer with its prompt."""
         if message.prompt and message.content and self.feedback is None:
             self.feedback = FeedbackBar(writes, message, self, question, data_dir)
-            self.layout().addWidget(self.feedback)
+            layout = self.layout()
+            assert layout is not None  # the card's own, set when it was built
+            layout.addWidget(self.feedback)
 
     @Slot()
     def _on_render_due(self) -> None:
@@ -306,9 +308,9 @@ class ChatView(QWidget):
     def _build(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.scroll = QScrollArea(self)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area = QScrollArea(self)
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
         self.column = QWidget()
         self.column.setObjectName("transcript")
         self.items = QVBoxLayout(self.column)
@@ -319,9 +321,9 @@ class ChatView(QWidget):
         self.empty.setWordWrap(True)
         self.items.addWidget(self.empty)
         self.items.addStretch(1)
-        self.scroll.setWidget(self.column)
-        self.scroll.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
-        layout.addWidget(self.scroll, 1)
+        self.scroll_area.setWidget(self.column)
+        self.scroll_area.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
+        layout.addWidget(self.scroll_area, 1)
         layout.addWidget(self._input_bar())
 
     def _input_bar(self) -> QWidget:
@@ -512,8 +514,8 @@ class ChatView(QWidget):
     def clear(self) -> None:
         while self.items.count() > 2:  # the empty hint and the stretch stay
             item = self.items.takeAt(1)
-            if item.widget():
-                item.widget().deleteLater()
+            if item is not None and (widget := item.widget()):
+                widget.deleteLater()
         self.empty.show()
 
     def new_conversation(self) -> None:
@@ -557,4 +559,4 @@ class ChatView(QWidget):
     @Slot(int, int)
     def _on_range_changed(self, _low: int, high: int) -> None:
         if self.busy or self._card is None:
-            self.scroll.verticalScrollBar().setValue(high)
+            self.scroll_area.verticalScrollBar().setValue(high)

@@ -151,7 +151,8 @@ class EvaluatePage(QWidget):
         browse.clicked.connect(self._on_browse)
         self.run_button = QPushButton("Run", self)
         self.run_button.clicked.connect(self.start)
-        self.stop_button = QPushButton("Stop", self, enabled=False)
+        self.stop_button = QPushButton("Stop", self)
+        self.stop_button.setEnabled(False)
         self.stop_button.clicked.connect(self.stop)
         for widget in (QLabel("Questions:", self), self.path, browse):
             row.addWidget(widget, 1 if widget is self.path else 0)
@@ -163,8 +164,9 @@ class EvaluatePage(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Modes:", self))
         start = preferred(adapter=False)
-        self.mode_boxes = {m: QCheckBox(m, self, checked=m == start) for m in MODES}
-        for box in self.mode_boxes.values():
+        self.mode_boxes = {m: QCheckBox(m, self) for m in MODES}
+        for m, box in self.mode_boxes.items():
+            box.setChecked(m == start)
             box.toggled.connect(self._on_mode_toggled)
             row.addWidget(box)
         self.retrieval_only = QCheckBox("retrieval only (no model)", self)

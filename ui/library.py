@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.index.schema import DocumentRecord
 from engine.types import IngestProgress, IngestReport
 from ui.banner import human_duration, human_size
 from ui.bridge import Bridge
@@ -308,7 +309,7 @@ class LibraryView(QWidget):
         self.tree.addTopLevelItems([self._item(doc) for doc in self._documents])
         self.tree.setUpdatesEnabled(True)
 
-    def _item(self, doc) -> QTreeWidgetItem:  # doc: engine.index.store.DocumentRecord
+    def _item(self, doc: DocumentRecord) -> QTreeWidgetItem:
         if doc.error:
             status, where = "failed", doc.error
         else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import functools
 import html
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QSettings, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -190,10 +191,11 @@ class MainWindow(QMainWindow):
         view = self.menuBar().addMenu("&View")
         for number in range(self.tabs.count()):
             page = self.tabs.widget(number)
+            assert page is not None  # number < count
             add(
                 view,
                 self.tabs.tabText(number),
-                lambda page=page: self.show_page(page),
+                functools.partial(self.show_page, page),
                 f"Ctrl+{number + 1}",
             )
         view.addSeparator()
@@ -632,7 +634,8 @@ class MainWindow(QMainWindow):
         if splitter := state.value("window/splitter"):
             self.splitter.restoreState(splitter)
         self.restoreState(state.value("window/state") or b"")
-        self.tabs.setCurrentIndex(int(state.value("window/tab", 0)))
+        tab: Any = state.value("window/tab", 0)  # an int, or its text from the ini file
+        self.tabs.setCurrentIndex(int(tab))
 
     def save_layout(self) -> None:
         state = QSettings()

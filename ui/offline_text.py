@@ -48,10 +48,10 @@ class OfflineTextBrowser(QTextBrowser):
         elif not same:
             self.outside_link_clicked.emit(target)
 
-    def loadResource(self, kind: int, name: QUrl) -> Any:  # noqa: N802 - Qt override
+    def loadResource(self, kind: int, name: QUrl | str) -> Any:  # noqa: N802 - Qt override
         """Something in its place, never the resource. (An empty answer is not enough:
         QTextDocument then reads a local file itself.)"""
-        self.refused = [*self.refused[-19:], name.toString()]
+        self.refused = [*self.refused[-19:], QUrl(name).toString()]
         if kind == QTextDocument.ResourceType.ImageResource.value:
             return _blank()
         return ""  # a style sheet or anything else: empty

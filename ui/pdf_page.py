@@ -42,7 +42,8 @@ class PassagePdfView(QPdfView):
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        # PySide6's stub wants a QWidget; Qt takes None (a top-level view) as well
+        super().__init__(parent)  # type: ignore[arg-type]
         self.marks: dict[int, list[QPolygonF]] = {}  # page -> polygons in PDF points
         self.quote_marks: dict[int, list[QPolygonF]] = {}  # the quoted sentence's lines
 

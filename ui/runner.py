@@ -161,7 +161,7 @@ class Runner(QObject):
         self.closed = self.started = False
         self._lanes: dict[str, tuple[QThread, _Lane]] = {}
         self._jobs: list[Request] = []  # long lanes' requests, stopped on close
-        self.thread, self.side = self._lane(ENGINE, lambda: Engine(data_dir))
+        self.engine_thread, self.side = self._lane(ENGINE, lambda: Engine(data_dir))
 
     @property
     def engine(self) -> Engine | None:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,6 +29,7 @@ from PySide6.QtCore import (
 from PySide6.QtWidgets import QWidget
 
 if TYPE_CHECKING:
+    from ui.chat import AnswerCard
     from ui.main_window import MainWindow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,7 +109,12 @@ class Recorder:
         """Run the event loop until `name` was emitted `count` times; its latest arguments."""
         loop = QEventLoop()
         check = QTimer(interval=20)
-        check.timeout.connect(lambda: len(self.seen[name]) >= count and loop.quit())
+
+        def check_seen() -> None:
+            if len(self.seen[name]) >= count:
+                loop.quit()
+
+        check.timeout.connect(check_seen)
         check.start()
         QTimer.singleShot(timeout_ms, loop.quit)
         if len(self.seen[name]) < count:
@@ -192,7 +198,8 @@ def render_results(window: MainWindow, events: Recorder, out: Path, work: Path) 
         pause(2500)  # QtPdf renders pages in its own threads
         save(window, out, "05-pdf-at-cited-page.png")
     if answer.quote is not None:  # the reader's quote, opened from the answer at its sentence
-        card = window.chat.items.itemAt(window.chat.items.count() - 2).widget()
+        item = window.chat.items.itemAt(window.chat.items.count() - 2)
+        card = cast("AnswerCard", item.widget() if item else None)
         card.quote_block.opened.emit()
         pause(2500)
         save(window, out, "14-quote-in-document.png")

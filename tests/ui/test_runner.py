@@ -105,7 +105,7 @@ def test_close_runs_what_is_queued_then_closes_the_engine(app, tmp_path, qtbot) 
     runner.submit(lambda e, r: ran.append("queued"))
     runner.close()
     assert ran == ["queued"]
-    assert runner.engine is None and not runner.thread.isRunning()
+    assert runner.engine is None and not runner.engine_thread.isRunning()
     runner.close()  # twice is harmless
 
 
