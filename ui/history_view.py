@@ -8,7 +8,8 @@ full disk or a locked file is one line in the window, never a frozen or crashed 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.history import History, Message
+from engine.types import UserError
 from ui.runner import HistoryWork, Request, Runner
 
 Done = Callable[[Any], None]
@@ -47,6 +49,16 @@ class Saving:
     (None: a new one, made by the question's save)."""
 
     id: int | None = None
+
+
+@contextmanager
+def not_saved(target: Path) -> Iterator[None]:
+    """An export the system will not write is the user's to fix: one line naming the file,
+    with the system's reason (the data folder's advice would be wrong here)."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"{target}: {exc.strerror or exc}; choose another place") from exc
 
 
 class HistoryWrites:
@@ -180,8 +192,9 @@ class HistoryView(QWidget):
         self.refresh()
         self.conversation_deleted.emit(cid)
 
-    def export_selected(self, path: str | None = None) -> Path | None:
-        """Write the selected conversation, with its sources, to a Markdown file."""
+    def export_selected(self, path: str | None = None) -> Request | None:
+        """Write the selected conversation, with its sources, to a Markdown file (on the
+        history lane; a failure, such as a full disk, is shown in a message box)."""
         cid = self.selected_id()
         if cid is None:
             return None
@@ -192,9 +205,13 @@ class HistoryView(QWidget):
         if not path:
             return None
         target = Path(path)
-        try:
-            target.write_text(self.history.export_markdown(cid), encoding="utf-8")
-        except OSError as exc:
-            QMessageBox.warning(self, "Export failed", f"{target}: {exc.strerror or exc}")
-            return None
-        return target
+
+        def work(history: History, _request: Request) -> Path:
+            with not_saved(target):
+                target.write_text(history.export_markdown(cid), encoding="utf-8")
+            return target
+
+        def failed(message: str) -> None:
+            QMessageBox.warning(self, "Export failed", message)
+
+        return self.writes.write(work, None, failed)

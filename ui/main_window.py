@@ -44,9 +44,10 @@ from ui.chat import BASE_MODEL_NOTE, LORA_HINT, ChatView, welcome_text
 from ui.compare import CompareView
 from ui.evaluate import EvaluatePage
 from ui.finetune import FineTuneView
-from ui.history_view import HistoryView, HistoryWrites
+from ui.history_view import HistoryView, HistoryWrites, not_saved
 from ui.library import LibraryView, dropped_paths
 from ui.pdf_view import ReaderPanel
+from ui.runner import Request
 from ui.search import SearchView
 from ui.serving import ServeSwitch
 from ui.settings_dialog import SettingsDialog
@@ -124,6 +125,7 @@ class MainWindow(QMainWindow):
         self.addToolBar(self._toolbar())
         self.banner = Banner(self)
         writes = HistoryWrites(self.bridge.runner, self.bridge.failure("Could not save the chat"))
+        self.writes = writes
         self.history_view = HistoryView(self.history, writes, self)
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
@@ -303,15 +305,26 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(
             self, "Export training examples", "quire-examples.jsonl", "JSON Lines (*.jsonl)"
         )
-        if not path:
-            return
-        try:
-            count = self.history.export_training(Path(path))
-        except OSError as exc:
-            self.banner.show_message(f"Could not write {path}: {exc.strerror or exc}")
-            return
-        self.statusBar().showMessage(f"Exported {count} training example(s) to {path}", 10000)
-        self.finetune.path.setText(path)
+        if path:
+            self.export_training_to(Path(path))
+
+    def export_training_to(self, path: Path) -> Request:
+        """Write the examples on the history lane; then say how many and offer the file
+        to the Fine-tune tab (a failure, such as a full disk, goes to the banner)."""
+
+        def done(count: int) -> None:
+            self.statusBar().showMessage(f"Exported {count} training example(s) to {path}", 10000)
+            self.finetune.path.setText(str(path))
+
+        def work(history: History, _request: Request) -> int:
+            with not_saved(path):
+                return history.export_training(path)
+
+        return self.writes.write(
+            work,
+            done,
+            self.bridge.failure("Could not export the training examples"),
+        )
 
     def _toolbar(self) -> QToolBar:
         bar = QToolBar("Main", self)

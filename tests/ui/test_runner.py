@@ -212,3 +212,44 @@ def test_a_full_disk_during_a_history_write_is_one_line_in_the_window(
         "free some space and run the command again (the conversations before are kept)"
     )
     assert warnings == [] and window.history.conversation(number).title == "Tomatoes"
+
+
+def test_exports_run_on_the_history_lane_and_fail_as_one_line(
+    open_window, qtbot, tmp_path, monkeypatch
+) -> None:
+    """File > Export training examples and a conversation's Export to Markdown write on
+    the history lane; a write that cannot happen is one line, not "Quire hit a bug"."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from engine.history import Message
+
+    window = open_window(tmp_path / "data")
+    warnings: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: warnings.append(args[2]))
+    number = window.history.create("Pumps")
+    window.history.add(number, Message("user", "How do I prime the pump?"))
+    window.history_view.refresh(number)
+
+    examples = tmp_path / "examples.jsonl"
+    window.export_training_to(examples)
+    qtbot.waitUntil(lambda: window.finetune.path.text() == str(examples), timeout=30_000)
+    assert examples.is_file() and "Exported 0 training example(s)" in (
+        window.statusBar().currentMessage()
+    )
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    window.export_training_to(blocked / "examples.jsonl")  # a folder that is a file
+    qtbot.waitUntil(lambda: window.banner.isVisibleTo(window), timeout=30_000)
+    text = window.banner.label.text()
+    assert text.startswith("Could not export the training examples: ") and "\n" not in text
+    assert text.endswith("examples.jsonl: Not a directory; choose another place")
+
+    markdown = tmp_path / "pumps.md"
+    window.history_view.export_selected(str(markdown))
+    qtbot.waitUntil(markdown.is_file, timeout=30_000)
+    assert "How do I prime the pump?" in markdown.read_text(encoding="utf-8")
+    window.history_view.export_selected(str(blocked / "pumps.md"))
+    qtbot.waitUntil(lambda: bool(warnings), timeout=30_000)
+    assert str(blocked) in warnings[0] and "\n" not in warnings[0]
+    assert warnings == [f"{blocked / 'pumps.md'}: Not a directory; choose another place"]
