@@ -24,14 +24,14 @@ from engine.finetune.trainer import TrainConfig
 from engine.index.embedding import Embedder
 from engine.index.retrieval import Retriever
 from engine.index.store import Store
-from engine.ingest.pipeline import Ingestor, ProgressFn
+from engine.ingest.pipeline import Ingestor, ProgressFn, owners
 from engine.parts import INDEX_FILE as INDEX_FILE  # where callers have always found it
 from engine.parts import Parts
 from engine.paths import default_data_dir, ensure_data_dir, models_dir
 from engine.reader.rank import Reader
 from engine.settings import Settings
-from engine.types import IngestReport, SearchResult, Status, UserError
-from models.lora import AdapterInfo, check_compatible
+from engine.types import IngestReport, SearchResult, Status
+from models.lora import AdapterInfo
 
 if TYPE_CHECKING:
     from engine.finetune.job import TrainJob
@@ -203,14 +203,12 @@ class Engine:
     ) -> list[IngestReport]:
         """Bring watched folders up to date, each into the collections that hold its
         documents (the current one when none does)."""
-        docs = self.documents()
+        jobs = owners(self.documents(), folders, self.settings.collection)
         reports: list[IngestReport] = []
-        for folder in map(Path, folders):
-            owners = {d.collection for d in docs if Path(d.path).is_relative_to(folder)}
-            for collection in sorted(owners) or [self.settings.collection]:
-                if stop is not None and stop.is_set():
-                    return reports
-                reports.append(self.ingest([folder], collection, progress, stop=stop))
+        for folder, collection in jobs:
+            if stop is not None and stop.is_set():
+                break
+            reports.append(self.ingest([folder], collection, progress, stop=stop))
         return reports
 
     def collections(self) -> list[Any]:
@@ -235,20 +233,7 @@ class Engine:
 
     def remove(self, paths: Sequence[Path], collection: str | None = None) -> list[str]:
         """Forget documents (a folder forgets everything under it); returns what went."""
-        from engine.index.store import resolved  # a symlink loop stays as named: no RuntimeError
-
-        name = collection or self.settings.collection
-        known = self.store.paths(name)
-        removed: list[str] = []
-        for raw in paths:
-            target = resolved(raw)
-            hits = [p for p in known if Path(p) == target or Path(p).is_relative_to(target)]
-            if not hits:
-                raise UserError(f"{target}: not in the index (collection '{name}')")
-            for path in hits:
-                self.store.remove_document(name, path)
-            removed.extend(hits)
-        return removed
+        return self.store.forget(collection or self.settings.collection, paths)
 
     # -- search and answers ---------------------------------------------------------
 
@@ -350,32 +335,22 @@ class Engine:
         return self.grounding.available_modes()
 
     def set_adapter(self, path: Path | None, scale: float = 1.0) -> AdapterInfo | None:
-        """Choose the adapter for lora/hybrid modes after checking it fits the model.
-
-        A mismatch raises UserError naming both files and changes nothing.
-        """
+        """Choose the adapter for lora/hybrid modes after checking it fits the model (a
+        mismatch raises UserError naming both files and changes nothing)."""
         if path is None:
-            self.settings.lora_path = None
+            self.update_settings(save=False, lora_path=None)
             return None
         return self._use_adapter(Path(path), scale)
 
     def _use_adapter(self, path: Path, scale: float) -> AdapterInfo:
-        info = check_compatible(path.expanduser(), self.model_path())
-        self.settings.lora_path, self.settings.lora_scale = str(info.path), float(scale)
-        self._drop_unused()
+        info = self.grounding.check_adapter(path)
+        self.update_settings(save=False, lora_path=str(info.path), lora_scale=float(scale))
         return info
 
     def import_adapter(self, folder: Path, scale: float = 1.0) -> AdapterInfo:
         """Convert a PEFT adapter folder for the model in use into the models folder's
         adapters (`<name>.gguf`) and switch to it."""
-        from models.lora import convert_peft
-        from models.registry import adapters_dir
-
-        source = Path(folder).expanduser()
-        out = adapters_dir(self.models_dir) / f"{source.name}.gguf"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        convert_peft(source, out, self.model_path())
-        return self._use_adapter(out, scale)
+        return self._use_adapter(self.grounding.import_peft(Path(folder)), scale)
 
     def train_job(
         self,

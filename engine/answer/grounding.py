@@ -26,6 +26,7 @@ from engine.parts import Parts
 from engine.settings import Settings
 from engine.types import SearchResult, UserError
 from models import bundled
+from models.lora import AdapterInfo, check_compatible
 
 LABEL = "grounded answers"  # how the shipped adapter is named to the user
 CARD_SECTION = "app"  # the card's part that says how the app uses the adapter
@@ -95,6 +96,23 @@ class Grounding:
         """Each mode, with the reason it cannot run now (None when it can)."""
         server = self.parts.server()
         return available_modes(server, None if server else self.adapter_path())
+
+    def check_adapter(self, path: Path) -> AdapterInfo:
+        """The adapter at `path`, if it fits the model in use (else one UserError naming
+        both files)."""
+        return check_compatible(path.expanduser(), self.parts.model_path())
+
+    def import_peft(self, folder: Path) -> Path:
+        """Convert a PEFT adapter folder for the model in use into the models folder's
+        adapters; returns the `<name>.gguf` written."""
+        from models.lora import convert_peft
+        from models.registry import adapters_dir
+
+        source = folder.expanduser()
+        out = adapters_dir(self.parts.models_dir) / f"{source.name}.gguf"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        convert_peft(source, out, self.parts.model_path())
+        return out
 
     def generator_for(self, mode: str) -> Generator | RemoteGenerator:
         """The model, with the adapter switched on for lora/hybrid and off for base/rag (for

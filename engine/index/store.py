@@ -321,6 +321,22 @@ class Store:
             self.conn.execute("DELETE FROM documents WHERE id = ?", (record.id,))
         return True
 
+    def forget(self, collection: str, paths: Sequence[str | Path]) -> list[str]:
+        """Forget documents (a folder: everything under it); returns what went. A path that
+        names nothing indexed raises UserError before anything is forgotten."""
+        known = self.paths(collection)
+        removed: list[str] = []
+        for raw in paths:
+            target = resolved(raw)  # a symlink loop stays as named: no RuntimeError
+            hits = [p for p in known if Path(p) == target or Path(p).is_relative_to(target)]
+            if not hits:
+                raise UserError(f"{target}: not in the index (collection '{collection}')")
+            removed.extend(hits)
+        removed = list(dict.fromkeys(removed))  # a folder and a file in it: once
+        for path in removed:
+            self.remove_document(collection, path)
+        return removed
+
     def _check_vectors(self, vectors: np.ndarray, n: int) -> np.ndarray:
         array = np.ascontiguousarray(vectors, dtype="<f4")
         if array.shape != (n, self.dim):

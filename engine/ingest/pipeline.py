@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -601,3 +601,15 @@ def _hash(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def owners(
+    documents: Sequence[Any], folders: Sequence[Path], current: str
+) -> list[tuple[Path, str]]:
+    """(folder, collection) for re-indexing watched folders: each into the collections that
+    hold documents under it, the `current` one when none does."""
+    jobs: list[tuple[Path, str]] = []
+    for folder in map(Path, folders):
+        held = {d.collection for d in documents if Path(d.path).is_relative_to(folder)}
+        jobs.extend((folder, collection) for collection in sorted(held) or [current])
+    return jobs
