@@ -26,7 +26,8 @@ from engine.parts import Parts
 from engine.settings import Settings
 from engine.types import SearchResult, UserError
 from models import bundled
-from models.lora import AdapterInfo, check_compatible
+from models.lora import AdapterInfo, check_compatible, convert_peft
+from models.registry import adapters_dir
 
 LABEL = "grounded answers"  # how the shipped adapter is named to the user
 CARD_SECTION = "app"  # the card's part that says how the app uses the adapter
@@ -105,9 +106,6 @@ class Grounding:
     def import_peft(self, folder: Path) -> Path:
         """Convert a PEFT adapter folder for the model in use into the models folder's
         adapters; returns the `<name>.gguf` written."""
-        from models.lora import convert_peft
-        from models.registry import adapters_dir
-
         source = folder.expanduser()
         out = adapters_dir(self.parts.models_dir) / f"{source.name}.gguf"
         out.parent.mkdir(parents=True, exist_ok=True)
