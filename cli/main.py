@@ -336,6 +336,8 @@ def _print_answer_end(payload: dict[str, Any], as_json: bool, sources: list[Sear
     if payload["cancelled"]:
         print("\n[stopped]", end="")
     print("\n")
+    if (payload.get("quote") or {}).get("nearest"):
+        print("(the quote above is the nearest passage: the model found no answer in it)")
     if payload.get("not_covered"):
         print("Nearest passages:")
     for i, source in enumerate(sources, 1):

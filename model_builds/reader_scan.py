@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 
 from engine.core import Engine  # noqa: E402
 from engine.eval.scoring import Question, contains_answer, first_hit_rank, load_questions  # noqa: E402
-from engine.reader.rank import pick  # noqa: E402
+from engine.reader.features import linear  # noqa: E402
+from engine.reader.rank import pick, sentence_rows  # noqa: E402
 
 WEIGHTS = (0.0, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0)
 BARS = tuple(round(0.20 + 0.02 * i, 2) for i in range(26))
@@ -69,15 +70,20 @@ def summary(ranks: list) -> dict[str, float]:
 
 
 def tables(engine: Engine, questions: list[Question]) -> list[dict]:
-    """Each question's sources as the app gives them and its scored sentences."""
+    """Each question's sources as the app gives them and its scored sentences (with the
+    sentence ranker's scores where the card has one)."""
     reader = engine.reader
     assert reader is not None
+    weights = reader.card.get("sentence_ranker")
     rows = []
     for q in questions:
         start = time.perf_counter()
         sources = engine.sources(q.question)
         table = reader.sentence_scores(q.question, sources) if sources else []
-        rows.append({"q": q, "sources": sources, "table": table,
+        ranked = None
+        if weights and table:
+            ranked = list(linear(sentence_rows(q.question, table, sources), weights))
+        rows.append({"q": q, "sources": sources, "table": table, "ranked": ranked,
                      "seconds": time.perf_counter() - start})  # fmt: skip
     return rows
 
@@ -86,7 +92,7 @@ def quotes(rows: list[dict], card: dict[str, float]) -> list[dict]:
     out = []
     for row in rows:
         q = row["q"]
-        quote = pick(row["table"], row["sources"], card) if row["table"] else None
+        quote = pick(row["table"], row["sources"], card, row["ranked"]) if row["table"] else None
         out.append({
             "id": q.id, "absent": q.absent, "score": quote.score if quote else None,
             "contained": bool(quote and q.answer and contains_answer(quote.text, q.answer)),

@@ -459,6 +459,8 @@ class ChatView(QWidget):
         timings = vars(answer.timings).copy()
         if card is not None:
             card.finish(answer.answer, answer.cancelled, timings)
+            if answer.quote is not None and answer.quote.nearest:
+                card.quote_block.set_quote(answer.quote)
             if answer.not_covered:
                 card.show_not_covered()
         saving = self._saving

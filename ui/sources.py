@@ -240,6 +240,10 @@ QLabel#quoteLabel { color: #9a3412; }
 """
 
 
+# Under a quote the model found no answer in (the answer is a don't-know).
+NEAREST_NOTE = "The nearest passage: the model found no answer in it."
+
+
 def quote_html(text: str) -> str:
     """The quoted sentence in quotation marks, one paragraph: its line breaks are the
     page's, except before a list item."""
@@ -282,8 +286,13 @@ class QuoteBlock(QFrame):
     def set_quote(self, quote: Quote) -> None:
         self.text.setText(quote_html(quote.text))
         cited = f" · source [{quote.source}]" if quote.source else ""
+        nearest = (
+            f'<span style="color:#64748b">{html.escape(NEAREST_NOTE)}</span><br>'
+            if quote.nearest else ""
+        )  # fmt: skip
+        where = html.escape(quote.label())
         self.label.setText(
-            f'— <span style="text-decoration:underline">{html.escape(quote.label())}</span>'
+            f'{nearest}— <span style="text-decoration:underline">{where}</span>'
             f'<span style="color:#64748b">{cited} · reader {quote.score:.2f}</span>'
         )
         self.setToolTip(f"Open {quote.label()} with the sentence marked")

@@ -26,7 +26,7 @@ from engine.answer.events import (
 from engine.answer.followup import recent, search_query
 from engine.answer.generation import Cancelled, Generator, RefusalGate
 from engine.answer.llms import Llms
-from engine.answer.prompting import DONT_KNOW, NOT_COVERED, build_prompt
+from engine.answer.prompting import DONT_KNOW, NOT_COVERED, build_prompt, says_dont_know
 from engine.answer.remote import RemoteGenerator
 from engine.reader.rank import Quote, Reader
 from engine.settings import Settings
@@ -136,6 +136,8 @@ def _generate(
         guard=engine.grounding.uses_user_adapter(mode),
     )  # fmt: skip
     text, cancelled = yield from _tokens(stream)
+    if quote is not None and says_dont_know(text):
+        quote.nearest = True  # shown as the nearest passage: the model found no answer
     timings = _total(generator.last_timings, found.retrieval_s, found.start)
     timings.rerank_s = found.rerank_s
     timings.quote_s = found.reader.last.quote_s if found.reader else 0.0

@@ -176,8 +176,10 @@ class Evaluation:
         reader = self.engine.reader
         if reader is None:
             return None
-        gate = reader.card.get("grounding_refusal")
-        return [reader.key, gate, *(reader.setting(k) for k in sorted(DEFAULTS))]
+        card = reader.card
+        rankers = [card.get("passage_ranker"), card.get("sentence_ranker")]
+        return [reader.key, card.get("grounding_refusal"), *rankers,
+                *(reader.setting(k) for k in sorted(DEFAULTS))]  # fmt: skip
 
     def run(
         self, progress: ProgressFn | None = None, *, stop: threading.Event | None = None

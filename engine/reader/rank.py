@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from engine.index.embedding import Embedder
+from engine.reader.features import linear, passage_features, sentence_features
 from engine.reader.sentences import sentence_spans
 from engine.types import SearchResult, UserError
 
@@ -57,12 +58,16 @@ class Quote:
     page: int | None = None
     section: str | None = None
     source: int = 0  # 1-based number of its source in the answer's list (0: unnumbered)
+    # The model found no answer in the sources: the quote is shown as the nearest passage,
+    # not as the answer (a quote above "The documents do not say." would contradict it).
+    nearest: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "text": self.text, "score": round(self.score, 4), "source": self.source,
             "document": self.document, "path": self.path, "page": self.page,
             "section": self.section, "start": self.start, "end": self.end,
+            "nearest": self.nearest,
         }  # fmt: skip
 
     def label(self) -> str:
@@ -78,13 +83,22 @@ class Quote:
 Sentences = list[tuple[int, int, int, float, float]]
 
 
-def pick(table: Sentences, sources: Sequence[SearchResult], card: dict[str, float]) -> Quote:
-    """The quote from scored sentences: the best by its own score and a share of its
-    passage's (`passage_weight`), widened by a neighbour in the same passage that scores
-    within `neighbour_margin` of it, or by both when it has under `short_words` words."""
+def pick(
+    table: Sentences,
+    sources: Sequence[SearchResult],
+    card: dict[str, float],
+    ranked: Sequence[float] | None = None,
+) -> Quote:
+    """The quote from scored sentences: the best by the sentence ranker's score (`ranked`,
+    where the card has one) or else by its own score and a share of its passage's
+    (`passage_weight`), widened by a neighbour in the same passage that scores within
+    `neighbour_margin` of it, or by both when it has under `short_words` words. The quote's
+    score, what the not-covered bar reads, is the best sentence's by its own score and its
+    passage's, whichever sentence is quoted."""
     beta = card["passage_weight"]
     scores = [(s + beta * p) / (1 + beta) for _, _, _, s, p in table]
-    best = max(range(len(table)), key=scores.__getitem__)
+    order = scores if ranked is None else ranked
+    best = max(range(len(table)), key=order.__getitem__)
     n, a, b = table[best][:3]
     text = sources[n].text
     short = len(text[a:b].split()) < card["short_words"]
@@ -95,8 +109,30 @@ def pick(table: Sentences, sources: Sequence[SearchResult], card: dict[str, floa
             a, b = min(a, table[other][1]), max(b, table[other][2])
     source = sources[n]
     return Quote(
-        chunk_id=source.chunk_id, start=a, end=b, text=text[a:b], score=scores[best],
+        chunk_id=source.chunk_id, start=a, end=b, text=text[a:b], score=max(scores),
         document=source.document, path=source.path, page=source.page, section=source.section,
+    )  # fmt: skip
+
+
+def sentence_rows(question: str, table: Sentences, sources: Sequence[SearchResult]) -> np.ndarray:
+    """The sentence ranker's features of each row of `table`."""
+    texts: list[str] = []
+    windows: list[str] = []
+    position: list[int] = []
+    source: list[int] = []
+    for i, (n, a, b, _, _) in enumerate(table):
+        text = sources[n].text
+        texts.append(text[a:b])
+        first = i == 0 or table[i - 1][0] != n
+        last = i + 1 == len(table) or table[i + 1][0] != n
+        lo = table[i if first else i - 1][1]
+        hi = table[i if last else i + 1][2]
+        windows.append(text[lo:hi])
+        position.append(0 if first else position[-1] + 1)
+        source.append(n)
+    return sentence_features(
+        question, texts, windows, [row[3] for row in table], [row[4] for row in table],
+        position, source,
     )  # fmt: skip
 
 
@@ -150,13 +186,28 @@ class Reader:
         if not found:
             return []
         scores = self.passage_scores(store, question, found)
-        weight = self.setting("rerank_weight")
-        order = sorted(range(len(found)), key=lambda i: -(scores[i] + weight * found[i].relevance))
+        ranked = self.passage_ranking(question, found, scores)
+        order = sorted(range(len(found)), key=lambda i: -ranked[i])
         self.last.rerank_s = time.perf_counter() - start
         return [
             replace(found[i], rank=rank, rerank=round(float(scores[i]), 4))
             for rank, i in enumerate(order, start=1)
         ]
+
+    def passage_ranking(
+        self, question: str, found: Sequence[SearchResult], scores: np.ndarray
+    ) -> np.ndarray:
+        """What the order follows: the card's passage ranker over the features (when it has
+        one), else the reader's cosine plus `rerank_weight` x the search's relevance."""
+        weights = self.card.get("passage_ranker")
+        if not weights:
+            relevance = np.array([s.relevance for s in found], dtype=np.float32)
+            return scores + self.setting("rerank_weight") * relevance
+        rows = passage_features(
+            question, [s.text for s in found], [s.section for s in found], scores,
+            [s.relevance for s in found], [s.score for s in found],
+        )  # fmt: skip
+        return linear(rows, weights)
 
     def passage_scores(
         self, store: Any, question: str, found: Sequence[SearchResult]
@@ -188,7 +239,12 @@ class Reader:
         needs them; None when the sources have no text."""
         start = time.perf_counter()
         table = self.sentence_scores(question, sources)
-        quote = pick(table, sources, self.card_settings()) if table else None
+        quote = None
+        if table:
+            weights = self.card.get("sentence_ranker")
+            ranked = linear(sentence_rows(question, table, sources), weights) if weights else None
+            order = None if ranked is None else [float(x) for x in ranked]
+            quote = pick(table, sources, self.card_settings(), order)
         self.last.quote_s = time.perf_counter() - start
         return quote
 

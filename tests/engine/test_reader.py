@@ -222,3 +222,102 @@ def test_one_answer_embeds_its_question_once(reader: Reader) -> None:
     finally:
         reader.embedder.embed_query = embed  # type: ignore[method-assign]
     assert calls == ["which UDP port for Minetest?", "what else?"]
+
+
+# -- what the reader looks at beside its cosine (engine/reader/features.py) ----------
+
+
+def test_terms_fold_stem_and_drop_stop_words() -> None:
+    from engine.reader.features import terms
+
+    assert terms("How do I prune Borg's old backups with --keep-daily?") == [
+        "prun", "borg", "old", "backup", "--keep-daily",
+    ]  # fmt: skip
+    assert terms("pruning pruned") == ["prun", "prun"]
+
+
+def test_passage_features_see_rare_words_headings_and_contents_lists() -> None:
+    from engine.reader.features import PASSAGE_FEATURES, passage_features
+
+    texts = [
+        "- Backups\n- Restoring\n- Ports .......... 12\n- Users 14",  # a contents list
+        "Forward UDP port 30000 on the router for Minetest.",
+        "The router has a web interface.",
+    ]
+    rows = passage_features(
+        "which port does Minetest need on the router?", texts, ["Contents", "Minetest", None],
+        [0.5, 0.4, 0.3], [1.0, 0.6, 0.2], [0.5, 0.45, 0.4],
+    )  # fmt: skip
+    f = {name: rows[:, i] for i, name in enumerate(PASSAGE_FEATURES)}
+    # every question word that some candidate holds (not "need": none does) is in the second
+    assert f["coverage"][1] == pytest.approx(1.0)
+    assert 0 < f["coverage"][2] == f["coverage"][0] < 1  # "router"; "port" in the list
+    assert f["heading"][1] > 0 and f["heading"][0] == 0
+    assert f["list_lines"][0] == 1.0 and f["list_lines"][1] == 0.0
+    assert f["numbered_lines"][0] == 0.5
+    assert f["reader_gap"].tolist() == pytest.approx([0.0, -0.1, -0.2])
+    assert f["first"].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_a_card_s_passage_ranker_decides_the_order(tmp_path: Path) -> None:
+    from engine.reader.features import PASSAGE_FEATURES
+
+    engine = _index(tmp_path, DOCS)
+    try:
+        engine.settings.min_score = 0.0  # all three passages are candidates
+        question = "what is the initial password of the Deluge web interface?"
+        reader = engine.reader
+        assert reader is not None
+        before = [r.document for r in engine.search(question, 3)]
+        assert before[0] == "deluge.md"
+        # a ranker that reads only the passage's length puts the longest first, then last
+        weights = [0.0] * len(PASSAGE_FEATURES)
+        weights[PASSAGE_FEATURES.index("length")] = 1.0
+        reader.card["passage_ranker"] = weights
+        after = engine.search(question, 3)
+        words = [len(r.text.split()) for r in after]
+        assert len(after) == 3 and words == sorted(words, reverse=True)
+        assert after[0].rerank is not None  # the label still shows the reader's cosine
+        weights[PASSAGE_FEATURES.index("length")] = -1.0
+        assert [len(r.text.split()) for r in engine.search(question, 3)] == sorted(words)
+    finally:
+        engine.close()
+
+
+def test_a_card_s_sentence_ranker_picks_the_quote(reader: Reader) -> None:
+    from engine.reader.features import SENTENCE_FEATURES
+
+    sources = [
+        SearchResult(1, "x.pdf", "/x.pdf", 3, None, 0.6,
+                     "Backups are kept for a month. The web interface listens on port 8112.",
+                     chunk_id=7),
+    ]  # fmt: skip
+    question = "how long are backups kept?"
+    saved = dict(reader.card)
+    try:
+        plain = reader.quote(question, sources)
+        assert plain is not None and plain.text.startswith("Backups are kept")
+        weights = [0.0] * len(SENTENCE_FEATURES)
+        weights[SENTENCE_FEATURES.index("value")] = 1.0  # numbers and commands only
+        reader.card["sentence_ranker"] = weights
+        valued = reader.quote(question, sources)
+        assert valued is not None and "8112" in valued.text
+        assert valued.score == pytest.approx(plain.score)  # the bar reads the same score
+    finally:
+        reader.card.clear()
+        reader.card.update(saved)
+
+
+def test_a_quote_above_a_don_t_know_is_the_nearest_passage(tmp_path: Path, fake_llm: type) -> None:
+    engine = _index(tmp_path, DOCS)
+    try:
+        engine.settings.min_score = 0.0
+        fake_llm.replies.append("The documents do not say.")
+        answer = engine.answer("what is the initial password of the Deluge web interface?", "rag")
+        assert answer.quote is not None and answer.quote.nearest
+        assert answer.to_json()["quote"]["nearest"] is True
+        fake_llm.replies.append("The initial password is deluge [1].")
+        answer = engine.answer("what is the initial password of the Deluge web interface?", "rag")
+        assert answer.quote is not None and not answer.quote.nearest
+    finally:
+        engine.close()

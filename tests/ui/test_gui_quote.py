@@ -161,6 +161,40 @@ def test_an_answer_the_documents_do_not_cover_lists_the_nearest_passages(
     assert not restored.quote_block.isVisibleTo(again)
 
 
+def test_a_quote_above_a_don_t_know_is_shown_as_the_nearest_passage(
+    open_window, qtbot, tmp_path, monkeypatch
+):
+    """The model found no answer under the quote: the quote stays (it may well be what the
+    user wants to read) but no longer reads as the answer, and stays so when reopened."""
+    from dataclasses import replace
+
+    from ui.sources import NEAREST_NOTE
+
+    sources, quote = documents(tmp_path / "docs")
+    nearest = replace(quote, nearest=True)
+    answer = Answer(QUESTION, "hybrid", "The documents do not say.", sources, Timings(),
+                    quote=nearest)  # fmt: skip
+
+    def ask(self, question, mode="rag", options=None, *, stop=None):
+        yield SourcesFound(sources, quote)  # as streamed: not yet known
+        yield TokenReceived(answer.answer)
+        yield AnswerFinished(answer)
+
+    monkeypatch.setattr(Engine, "ask", ask)
+    window = open_window(tmp_path / "data")
+    with qtbot.waitSignal(window.chat.answer_finished, timeout=30_000):
+        window.chat.ask(QUESTION, "hybrid")
+    card = last_card(window)
+    assert card.quote_block.isVisibleTo(window)
+    assert shown(card.quote_block.label).startswith(NEAREST_NOTE)
+
+    window.close()
+    again = open_window(tmp_path / "data")
+    again.chat.load_conversation(again.chat.history.conversations()[0].id)
+    QApplication.processEvents()
+    assert shown(last_card(again).quote_block.label).startswith(NEAREST_NOTE)
+
+
 def test_the_reader_marks_the_quoted_sentence_over_a_pdf_passage(open_window, qtbot, tmp_path):
     from tests.factory import write_pdf
     from ui.sources import QuotedSource
