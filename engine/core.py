@@ -317,8 +317,10 @@ class Engine:
     def adapter_path(self) -> Path | None:
         return self.grounding.adapter_path()
 
-    def refusal_gate(self, mode: str, sources: Sequence[SearchResult] = ()) -> RefusalGate | None:
-        return self.grounding.refusal_gate(mode, sources)
+    def refusal_gate(
+        self, mode: str, sources: Sequence[SearchResult] = (), quote: float | None = None
+    ) -> RefusalGate | None:
+        return self.grounding.refusal_gate(mode, sources, quote)
 
     def adapter_scale(self) -> float:
         return self.grounding.scale()

@@ -170,6 +170,57 @@ def joint(gate_rows: list[dict], bar: float, gate: float | None) -> dict[str, fl
     }
 
 
+def fit_refusal(rows: list[dict], penalty: float = 0.01) -> dict[str, float]:
+    """A logistic model of 'this question is absent' from the adapter's refusal odds, the
+    quote's score and the best source's similarity (gate_scan.py rows of training
+    questions), in the form engine.answer.grounding.model_threshold reads."""
+    import numpy as np
+
+    kept = [r for r in rows if r["odds"] is not None and r["quote_score"] is not None]
+    x = np.array([[r["odds"], r["quote_score"], r["best_score"] or 0.0] for r in kept])
+    y = np.array([1.0 if r["absent"] else 0.0 for r in kept])
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = (x - mean) / scale
+    w, b = np.zeros(3), 0.0
+    positive = y.mean()  # absent questions are few: weigh both classes alike
+    weight = np.where(y == 1, 0.5 / positive, 0.5 / (1 - positive))
+    for _ in range(3000):
+        p = 1 / (1 + np.exp(-(z @ w + b)))
+        g = weight * (p - y) / len(y)
+        w -= 0.5 * (z.T @ g + penalty * w)
+        b -= 0.5 * g.sum()
+    raw = w / scale
+    return {"odds": float(raw[0]), "quote": float(raw[1]), "best": float(raw[2]),
+            "bias": float(b - raw @ mean)}  # fmt: skip
+
+
+def joint_model(gate_rows: list[dict], bar: float, model: dict[str, float]) -> dict:
+    """As `joint`, with the refusal model deciding the adapter's refusals."""
+    from engine.answer.grounding import model_threshold
+
+    def refused(r: dict) -> bool:
+        low = r["quote_score"] is None or r["quote_score"] < bar
+        if low or r["odds"] is None:
+            return True
+        return r["odds"] >= model_threshold(model, r["quote_score"], r["best_score"] or 0.0)
+
+    answerable = [r for r in gate_rows if not r["absent"]]
+    absent = [r for r in gate_rows if r["absent"]]
+    kept = [r for r in answerable if not refused(r)]
+    n = max(1, len(answerable))
+    return {
+        "bar": bar,
+        "bias": round(model["bias"], 4),
+        "absent_refused": round(sum(map(refused, absent)) / max(1, len(absent)), 3),
+        "false_refusals": round(sum(map(refused, answerable)) / n, 3),
+        "quote_contained": round(sum(r["quote_contained"] for r in kept) / n, 3),
+        "answer_contained": round(sum(r["contained"] for r in kept) / n, 3),
+    }
+
+
+SHIFTS = tuple(round(-3.0 + 0.2 * i, 1) for i in range(31))  # the fitted bias moved by
+
+
 def choose(grid: list[dict]) -> dict:
     """The bar with the most absent questions refused among those with false refusals at
     most FALSE_TARGET (the lowest such bar on a tie); if none, the lowest bar that refuses
@@ -191,6 +242,12 @@ def main() -> int:
         type=Path,
         help="gate_scan.py --out with this reader: "
         "choose the bar for hybrid, together with the adapter's gate",
+    )
+    parser.add_argument(
+        "--gate-fit",
+        type=Path,
+        help="gate_scan.py --out on training questions with this reader (never held-out): "
+        "fit a refusal model on them, then choose its bias and the bar with --gate's rows",
     )
     args = parser.parse_args()
     engine = Engine(args.data_dir)
@@ -219,6 +276,26 @@ def main() -> int:
         for line in grid:
             print(line)
         chosen = choose(grid)
+    model = None
+    if args.gate and args.gate_fit:
+        fit_rows = [json.loads(x) for x in args.gate_fit.read_text().splitlines() if x.strip()]
+        fitted = fit_refusal(fit_rows)
+        print(f"refusal model fitted on {len(fit_rows)} rows: {fitted}")
+        models = {s: {**fitted, "bias": fitted["bias"] + s} for s in SHIFTS}
+        model_grid = [joint_model(gate_rows, bar, models[s]) | {"shift": s}
+                      for s in SHIFTS for bar in BARS]  # fmt: skip
+        for line in model_grid:
+            print(line)
+        best_model = choose(model_grid)
+        print(f"refusal model: {best_model}; adapter gate alone: {chosen}")
+
+        def merit(g: dict) -> tuple:
+            return g["false_refusals"] <= FALSE_TARGET, g["absent_refused"], -g["false_refusals"]
+
+        if merit(best_model) > merit(chosen):
+            chosen, grid = best_model, model_grid
+            model = {**models[best_model["shift"]], "fitted_on": str(args.gate_fit),
+                     "fitted": fitted}  # fmt: skip
     seconds = statistics.median(r["seconds"] for r in rows)
     print(f"rerank_weight {best}: {table[str(best)]}; search alone {table['search']}")
     print(f"quote settings {card}")
@@ -230,6 +307,7 @@ def main() -> int:
             **{k: v for k, v in reader.card_settings().items() if k != "quote_threshold"},
             "rerank_weight": best, "quote_threshold": chosen["bar"],
             "grounding_refusal": chosen.get("grounding_refusal"),
+            "refusal_model": model,
             "heldout": {"questions": [str(p) for p in args.questions], "ranking": table,
                         "chosen": chosen, "grid": grid,
                         "with_gate": str(args.gate) if args.gate else None},

@@ -55,7 +55,7 @@ class Answering(Protocol):
     grounding: Grounding
 
     def refusal_gate(
-        self, mode: str, sources: Sequence[SearchResult] = ()
+        self, mode: str, sources: Sequence[SearchResult] = (), quote: float | None = None
     ) -> RefusalGate | None: ...
 
 
@@ -130,9 +130,10 @@ def _generate(
             (n for n, s in enumerate(prompt.sources, 1) if s.chunk_id == quote.chunk_id), 0
         )
     yield SourcesFound(prompt.sources, quote)
+    gate = engine.refusal_gate(mode, prompt.sources, quote.score if quote else None)
     stream = generator.stream(
         prompt.messages, max_tokens, _temperature(engine.settings, opts), opts.seed,
-        cancel=stop, gate=engine.refusal_gate(mode, prompt.sources),
+        cancel=stop, gate=gate,
         guard=engine.grounding.uses_user_adapter(mode),
     )  # fmt: skip
     text, cancelled = yield from _tokens(stream)

@@ -73,15 +73,22 @@ class Grounding:
         """Whether `mode` answers with an adapter of the user's own (its loops are cut)."""
         return modes.mode(mode).adapter and not self.uses_grounding(mode)
 
-    def refusal_gate(self, mode: str, sources: Sequence[SearchResult] = ()) -> RefusalGate | None:
-        """The grounding adapter's answer-or-refuse gate (`refusal_gate`: at the bar a
-        reader's card names, else at its own card's); a user's adapter, the modes without
-        one and a model server decide nothing."""
+    def refusal_gate(
+        self, mode: str, sources: Sequence[SearchResult] = (), quote: float | None = None
+    ) -> RefusalGate | None:
+        """The grounding adapter's answer-or-refuse gate (`refusal_gate`: from the reader
+        card's refusal model and the quote's score `quote`, or at the bar that card names,
+        else at the adapter card's own); a user's adapter, the modes without one and a
+        model server decide nothing."""
         if not self.uses_grounding(mode) or self.parts.remote is not None:
             return None
         reader = self.parts.reader
-        chosen = reader.card.get("grounding_refusal") if reader is not None else None
-        return refusal_gate(self.card(), chosen, sources)
+        card = reader.card if reader is not None else {}
+        model = card.get("refusal_model")
+        if model and quote is not None:
+            best = max((s.score for s in sources), default=0.0)
+            return RefusalGate(DONT_KNOW, model_threshold(model, quote, best), self.card().restart)
+        return refusal_gate(self.card(), card.get("grounding_refusal"), sources)
 
     def scale(self) -> float:
         """The user's scale for their own adapter; the grounding adapter's is its card's."""
@@ -195,6 +202,19 @@ def label(adapter: Path | None) -> str | None:
     if adapter is None:
         return None
     return LABEL if is_shipped(adapter) else adapter.stem
+
+
+def model_threshold(model: dict[str, float], quote: float, best: float) -> float:
+    """The odds at which the adapter's refusal stands, given how well the reader found the
+    question answered: the reader card's refusal model refuses where
+    `odds * w_odds + quote * w_quote + best * w_best + bias >= 0` (a logistic model fitted
+    on training questions, its bias chosen on held-out ones), so a quote that scores high
+    asks for surer odds before the answer is refused."""
+    w = float(model.get("odds", 0.0))
+    rest = float(model.get("quote", 0.0)) * quote + float(model.get("best", 0.0)) * best
+    if w <= 0:  # not a model that reads the odds: the adapter never refuses by it
+        return 1.01
+    return min(1.01, max(0.0, -(rest + float(model.get("bias", 0.0))) / w))
 
 
 def refusal_gate(

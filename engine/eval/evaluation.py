@@ -177,7 +177,7 @@ class Evaluation:
         if reader is None:
             return None
         card = reader.card
-        rankers = [card.get("passage_ranker"), card.get("sentence_ranker")]
+        rankers = [card.get(k) for k in ("passage_ranker", "sentence_ranker", "refusal_model")]
         return [reader.key, card.get("grounding_refusal"), *rankers,
                 *(reader.setting(k) for k in sorted(DEFAULTS))]  # fmt: skip
 

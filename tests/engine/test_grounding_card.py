@@ -132,3 +132,27 @@ def test_settings_are_read_once_per_engine_and_changed_through_it(
         assert load(Settings, tmp_path / "data").watched_folders is None
     finally:
         engine.close()
+
+
+def test_a_reader_s_refusal_model_asks_surer_odds_under_a_better_quote(tmp_path: Path) -> None:
+    model = {"odds": 10.0, "quote": -8.0, "best": 0.0, "bias": -1.0}
+    # refuse where 10 * odds - 8 * quote - 1 >= 0: odds >= (1 + 8 * quote) / 10
+    assert grounding.model_threshold(model, 0.5, 0.9) == pytest.approx(0.5)
+    assert grounding.model_threshold(model, 0.6, 0.9) == pytest.approx(0.58)
+    assert grounding.model_threshold(model, 2.0, 0.9) == 1.01  # never past "never refuse"
+    assert grounding.model_threshold({**model, "odds": -1.0}, 0.5, 0.9) == 1.01
+    engine = Engine(tmp_path / "data")
+    try:
+        reader = engine.reader
+        assert reader is not None
+        plain = engine.refusal_gate("hybrid", [_source(0.9)], 0.5)
+        assert plain is not None and plain.threshold == reader.card["grounding_refusal"]
+        reader.card["refusal_model"] = model
+        low = engine.refusal_gate("hybrid", [_source(0.9)], 0.5)
+        high = engine.refusal_gate("hybrid", [_source(0.9)], 0.6)
+        assert low is not None and high is not None
+        assert (low.threshold, high.threshold) == pytest.approx((0.5, 0.58))
+        assert low.sentence == DONT_KNOW
+        assert engine.refusal_gate("rag", [_source(0.9)], 0.5) is None  # no adapter, no gate
+    finally:
+        engine.close()

@@ -321,3 +321,28 @@ def test_a_quote_above_a_don_t_know_is_the_nearest_passage(tmp_path: Path, fake_
         assert answer.quote is not None and not answer.quote.nearest
     finally:
         engine.close()
+
+
+def test_the_refusal_model_reads_the_answer_s_own_quote(tmp_path: Path, fake_llm: type) -> None:
+    """In hybrid, the adapter's refusal stands at odds that depend on the quote's score
+    (here: refuse when the odds reach the score itself)."""
+    engine = _index(tmp_path, DOCS)
+    try:
+        engine.settings.min_score = 0.0
+        reader = engine.reader
+        assert reader is not None
+        reader.card["quote_threshold"] = 0.0
+        reader.card["refusal_model"] = {"odds": 1.0, "quote": -1.0, "best": 0.0, "bias": 0.0}
+        question = "what is the initial password of the Deluge web interface?"
+        fake_llm.replies.extend(["It is deluge [1].", "It is deluge [1]."])
+        fake_llm.refusal_odds = 0.0
+        first = engine.answer(question, "hybrid")
+        assert first.quote is not None and first.answer == "It is deluge [1]."
+        fake_llm.refusal_odds = first.quote.score - 0.01
+        assert engine.answer(question, "hybrid").answer == "It is deluge [1]."
+        fake_llm.refusal_odds = first.quote.score + 0.01
+        refused = engine.answer(question, "hybrid")
+        assert says_dont_know(refused.answer) and refused.quote is not None
+        assert refused.quote.nearest
+    finally:
+        engine.close()
