@@ -95,7 +95,8 @@ grounding: setup
 # MiniLM (LoRA, one epoch, about 15-25 minutes on 2 cores), export int8 ONNX; then choose
 # its numbers on the held-out questions: the rerank weight and the quote's settings from
 # search alone, the passage and sentence rankers (fitted on the *-d.jsonl questions, which
-# the reader leaves out), then the not-covered bar together with the grounding adapter's refusal
+# the reader leaves out), a refusal model (fitted on the grounding adapter's answers to
+# those), then the not-covered bar together with the grounding adapter's refusal
 # threshold from that adapter's answers with this reader's sources (about 8 minutes);
 # ship it into models/reader/.
 READER := .cache/reader
@@ -109,10 +110,13 @@ reader: setup
 	$(GROUNDING_ENV) $(PY) model_builds/reader_ranker.py --data-dir $(GROUNDING)/data \
 		--reader $(READER_OUT) --train model_builds/questions/*-d.jsonl \
 		--heldout model_builds/heldout/borg.jsonl --write > $(READER)/rankers.json
+	$(GROUNDING_ENV) $(PY) model_builds/gate_scan.py --data-dir $(GROUNDING)/data \
+		model_builds/questions/*-d.jsonl --reader $(READER_OUT) --out $(READER)/gate-fit.jsonl
 	$(GROUNDING_ENV) $(PY) model_builds/gate_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
 		--reader $(READER_OUT) --out $(READER)/gate.jsonl
 	$(GROUNDING_ENV) $(PY) model_builds/reader_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
-		--reader $(READER_OUT) --gate $(READER)/gate.jsonl --write
+		--reader $(READER_OUT) --gate $(READER)/gate.jsonl --gate-fit $(READER)/gate-fit.jsonl \
+		--write
 	$(PY) model_builds/reader.py --ship $(READER_OUT) --out models/reader
 
 # The app folder, a tarball and a .deb that run without Python (packaging/build.py; the

@@ -321,8 +321,6 @@ def sentence_features(
     return out
 
 
-def linear(features: np.ndarray, weights: Sequence[float] | None) -> np.ndarray:
+def linear(features: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     """The ranker's score of each row: the weights' dot product (one weight per feature)."""
-    if weights is None:
-        return features[:, 0].astype(np.float32)
     return features @ np.asarray(weights, dtype=np.float32)

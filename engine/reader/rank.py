@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 
 from engine.index.embedding import Embedder
-from engine.reader.features import linear, passage_features, sentence_features
+from engine.reader.features import (
+    PASSAGE_FEATURES,
+    SENTENCE_FEATURES,
+    linear,
+    passage_features,
+    sentence_features,
+)
 from engine.reader.sentences import sentence_spans
 from engine.types import SearchResult, UserError
 
@@ -199,8 +205,8 @@ class Reader:
     ) -> np.ndarray:
         """What the order follows: the card's passage ranker over the features (when it has
         one), else the reader's cosine plus `rerank_weight` x the search's relevance."""
-        weights = self.card.get("passage_ranker")
-        if not weights:
+        weights = self._ranker("passage_ranker", PASSAGE_FEATURES)
+        if weights is None:
             relevance = np.array([s.relevance for s in found], dtype=np.float32)
             return scores + self.setting("rerank_weight") * relevance
         rows = passage_features(
@@ -241,9 +247,10 @@ class Reader:
         table = self.sentence_scores(question, sources)
         quote = None
         if table:
-            weights = self.card.get("sentence_ranker")
-            ranked = linear(sentence_rows(question, table, sources), weights) if weights else None
-            order = None if ranked is None else [float(x) for x in ranked]
+            weights = self._ranker("sentence_ranker", SENTENCE_FEATURES)
+            order = None
+            if weights is not None:
+                order = [float(x) for x in linear(sentence_rows(question, table, sources), weights)]
             quote = pick(table, sources, self.card_settings(), order)
         self.last.quote_s = time.perf_counter() - start
         return quote
@@ -260,6 +267,14 @@ class Reader:
             (n, a, b, float(score), sources[n].rerank or 0.0)
             for (n, a, b), score in zip(spans, scores, strict=True)
         ]
+
+    def _ranker(self, name: str, features: Sequence[str]) -> list[float] | None:
+        """A ranker's weights from the card; None when it has none, or when they were
+        fitted on another set of features (a card from another version of Quire)."""
+        weights = self.card.get(name)
+        if not isinstance(weights, list) or len(weights) != len(features):
+            return None
+        return [float(w) for w in weights]
 
     def card_settings(self) -> dict[str, float]:
         return {name: self.setting(name) for name in DEFAULTS}

@@ -346,3 +346,17 @@ def test_the_refusal_model_reads_the_answer_s_own_quote(tmp_path: Path, fake_llm
         assert refused.quote.nearest
     finally:
         engine.close()
+
+
+def test_a_ranker_fitted_on_other_features_is_not_used(reader: Reader) -> None:
+    sources = [SearchResult(1, "f.pdf", "/f.pdf", 77, None, 0.8, PORTS, chunk_id=8)]
+    saved = dict(reader.card)
+    try:
+        plain = reader.quote("which UDP port do I forward for Minetest?", sources)
+        reader.card["sentence_ranker"] = [1.0, 2.0]  # another version's features
+        reader.card["passage_ranker"] = "nonsense"
+        again = reader.quote("which UDP port do I forward for Minetest?", sources)
+        assert plain is not None and again is not None and again.text == plain.text
+    finally:
+        reader.card.clear()
+        reader.card.update(saved)
