@@ -67,8 +67,8 @@ bench: setup
 # twice, each continuing the last), ship. About three hours on 2 cores.
 GROUNDING := .cache/grounding
 GROUNDING_ENV := QUIRE_MODELS_DIR=$${QUIRE_MODELS_DIR:-.cache/models}
-# The shipped adapter was trained before the *-c.jsonl and *-d.jsonl questions were written.
-GROUNDING_OLD := --exclude '*-c.jsonl' --exclude '*-d.jsonl'
+# The shipped adapter was trained before the *-c, *-d and *-e.jsonl questions were written.
+GROUNDING_OLD := --exclude '*-c.jsonl' --exclude '*-d.jsonl' --exclude '*-e.jsonl'
 GROUNDING_STAGE1 ?= --epochs 1 --lr 3e-4 --rank 16 --alpha 32 --batch-size 4
 GROUNDING_STAGE2 ?= --epochs 1 --lr 2e-4 --batch-size 4
 GROUNDING_STAGE3 ?= --epochs 1 --lr 1.5e-4 --batch-size 4
@@ -94,9 +94,9 @@ grounding: setup
 # (question, passage/sentence) pairs from model_builds/questions with Quire's own search, train
 # MiniLM (LoRA, one epoch, about 15-25 minutes on 2 cores), export int8 ONNX; then choose
 # its numbers on the held-out questions: the rerank weight and the quote's settings from
-# search alone, the passage and sentence rankers (fitted on the *-d.jsonl questions, which
-# the reader leaves out), a refusal model (fitted on the grounding adapter's answers to
-# those), then the not-covered bar together with the grounding adapter's refusal
+# search alone, the passage and sentence rankers (fitted on the *-d and *-e.jsonl questions,
+# which the reader leaves out), a refusal model (fitted on the grounding adapter's answers
+# to the *-d ones), then the not-covered bar together with the grounding adapter's refusal
 # threshold from that adapter's answers with this reader's sources (about 8 minutes);
 # ship it into models/reader/.
 READER := .cache/reader
@@ -108,7 +108,7 @@ reader: setup
 	$(GROUNDING_ENV) $(PY) model_builds/reader_scan.py --data-dir $(GROUNDING)/data $(HELDOUT) \
 		--reader $(READER_OUT) --write
 	$(GROUNDING_ENV) $(PY) model_builds/reader_ranker.py --data-dir $(GROUNDING)/data \
-		--reader $(READER_OUT) --train model_builds/questions/*-d.jsonl \
+		--reader $(READER_OUT) --train model_builds/questions/*-[de].jsonl \
 		--heldout model_builds/heldout/borg.jsonl --write > $(READER)/rankers.json
 	$(GROUNDING_ENV) $(PY) model_builds/gate_scan.py --data-dir $(GROUNDING)/data \
 		model_builds/questions/*-d.jsonl --reader $(READER_OUT) --out $(READER)/gate-fit.jsonl
