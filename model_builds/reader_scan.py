@@ -292,8 +292,9 @@ def main() -> int:
         def merit(g: dict) -> tuple:
             return g["false_refusals"] <= FALSE_TARGET, g["absent_refused"], -g["false_refusals"]
 
-        if merit(best_model) > merit(chosen):
-            chosen, grid = best_model, model_grid
+        if merit(best_model) > merit(chosen):  # the card keeps the chosen bias's row of bars
+            chosen = best_model
+            grid = [g for g in model_grid if g["shift"] == best_model["shift"]]
             model = {**models[best_model["shift"]], "fitted_on": str(args.gate_fit),
                      "fitted": fitted}  # fmt: skip
     seconds = statistics.median(r["seconds"] for r in rows)
