@@ -145,8 +145,11 @@ def test_a_reader_s_refusal_model_asks_surer_odds_under_a_better_quote(tmp_path:
     try:
         reader = engine.reader
         assert reader is not None
+        assert reader.card["refusal_model"]["odds"] > 0  # the shipped reader has one
+        reader.card.pop("refusal_model")
+        reader.card["grounding_refusal"] = 0.35
         plain = engine.refusal_gate("hybrid", [_source(0.9)], 0.5)
-        assert plain is not None and plain.threshold == reader.card["grounding_refusal"]
+        assert plain is not None and plain.threshold == 0.35  # the one bar, without a model
         reader.card["refusal_model"] = model
         low = engine.refusal_gate("hybrid", [_source(0.9)], 0.5)
         high = engine.refusal_gate("hybrid", [_source(0.9)], 0.6)
