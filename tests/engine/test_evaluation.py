@@ -270,7 +270,8 @@ def test_a_changed_adapter_or_threshold_starts_a_new_run(
     config = EvalConfig(modes=("hybrid",))
     with_reader = Evaluation(engine, questions, config).checkpoint
     assert engine.reader is not None
-    engine.reader.card["grounding_refusal"] += 0.1  # the gate the reader's card sets
+    model = engine.reader.card["refusal_model"]  # the gate the reader's card sets
+    engine.reader.card["refusal_model"] = {**model, "bias": model["bias"] + 0.1}
     assert Evaluation(engine, questions, config).checkpoint != with_reader
     engine.reader.card["quote_threshold"] += 0.1  # its not-covered bar
     assert Evaluation(engine, questions, config).checkpoint != with_reader

@@ -11,7 +11,7 @@ import pytest
 
 from engine.answer.events import AskOptions
 from engine.answer.generation import RefusalGate
-from engine.answer.grounding import LABEL, read_card
+from engine.answer.grounding import LABEL, model_threshold, read_card
 from engine.answer.prompting import DONT_KNOW
 from engine.core import Engine
 from engine.eval.scoring import strip_echo
@@ -112,9 +112,10 @@ def test_the_refusal_gate_decides_at_the_first_token(engine: Engine) -> None:
 
 def test_only_the_grounding_adapter_brings_its_gate(engine: Engine, tmp_path: Path) -> None:
     card = read_card()  # the adapter's card: its own two-level gate and restart
-    assert engine.reader is not None  # with the reader: its card's threshold, one level
-    chosen = engine.reader.card["grounding_refusal"]
-    assert engine.refusal_gate("hybrid") == RefusalGate(DONT_KNOW, chosen, card.restart)
+    assert engine.reader is not None  # with the reader: its card's refusal model, one level
+    model = engine.reader.card["refusal_model"]
+    chosen = model_threshold(model, 0.6, 0.0)  # for the answer's quote score
+    assert engine.refusal_gate("hybrid", [], 0.6) == RefusalGate(DONT_KNOW, chosen, card.restart)
     engine.settings.reader = False  # without it: the adapter's own two-level gate
     gate = engine.refusal_gate("hybrid")
     assert gate == RefusalGate(DONT_KNOW, card.refusal, card.restart)
