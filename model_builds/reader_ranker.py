@@ -29,13 +29,8 @@ sys.path.insert(0, str(REPO))
 
 from engine.core import Engine  # noqa: E402
 from engine.eval.scoring import Question, contains_answer, is_hit, load_questions  # noqa: E402
-from engine.reader.features import (  # noqa: E402
-    PASSAGE_FEATURES,
-    SENTENCE_FEATURES,
-    linear,
-    passage_features,
-)
-from engine.reader.rank import CARD_FILE, pick, sentence_rows  # noqa: E402
+from engine.reader.features import PASSAGE_FEATURES, SENTENCE_FEATURES, linear  # noqa: E402
+from engine.reader.rank import CARD_FILE, passage_rows, pick, sentence_rows  # noqa: E402
 
 PENALTIES = (0.0, 0.001, 0.01, 0.1)
 STEPS = 500
@@ -53,10 +48,7 @@ def passage_lists(engine: Engine, questions: list[Question]) -> Lists:
         if not found:
             continue
         scores = reader.passage_scores(engine.store, q.question, found)
-        rows = passage_features(
-            q.question, [s.text for s in found], [s.section for s in found], scores,
-            [s.relevance for s in found], [s.score for s in found],
-        )  # fmt: skip
+        rows = passage_rows(q.question, found, scores)
         out.append((rows, np.array([is_hit(s, q) for s in found])))
     return out
 

@@ -21,6 +21,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,7 +140,7 @@ def at_bar(rows: list[dict], bar: float) -> dict[str, float]:
     }
 
 
-def joint(gate_rows: list[dict], bar: float, gate: float | None) -> dict[str, float]:
+def joint(gate_rows: list[dict], bar: float, gate: float | None) -> dict:
     """The reader's bar and the grounding adapter's refusal gate together (hybrid): a
     question is refused when either refuses. `gate` is the adapter's threshold on its
     refusal odds (None: the shipped two-level gate of the adapter's card). `gate_rows` is
@@ -156,13 +157,17 @@ def joint(gate_rows: list[dict], bar: float, gate: float | None) -> dict[str, fl
         low = r["quote_score"] is None or r["quote_score"] < bar
         return low or r["odds"] is None or r["odds"] >= at
 
+    return {"bar": bar, "grounding_refusal": gate, **tally(gate_rows, refused)}
+
+
+def tally(gate_rows: list[dict], refused: Callable[[dict], bool]) -> dict[str, float]:
+    """What a refusal rule gives on gate_scan.py rows: absent ones refused, answerable
+    ones refused, and the answerable ones whose kept quote and answer hold the gold."""
     answerable = [r for r in gate_rows if not r["absent"]]
     absent = [r for r in gate_rows if r["absent"]]
     kept = [r for r in answerable if not refused(r)]
     n = max(1, len(answerable))
     return {
-        "bar": bar,
-        "grounding_refusal": gate,
         "absent_refused": round(sum(map(refused, absent)) / max(1, len(absent)), 3),
         "false_refusals": round(sum(map(refused, answerable)) / n, 3),
         "quote_contained": round(sum(r["quote_contained"] for r in kept) / n, 3),
@@ -204,18 +209,7 @@ def joint_model(gate_rows: list[dict], bar: float, model: dict[str, float]) -> d
             return True
         return r["odds"] >= model_threshold(model, r["quote_score"], r["best_score"] or 0.0)
 
-    answerable = [r for r in gate_rows if not r["absent"]]
-    absent = [r for r in gate_rows if r["absent"]]
-    kept = [r for r in answerable if not refused(r)]
-    n = max(1, len(answerable))
-    return {
-        "bar": bar,
-        "bias": round(model["bias"], 4),
-        "absent_refused": round(sum(map(refused, absent)) / max(1, len(absent)), 3),
-        "false_refusals": round(sum(map(refused, answerable)) / n, 3),
-        "quote_contained": round(sum(r["quote_contained"] for r in kept) / n, 3),
-        "answer_contained": round(sum(r["contained"] for r in kept) / n, 3),
-    }
+    return {"bar": bar, "bias": round(model["bias"], 4), **tally(gate_rows, refused)}
 
 
 SHIFTS = tuple(round(-3.0 + 0.2 * i, 1) for i in range(31))  # the fitted bias moved by

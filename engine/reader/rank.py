@@ -120,6 +120,16 @@ def pick(
     )  # fmt: skip
 
 
+def passage_rows(
+    question: str, found: Sequence[SearchResult], scores: Sequence[float] | np.ndarray
+) -> np.ndarray:
+    """The passage ranker's features of each of `found`, `scores` being the reader's."""
+    return passage_features(
+        question, [s.text for s in found], [s.section for s in found], scores,
+        [s.relevance for s in found], [s.score for s in found],
+    )  # fmt: skip
+
+
 def sentence_rows(question: str, table: Sentences, sources: Sequence[SearchResult]) -> np.ndarray:
     """The sentence ranker's features of each row of `table`."""
     texts: list[str] = []
@@ -209,11 +219,7 @@ class Reader:
         if weights is None:
             relevance = np.array([s.relevance for s in found], dtype=np.float32)
             return scores + self.setting("rerank_weight") * relevance
-        rows = passage_features(
-            question, [s.text for s in found], [s.section for s in found], scores,
-            [s.relevance for s in found], [s.score for s in found],
-        )  # fmt: skip
-        return linear(rows, weights)
+        return linear(passage_rows(question, found, scores), weights)
 
     def passage_scores(
         self, store: Any, question: str, found: Sequence[SearchResult]
