@@ -83,12 +83,11 @@ class Grounding:
         if not self.uses_grounding(mode) or self.parts.remote is not None:
             return None
         reader = self.parts.reader
-        card = reader.card if reader is not None else {}
-        model = card.get("refusal_model")
-        if model and quote is not None:
-            best = max((s.score for s in sources), default=0.0)
-            return RefusalGate(DONT_KNOW, model_threshold(model, quote, best), self.card().restart)
-        return refusal_gate(self.card(), card.get("grounding_refusal"), sources)
+        chosen = reader.card if reader is not None else {}
+        return refusal_gate(
+            self.card(), chosen.get("grounding_refusal"), sources,
+            chosen.get("refusal_model"), quote,
+        )  # fmt: skip
 
     def scale(self) -> float:
         """The user's scale for their own adapter; the grounding adapter's is its card's."""
@@ -218,11 +217,19 @@ def model_threshold(model: dict[str, float], quote: float, best: float) -> float
 
 
 def refusal_gate(
-    card: Card, chosen: float | None, sources: Sequence[SearchResult] = ()
+    card: Card,
+    chosen: float | None,
+    sources: Sequence[SearchResult] = (),
+    model: dict[str, float] | None = None,
+    quote: float | None = None,
 ) -> RefusalGate:
-    """Answer or refuse at the first token: at `chosen` (a reader's card names the bar it
-    was chosen with), else at the adapter card's bar, raised when the best of `sources` is
-    very close to the question (its hesitation is then more often a false refusal)."""
+    """Answer or refuse at the first token: from a reader's refusal `model` and the answer's
+    quote score `quote`; else at `chosen` (a reader's card names the bar it was chosen
+    with); else at the adapter card's bar, raised when the best of `sources` is very close
+    to the question (its hesitation is then more often a false refusal)."""
+    if model and quote is not None:
+        best = max((s.score for s in sources), default=0.0)
+        return RefusalGate(DONT_KNOW, model_threshold(model, quote, best), card.restart)
     if chosen is not None:
         return RefusalGate(DONT_KNOW, float(chosen), card.restart)
     close = max((s.score for s in sources), default=0.0) >= card.refusal_close
