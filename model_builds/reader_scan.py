@@ -5,9 +5,10 @@ do not seem to cover a question (`quote_threshold`). No model answers: it is all
     python model_builds/reader_scan.py --reader FOLDER [--data-dir DIR] QUESTIONS.jsonl ...
         [--write]
 
-The bar refuses the most absent questions while false refusals stay at most FALSE_TARGET
-(else the lowest that refuses ABSENT_TARGET of them). With `--gate` it is chosen for hybrid,
-the app's default mode, together with the grounding adapter's own refusal threshold
+The bar is the one that stays furthest inside both of the issue's targets (absent
+questions refused >= ABSENT_TARGET, false refusals <= FALSE_TARGET; see `choose`). With
+`--gate` it is chosen for hybrid, the app's default mode, together with the grounding
+adapter's own refusal threshold
 (`grounding_refusal`, which replaces the adapter's two-level gate while this reader is in
 use; None keeps that gate). The grids show what each other choice would give. `--write`
 puts the choices and their held-out figures into FOLDER/reader.json. Run it on
@@ -215,10 +216,24 @@ def joint_model(gate_rows: list[dict], bar: float, model: dict[str, float]) -> d
 SHIFTS = tuple(round(-3.0 + 0.2 * i, 1) for i in range(31))  # the fitted bias moved by
 
 
+def margin(g: dict) -> float:
+    """How far a choice stays inside both targets: the smaller of its two margins (absent
+    refused over ABSENT_TARGET, false refusals under FALSE_TARGET); negative when it misses
+    one."""
+    return min(g["absent_refused"] - ABSENT_TARGET, FALSE_TARGET - g["false_refusals"])
+
+
 def choose(grid: list[dict]) -> dict:
-    """The bar with the most absent questions refused among those with false refusals at
-    most FALSE_TARGET (the lowest such bar on a tie); if none, the lowest bar that refuses
-    ABSENT_TARGET of the absent ones."""
+    """The choice that stays furthest inside both targets (the issue's: absent questions
+    refused >= ABSENT_TARGET, false refusals <= FALSE_TARGET), so that the bars still meet
+    them on manuals the reader never saw, where the held-out edge does not carry over
+    exactly (the first choice, the most absent refused at false refusals just under the
+    target, went from 0.09 held-out to 0.13 on the development set). Ties go to the fewer
+    false refusals, then the lower bar. If nothing meets both, the most absent refused among
+    false refusals <= FALSE_TARGET; if none, the lowest bar that refuses ABSENT_TARGET."""
+    inside = [g for g in grid if margin(g) >= 0]
+    if inside:
+        return max(inside, key=lambda g: (round(margin(g), 3), -g["false_refusals"], -g["bar"]))
     fair = [g for g in grid if g["false_refusals"] <= FALSE_TARGET]
     if fair:
         return max(fair, key=lambda g: (g["absent_refused"], -g["false_refusals"], -g["bar"]))
@@ -241,7 +256,8 @@ def main() -> int:
         "--gate-fit",
         type=Path,
         help="gate_scan.py --out on training questions with this reader (never held-out): "
-        "fit a refusal model on them, then choose its bias and the bar with --gate's rows",
+        "fit a refusal model on them, then choose its bias and the bar with --gate's rows "
+        "(without it, --gate chooses the bias of the card's fitted model again)",
     )
     args = parser.parse_args()
     engine = Engine(args.data_dir)
@@ -271,10 +287,17 @@ def main() -> int:
             print(line)
         chosen = choose(grid)
     model = None
+    fitted, fitted_on = None, None
     if args.gate and args.gate_fit:
         fit_rows = [json.loads(x) for x in args.gate_fit.read_text().splitlines() if x.strip()]
-        fitted = fit_refusal(fit_rows)
+        fitted, fitted_on = fit_refusal(fit_rows), str(args.gate_fit)
         print(f"refusal model fitted on {len(fit_rows)} rows: {fitted}")
+    elif args.gate and (reader.card.get("refusal_model") or {}).get("fitted"):
+        # No training answers at hand: the card's fitted model, its bias chosen again.
+        fitted = reader.card["refusal_model"]["fitted"]
+        fitted_on = reader.card["refusal_model"].get("fitted_on")
+        print(f"refusal model from the card: {fitted}")
+    if args.gate and fitted is not None:
         models = {s: {**fitted, "bias": fitted["bias"] + s} for s in SHIFTS}
         model_grid = [joint_model(gate_rows, bar, models[s]) | {"shift": s}
                       for s in SHIFTS for bar in BARS]  # fmt: skip
@@ -284,13 +307,12 @@ def main() -> int:
         print(f"refusal model: {best_model}; adapter gate alone: {chosen}")
 
         def merit(g: dict) -> tuple:
-            return g["false_refusals"] <= FALSE_TARGET, g["absent_refused"], -g["false_refusals"]
+            return round(margin(g), 3), -g["false_refusals"], g["absent_refused"]
 
         if merit(best_model) > merit(chosen):  # the card keeps the chosen bias's row of bars
             chosen = best_model
             grid = [g for g in model_grid if g["shift"] == best_model["shift"]]
-            model = {**models[best_model["shift"]], "fitted_on": str(args.gate_fit),
-                     "fitted": fitted}  # fmt: skip
+            model = {**models[best_model["shift"]], "fitted_on": fitted_on, "fitted": fitted}
     seconds = statistics.median(r["seconds"] for r in rows)
     print(f"rerank_weight {best}: {table[str(best)]}; search alone {table['search']}")
     print(f"quote settings {card}")
