@@ -8,11 +8,11 @@ do not seem to cover a question (`quote_threshold`). No model answers: it is all
 The bar is the one that stays furthest inside both of the issue's targets (absent
 questions refused >= ABSENT_TARGET, false refusals <= FALSE_TARGET; see `choose`). With
 `--gate` it is chosen for hybrid, the app's default mode, together with the grounding
-adapter's own refusal threshold
-(`grounding_refusal`, which replaces the adapter's two-level gate while this reader is in
-use; None keeps that gate). The grids show what each other choice would give. `--write`
-puts the choices and their held-out figures into FOLDER/reader.json. Run it on
-model_builds/heldout/*.jsonl over the training corpus's index, never on the development set.
+adapter's own refusal threshold (`grounding_refusal`, which replaces the adapter's
+two-level gate while this reader is in use; None keeps that gate). The grids show what
+each other choice would give. `--write` puts the choices and their held-out figures into
+FOLDER/reader.json. Run it on model_builds/heldout/*.jsonl over the training corpus's
+index, never on the development set.
 """
 
 from __future__ import annotations
@@ -229,11 +229,13 @@ def choose(grid: list[dict]) -> dict:
     them on manuals the reader never saw, where the held-out edge does not carry over
     exactly (the first choice, the most absent refused at false refusals just under the
     target, went from 0.09 held-out to 0.13 on the development set). Ties go to the fewer
-    false refusals, then the lower bar. If nothing meets both, the most absent refused among
-    false refusals <= FALSE_TARGET; if none, the lowest bar that refuses ABSENT_TARGET."""
+    false refusals, then the more absent refused, then the lower bar. If nothing meets
+    both, the most absent refused among false refusals <= FALSE_TARGET; if none, the lowest
+    bar that refuses ABSENT_TARGET."""
     inside = [g for g in grid if margin(g) >= 0]
     if inside:
-        return max(inside, key=lambda g: (round(margin(g), 3), -g["false_refusals"], -g["bar"]))
+        return max(inside, key=lambda g: (round(margin(g), 3), -g["false_refusals"],
+                                          g["absent_refused"], -g["bar"]))  # fmt: skip
     fair = [g for g in grid if g["false_refusals"] <= FALSE_TARGET]
     if fair:
         return max(fair, key=lambda g: (g["absent_refused"], -g["false_refusals"], -g["bar"]))
