@@ -9,7 +9,9 @@ The bar is the one that stays furthest inside both of the issue's targets (absen
 questions refused >= ABSENT_TARGET, false refusals <= FALSE_TARGET; see `choose`). With
 `--gate` it is chosen for hybrid, the app's default mode, together with the grounding
 adapter's own refusal threshold (`grounding_refusal`, which replaces the adapter's
-two-level gate while this reader is in use; None keeps that gate). The grids show what
+two-level gate while this reader is in use; None keeps that gate); the bar chosen on
+search alone is kept as `quote_threshold_alone`, the bar where no adapter gate decides
+after it (rag, a user's adapter, a model server). The grids show what
 each other choice would give. `--write` puts the choices and their held-out figures into
 FOLDER/reader.json. Run it on model_builds/heldout/*.jsonl over the training corpus's
 index, never on the development set.
@@ -280,7 +282,7 @@ def main() -> int:
     grid = [at_bar(rows, bar) for bar in BARS]
     for line in grid:
         print(line)
-    chosen = choose(grid)
+    chosen = alone = choose(grid)  # the bar where no adapter gate decides after it (rag)
     if args.gate:
         gate_rows = [json.loads(x) for x in args.gate.read_text().splitlines() if x.strip()]
         print("with the grounding adapter's gate (hybrid; gate None: the shipped two-level one):")
@@ -319,16 +321,18 @@ def main() -> int:
     print(f"rerank_weight {best}: {table[str(best)]}; search alone {table['search']}")
     print(f"quote settings {card}")
     print(f"quote_threshold {chosen['bar']}: {chosen}; median sources+quote {seconds:.3f}s")
+    print(f"quote_threshold_alone {alone['bar']}: {alone}")
     if args.write:
         card_path = args.reader / "reader.json"
         card = json.loads(card_path.read_text())
         card.update({
             **{k: v for k, v in reader.card_settings().items() if k != "quote_threshold"},
             "rerank_weight": best, "quote_threshold": chosen["bar"],
+            "quote_threshold_alone": alone["bar"],
             "grounding_refusal": chosen.get("grounding_refusal"),
             "refusal_model": model,
             "heldout": {"questions": [str(p) for p in args.questions], "ranking": table,
-                        "chosen": chosen, "grid": grid,
+                        "chosen": chosen, "grid": grid, "alone": alone,
                         "with_gate": str(args.gate) if args.gate else None},
         })  # fmt: skip
         card_path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")

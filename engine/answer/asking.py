@@ -94,7 +94,7 @@ def ask(
     reader = engine.reader if wanted.retrieves else None
     rerank_s = reader.last.rerank_s if reader else 0.0
     quote = reader.quote(query, sources) if reader else None
-    if reader is not None and not reader.covers(quote):
+    if reader is not None and not reader.covers(quote, engine.grounding.gates(mode)):
         engine.llms.last = None
         yield from _not_covered(question, mode, sources, start, retrieval_s, reader)
         return

@@ -73,6 +73,11 @@ class Grounding:
         """Whether `mode` answers with an adapter of the user's own (its loops are cut)."""
         return modes.mode(mode).adapter and not self.uses_grounding(mode)
 
+    def gates(self, mode: str) -> bool:
+        """Whether the grounding adapter's own refusal gate decides in `mode` (its model
+        answers, not a model server)."""
+        return self.uses_grounding(mode) and self.parts.remote is None
+
     def refusal_gate(
         self, mode: str, sources: Sequence[SearchResult] = (), quote: float | None = None
     ) -> RefusalGate | None:
@@ -80,7 +85,7 @@ class Grounding:
         card's refusal model and the quote's score `quote`, or at the bar that card names,
         else at the adapter card's own); a user's adapter, the modes without one and a
         model server decide nothing."""
-        if not self.uses_grounding(mode) or self.parts.remote is not None:
+        if not self.gates(mode):
             return None
         reader = self.parts.reader
         chosen = reader.card if reader is not None else {}

@@ -44,9 +44,9 @@ CHECKPOINTS_DIR = ".checkpoints"
 LORA_DIR = "lora"
 # What a new reader keeps from the reader it continues: the numbers chosen on held-out
 # questions for that reader (a user's few questions cannot choose them again).
-INHERITED = ("rerank_weight", "quote_threshold", "neighbour_margin", "short_words",
-             "passage_weight", "passage_ranker", "sentence_ranker", "grounding_refusal",
-             "refusal_model")  # fmt: skip
+INHERITED = ("rerank_weight", "quote_threshold", "quote_threshold_alone", "neighbour_margin",
+             "short_words", "passage_weight", "passage_ranker", "sentence_ranker",
+             "grounding_refusal", "refusal_model")  # fmt: skip
 
 
 @dataclass

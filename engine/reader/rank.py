@@ -285,7 +285,13 @@ class Reader:
     def card_settings(self) -> dict[str, float]:
         return {name: self.setting(name) for name in DEFAULTS}
 
-    def covers(self, quote: Quote | None) -> bool:
+    def covers(self, quote: Quote | None, gated: bool = True) -> bool:
         """Whether the quote scores at the card's bar: below it, the documents do not seem
-        to cover the question."""
-        return quote is not None and quote.score >= self.setting("quote_threshold")
+        to cover the question. The bar was chosen together with the grounding adapter's
+        own refusal gate (`gated`); where no such gate decides after it (rag, a user's
+        adapter, a model server), the card's `quote_threshold_alone`, chosen for the bar
+        alone, is the bar when the card has one."""
+        bar = self.setting("quote_threshold")
+        if not gated:
+            bar = float(self.card.get("quote_threshold_alone", bar))
+        return quote is not None and quote.score >= bar

@@ -115,8 +115,9 @@ def reader(models_dir: Path) -> Reader:
 def test_the_shipped_reader_has_a_card_with_held_out_choices(reader: Reader) -> None:
     card = reader.card
     assert card["data_sha256"] and card["settings"] and card["seconds"] > 0
-    assert 0 < card["quote_threshold"] < 1
+    assert 0 < card["quote_threshold"] < 1 and 0 < card["quote_threshold_alone"] < 1
     assert card["heldout"]["chosen"]["absent_refused"] >= 0.0
+    assert card["heldout"]["alone"]["bar"] == card["quote_threshold_alone"]
     assert (READER_PACKAGE_DIR / "lora" / "adapter_model.safetensors").is_file()
 
 
@@ -344,6 +345,33 @@ def test_the_refusal_model_reads_the_answer_s_own_quote(tmp_path: Path, fake_llm
         refused = engine.answer(question, "hybrid")
         assert says_dont_know(refused.answer) and refused.quote is not None
         assert refused.quote.nearest
+    finally:
+        engine.close()
+
+
+def test_without_the_adapter_s_gate_the_bar_is_the_one_chosen_alone(
+    tmp_path: Path, fake_llm: type
+) -> None:
+    """The card's bar was chosen with the grounding adapter's refusal after it (hybrid);
+    rag, where nothing refuses after the bar, reads `quote_threshold_alone`."""
+    engine = _index(tmp_path, DOCS)
+    try:
+        engine.settings.min_score = 0.0
+        reader = engine.reader
+        assert reader is not None
+        question = "what is the initial password of the Deluge web interface?"
+        quote = reader.quote(question, engine.sources(question))
+        assert quote is not None
+        reader.card["quote_threshold"] = quote.score - 0.05
+        reader.card["quote_threshold_alone"] = quote.score + 0.05
+        reader.card.pop("refusal_model", None)
+        fake_llm.replies.extend(["It is deluge [1].", "It is deluge [1]."])
+        fake_llm.refusal_odds = 0.0
+        assert engine.answer(question, "hybrid").answer == "It is deluge [1]."
+        alone = engine.answer(question, "rag")
+        assert alone.not_covered and alone.answer == NOT_COVERED
+        del reader.card["quote_threshold_alone"]  # an older card: the one bar for both
+        assert engine.answer(question, "rag").answer == "It is deluge [1]."
     finally:
         engine.close()
 
