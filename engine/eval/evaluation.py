@@ -178,7 +178,8 @@ class Evaluation:
             return None
         card = reader.card
         rankers = [card.get(k) for k in ("passage_ranker", "sentence_ranker", "refusal_model")]
-        return [reader.key, card.get("grounding_refusal"), *rankers,
+        bars = [card.get("grounding_refusal"), card.get("quote_threshold_alone")]
+        return [reader.key, *bars, *rankers,
                 *(reader.setting(k) for k in sorted(DEFAULTS))]  # fmt: skip
 
     def run(

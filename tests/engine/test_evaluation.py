@@ -275,6 +275,9 @@ def test_a_changed_adapter_or_threshold_starts_a_new_run(
     assert Evaluation(engine, questions, config).checkpoint != with_reader
     engine.reader.card["quote_threshold"] += 0.1  # its not-covered bar
     assert Evaluation(engine, questions, config).checkpoint != with_reader
+    moved = Evaluation(engine, questions, config).checkpoint
+    engine.reader.card["quote_threshold_alone"] += 0.1  # the bar where no adapter gate follows
+    assert Evaluation(engine, questions, config).checkpoint != moved
     engine.settings.reader = False  # without a reader: the adapter's own two-level gate
     shipped = Evaluation(engine, questions, config).checkpoint
     assert shipped != with_reader
