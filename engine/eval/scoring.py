@@ -302,6 +302,13 @@ def score_mode(rows: list[tuple[Question, dict[str, Any]]], mode: str) -> dict[s
         "false_refusal": _mean(
             1.0 if says_dont_know(clean[id(r)][0]) else 0.0 for _, r in answerable
         ),
+        # Of those, the ones the reader's bar refused before any model was asked.
+        "absent_not_covered": _mean(
+            1.0 if r.get("not_covered") else 0.0 for q, r in rows if q.absent
+        ) if retrieves else None,
+        "false_not_covered": _mean(
+            1.0 if r.get("not_covered") else 0.0 for _, r in answerable
+        ) if retrieves else None,
         "gold_in_sources": _mean(1.0 if r is not None else 0.0 for r in ranks) if ranks else None,
         "first_token_s": _median(t["first_token_s"] for t in timings),
         "total_s": _median(t["total_s"] for t in timings),

@@ -90,6 +90,7 @@ def test_score_mode_aggregates_containment_citations_and_dont_know() -> None:
     ]
     metrics = score_mode(rows, "rag")
     assert metrics["n"] == 3
+    assert metrics["absent_not_covered"] == 0.0 and metrics["false_not_covered"] == 0.0
     assert metrics["hit_at_1"] == 0.5 and metrics["mrr"] == 0.5
     assert metrics["answer_containment"] == 0.5
     assert metrics["citation_precision"] == 0.5  # [1] is gold, [2] does not exist
@@ -97,6 +98,23 @@ def test_score_mode_aggregates_containment_citations_and_dont_know() -> None:
     assert metrics["tokens_per_s"] == 20.0
     base = score_mode([(ABSENT_Q, record("Paris is lovely.", [], "base"))], "base")
     assert base["absent_dont_know"] == 0.0 and base["hit_at_1"] is None
+    assert base["absent_not_covered"] is None  # no retrieval, no reader's bar
+
+
+def test_refusals_by_the_reader_s_bar_are_told_apart_from_the_model_s() -> None:
+    from engine.answer.prompting import NOT_COVERED
+
+    gold = [source("manual.pdf", 2)]
+    barred = record(NOT_COVERED, gold)
+    barred["not_covered"] = True
+    rows = [
+        (PDF_Q, barred),  # answerable, refused by the bar: a false refusal, not covered
+        (HTML_Q, record("The documents do not say.", [source("page.html", section="x")])),
+        (ABSENT_Q, record("The documents do not say.", [])),  # the model's refusal
+    ]
+    metrics = score_mode(rows, "hybrid")
+    assert metrics["false_refusal"] == 1.0 and metrics["false_not_covered"] == 0.5
+    assert metrics["absent_dont_know"] == 1.0 and metrics["absent_not_covered"] == 0.0
 
 
 def test_sources_listed_best_last_are_ranked_by_the_search_and_cited_as_numbered() -> None:
