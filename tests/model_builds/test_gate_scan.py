@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "gate_scan", REPO / "model_builds" / "gate_scan.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.model_builds import build_script
 
 
 def row(absent: bool, odds: float | None, best: float, contained: bool, gold: int) -> dict:
@@ -38,7 +27,7 @@ def test_the_tables_from_saved_answers(
     ]
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    scan = _module()
+    scan = build_script("gate_scan")
     card = dataclasses.replace(scan.grounding.read_card(), refusal=0.25)
     monkeypatch.setattr(scan.grounding, "read_card", lambda *_a: card)
     monkeypatch.setattr("sys.argv", ["gate_scan.py", "--answers", str(answers)])
@@ -73,7 +62,7 @@ def test_a_live_scan_never_refuses_and_raises_the_shipped_bar(
         json.dumps({"id": "k1", "question": "How often should I descale the kettle?",
                     "doc": "kettle.md", "section": "Kettle", "answer": "monthly"}) + "\n"
     )  # fmt: skip
-    scan = _module()
+    scan = build_script("gate_scan")
     from engine.core import Engine
 
     indexer = Engine(tmp_path / "data")

@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "reader_scan", REPO / "model_builds" / "reader_scan.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.model_builds import build_script
 
 
 def point(bar: float, absent: float, false: float) -> dict:
@@ -23,7 +10,7 @@ def point(bar: float, absent: float, false: float) -> dict:
 
 
 def test_the_choice_stays_furthest_inside_both_targets() -> None:
-    scan = _module()
+    scan = build_script("reader_scan")
     grid = [
         point(0.40, 0.79, 0.05),  # misses the absent target
         point(0.44, 0.875, 0.076),  # inside both by 0.024
@@ -36,7 +23,7 @@ def test_the_choice_stays_furthest_inside_both_targets() -> None:
 
 
 def test_ties_go_to_fewer_false_refusals_then_more_absent_refused_then_the_lower_bar() -> None:
-    scan = _module()
+    scan = build_script("reader_scan")
     # Each inside both targets by 0.05.
     assert scan.choose([point(0.44, 0.85, 0.05), point(0.46, 0.85, 0.02)])["bar"] == 0.46
     assert scan.choose([point(0.46, 0.90, 0.05), point(0.44, 0.85, 0.05)])["bar"] == 0.46
@@ -44,7 +31,7 @@ def test_ties_go_to_fewer_false_refusals_then_more_absent_refused_then_the_lower
 
 
 def test_without_a_point_inside_both_it_falls_back() -> None:
-    scan = _module()
+    scan = build_script("reader_scan")
     # None meets the absent target: the most absent refused at false refusals <= 0.10.
     assert scan.choose([point(0.40, 0.60, 0.02), point(0.46, 0.75, 0.09)])["bar"] == 0.46
     # None keeps false refusals under the target: the lowest bar refusing 0.8 of the absent.
