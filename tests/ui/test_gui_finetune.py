@@ -36,7 +36,7 @@ def test_check_train_stop_resume_and_use(
     assert view.checked.text() == "8 usable examples; 2 lines left out:"
     assert "line 9: not JSON" in view.problems.toPlainText()
 
-    view.epochs.setValue(20)
+    view.epochs.setValue(3)  # enough steps to stop after the first; few to finish
     view.rank.setValue(4)
     qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: view.bar.value() >= 1, timeout=240_000)
@@ -47,7 +47,7 @@ def test_check_train_stop_resume_and_use(
     assert view.start_button.text() == "Resume training" and view.has_checkpoint()
     assert not (adapters / "gui-zebra.gguf").exists()
 
-    view.epochs.setValue(20)  # same settings: the run resumes
+    view.epochs.setValue(3)  # same settings: the run resumes
     view.start()
     qtbot.waitUntil(lambda: view.process is None, timeout=600_000)
     assert view.use_button.isVisible(), view.status.text()
