@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from engine.answer import modes
+from engine.answer.echo import ECHOED, EchoWatch
 from engine.answer.events import (
     Answer,
     AnswerEvent,
@@ -136,7 +137,7 @@ def _generate(
         cancel=stop, gate=gate,
         guard=engine.grounding.uses_user_adapter(mode),
     )  # fmt: skip
-    text, cancelled = yield from _tokens(stream)
+    text, cancelled = yield from _tokens(stream, EchoWatch(prompt.messages))
     if quote is not None and says_dont_know(text):
         quote.nearest = True  # shown as the nearest passage: the model found no answer
     timings = _total(generator.last_timings, found.retrieval_s, found.start)
@@ -171,15 +172,33 @@ def chat(
     )
 
 
-def _tokens(stream: Iterator[str]) -> abc.Generator[AnswerEvent, None, tuple[str, bool]]:
-    """Each piece as a `TokenReceived`; returns (the text, whether it was stopped)."""
+def _tokens(
+    stream: Iterator[str], watch: EchoWatch | None = None
+) -> abc.Generator[AnswerEvent, None, tuple[str, bool]]:
+    """Each piece as a `TokenReceived`; returns (the text, whether it was stopped). With
+    `watch`, an answer that starts by copying its prompt is stopped there and says so."""
     pieces: list[str] = []
     try:
         for piece in stream:
-            pieces.append(piece)
-            yield TokenReceived(piece)
+            shown = watch.feed(piece) if watch is not None else piece
+            if watch is not None and watch.echoed:
+                break  # leaving the loop stops the model
+            if shown:
+                pieces.append(shown)
+                yield TokenReceived(shown)
     except Cancelled:
-        return "".join(pieces).strip(), True
+        held = watch.rest() if watch is not None else ""
+        return ("".join(pieces) + held).strip(), True
+    finally:
+        if isinstance(stream, abc.Generator):
+            stream.close()
+    if watch is not None and watch.echoed:
+        yield TokenReceived(ECHOED)
+        return ECHOED, False
+    rest = watch.rest() if watch is not None else ""
+    if rest:
+        pieces.append(rest)
+        yield TokenReceived(rest)
     return "".join(pieces).strip(), False
 
 

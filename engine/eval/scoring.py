@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.answer.echo import ECHOED
 from engine.answer.modes import MODES
 from engine.answer.prompting import BASE_SYSTEM_PROMPT, DONT_KNOW, RAG_SYSTEM_PROMPT, says_dont_know
 from engine.types import UserError
@@ -161,6 +162,8 @@ def strip_echo(answer: str, question: str = "") -> tuple[str, bool]:
     repeated source header ("[1] manual.pdf, page 2") is not a citation either. A copy of
     the question does not answer it, even when the question names the gold phrase.
     """
+    if answer.strip() == ECHOED:  # the app stopped a copy of the prompt and said so
+        return "", True
     text = answer
     for prompt in (RAG_SYSTEM_PROMPT, BASE_SYSTEM_PROMPT, question):
         text = _cut_copies(text, prompt) if prompt else text

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.answer.echo import ECHOED
 from engine.core import Engine
 from engine.eval.evaluation import EvalConfig, EvalProgress, Evaluation, render_markdown
 from engine.eval.scoring import (
@@ -144,6 +145,7 @@ def test_an_echoed_prompt_is_neither_a_citation_nor_a_dont_know() -> None:
     drifted = RAG_SYSTEM_PROMPT.replace("user's", "user’s").replace("sources below", "code below")
     assert cited_numbers(strip_echo(drifted)[0]) == []
     assert strip_echo("The documents do not say.") == ("The documents do not say.", False)
+    assert strip_echo(ECHOED) == ("", True)  # the app stopped a copy and said so
     question = "how do I get column-major arrays like Fortran?"
     assert strip_echo(f"{question} Use fortran_layout.", question) == (" Use fortran_layout.", True)
     assert strip_echo("It is ten minutes [1].") == ("It is ten minutes [1].", False)

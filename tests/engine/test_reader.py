@@ -388,3 +388,28 @@ def test_a_ranker_fitted_on_other_features_is_not_used(reader: Reader) -> None:
     finally:
         reader.card.clear()
         reader.card.update(saved)
+
+
+def test_an_answer_that_copies_its_prompt_is_stopped_and_says_so(
+    tmp_path: Path, fake_llm: type
+) -> None:
+    """The small base model's habit in rag: the instructions, then the sources, to the
+    token limit, "The documents do not say." inside. The app stops it at the first words;
+    the quote stays the quote (not "the nearest passage")."""
+    from engine.answer.echo import ECHOED
+    from engine.answer.events import AnswerFinished, TokenReceived
+    from engine.answer.prompting import RAG_SYSTEM_PROMPT
+
+    engine = _index(tmp_path, DOCS)
+    try:
+        engine.settings.min_score = 0.0
+        fake_llm.replies.append(RAG_SYSTEM_PROMPT + " Quote [1]: " + "word " * 300)
+        events = list(engine.ask("what is the initial password of the Deluge web interface?"))
+        shown = "".join(e.text for e in events if isinstance(e, TokenReceived))
+        answer = next(e.answer for e in events if isinstance(e, AnswerFinished))
+        assert shown == answer.answer == ECHOED
+        assert fake_llm.instances[-1].last_timings.tokens < 10  # stopped, not run to the end
+        assert answer.quote is not None and not answer.quote.nearest
+        assert answer.timings.total_s < 1.0
+    finally:
+        engine.close()
