@@ -19,16 +19,19 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.answer.events import Answer, AnswerFinished, AskOptions, SourcesFound, TokenReceived
 from engine.answer.modes import MODES
+from engine.reader.rank import Quote
 from engine.types import SearchResult
 from ui.bridge import Bridge
 from ui.chat import RENDER_MS, MarkdownView, link_citations
 from ui.runner import Request
+from ui.sources import QuoteBlock, QuotedSource, source_of
 
 LEVERS = (
     "<b>RAG</b> adds knowledge from your documents (with page citations); "
@@ -59,7 +62,8 @@ def metrics_text(answer: Answer) -> str:
 
 
 class ModeColumn(QFrame):
-    """One mode's answer, metrics and sources. Signals: source_opened(SearchResult)."""
+    """One mode's answer (opened by the reader's quote in the retrieval modes), metrics
+    and sources. Signals: source_opened(SearchResult)."""
 
     source_opened = Signal(object)
 
@@ -70,6 +74,7 @@ class ModeColumn(QFrame):
         self.text = ""
         self.answer: Answer | None = None
         self.sources: list[SearchResult] = []
+        self.quote: Quote | None = None
         self.reason: str | None = None  # why this mode cannot run now (None: it can)
         layout = QVBoxLayout(self)
         self.title = title = QLabel(label, self)
@@ -77,6 +82,12 @@ class ModeColumn(QFrame):
         self.hint = QLabel("", self)
         self.hint.setObjectName("muted")
         self.hint.setWordWrap(True)
+        self.quote_block = QuoteBlock(self)
+        self.quote_block.label.setWordWrap(True)  # a column is narrow: where wraps too
+        self.quote_block.opened.connect(self._on_quote_opened)
+        self.quote_block.hide()
+        # Four equal columns whatever they hold: a long quote must not squeeze the others.
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.body = MarkdownView(self)
         self.metrics = QLabel("", self)
         self.metrics.setObjectName("muted")
@@ -85,7 +96,8 @@ class ModeColumn(QFrame):
         self.source_links.setWordWrap(True)
         self.source_links.linkActivated.connect(self._on_link_activated)
         self.body.link_activated.connect(self._on_link_activated)
-        for widget in (title, self.hint, self.body, self.metrics, self.source_links):
+        for widget in (title, self.hint, self.quote_block, self.body, self.metrics,
+                       self.source_links):  # fmt: skip
             layout.addWidget(widget)
         layout.addStretch(1)
         self._render = QTimer(self, singleShot=True, interval=RENDER_MS)
@@ -95,6 +107,8 @@ class ModeColumn(QFrame):
         """Empty the column; a `reason` greys it out with that hint. Once a question is
         `asked`, a column that can run waits for its turn; before, it says nothing."""
         self.text, self.answer, self.sources, self.reason = "", None, [], reason
+        self.quote = None
+        self.quote_block.hide()
         self.setEnabled(reason is None)
         self.hint.setText(f"Not available: {reason}" if reason else NOT_YET if asked else "")
         self.body.set_markdown("")
@@ -102,8 +116,12 @@ class ModeColumn(QFrame):
         self.metrics.clear()
         self.source_links.clear()
 
-    def set_sources(self, sources: list[SearchResult]) -> None:
+    def set_sources(self, sources: list[SearchResult], quote: Quote | None = None) -> None:
         self.sources = list(sources)
+        self.quote = quote
+        if quote is not None:
+            self.quote_block.set_quote(quote)
+        self.quote_block.setVisible(quote is not None)
         self.hint.setText("Answering…")
         if MODES[self.mode].retrieves:
             self.source_links.setText(sources_html(sources) or "No passage matched.")
@@ -120,10 +138,22 @@ class ModeColumn(QFrame):
         self._on_render_due()
         self.hint.setText("")
         self.metrics.setText(metrics_text(answer))
+        if answer.quote is not None and answer.quote.nearest:
+            self.quote_block.set_quote(answer.quote)  # labelled the nearest passage
 
     @Slot()
     def _on_render_due(self) -> None:
         self.body.set_markdown(link_citations(self.text) or "…")
+
+    @Slot()
+    def _on_quote_opened(self) -> None:
+        """Open the quote's source in the reader, at the sentence."""
+        if self.quote is None:
+            return
+        chunk = self.quote.chunk_id
+        source = next((s for s in self.sources if s.chunk_id == chunk), None)
+        source = source if source is not None else source_of(self.quote)
+        self.source_opened.emit(QuotedSource.of(source, self.quote, at_quote=True))
 
     @Slot(str)
     def _on_link_activated(self, link: str) -> None:
@@ -250,7 +280,7 @@ class CompareView(QWidget):
             column.append(event.text)
             self.token_shown.emit(mode, event.text)
         elif isinstance(event, SourcesFound):
-            column.set_sources(event.sources)
+            column.set_sources(event.sources, event.quote)
         elif isinstance(event, AnswerFinished):
             column.finish(event.answer)
 

@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from engine.answer.events import Answer, AnswerFinished, SourcesFound, TokenReceived
+from engine.answer.modes import MODES
 from engine.answer.prompting import NOT_COVERED
 from engine.core import Engine
 from engine.reader.rank import Quote
@@ -236,3 +237,45 @@ def test_the_reader_marks_the_quoted_sentence_over_a_pdf_passage(open_window, qt
     sentence = colour(view.quote_marks[1][0].boundingRect())
     assert passage.blue() < passage.red() - 30  # amber over the white page
     assert sentence.green() < passage.green() - 20  # the quote: orange, over the amber
+
+
+def test_compare_opens_the_retrieval_modes_with_their_quote(
+    open_window, qtbot, tmp_path, monkeypatch
+):
+    from ui.pdf_view import QUOTE_HIGHLIGHT
+
+    sources, quote = documents(tmp_path / "docs")
+    answer = Answer(QUESTION, "rag", "Forward UDP 30000 [1].", sources, Timings(), quote=quote)
+    recorded = replay(answer, quote)
+
+    def ask(self, question, mode="rag", options=None, *, stop=None):
+        if MODES[mode].retrieves:
+            yield from recorded(self, question, mode, options, stop=stop)
+            return
+        yield SourcesFound([], None)
+        yield TokenReceived("No sources here.")
+        yield AnswerFinished(Answer(question, mode, "No sources here.", [], Timings()))
+
+    monkeypatch.setattr(Engine, "ask", ask)
+    window = open_window(tmp_path / "data")
+    window.resize(1700, 900)
+    view = window.compare
+    window.tabs.setCurrentWidget(view)
+    view.question.setPlainText(QUESTION)
+    with qtbot.waitSignal(view.comparison_finished, timeout=30_000):
+        view.compare()
+    rag, base = view.columns["rag"], view.columns["base"]
+    assert rag.quote_block.isVisibleTo(window) and not base.quote_block.isVisibleTo(window)
+    assert shown(rag.quote_block.text) == (
+        "“You should forward the following ports for Minetest: UDP 30000”"
+    )
+    assert rag.quote_block.y() < rag.body.y()  # the quote first, then the model's answer
+    with qtbot.waitSignal(view.source_opened, timeout=5_000):
+        qtbot.mouseClick(rag.quote_block, Qt.MouseButton.LeftButton)
+    reader = window.reader
+    assert reader.isVisible()
+    selections = reader.text_view.extraSelections()
+    assert selections[-1].format.background().color() == QUOTE_HIGHLIGHT
+    assert selections[-1].cursor.selectedText().startswith("You should forward")
+    qtbot.wait(300)
+    window.compare.grab().save(str(tmp_path / "compare.png"))
