@@ -176,16 +176,17 @@ def _tokens(
     stream: Iterator[str], watch: EchoWatch | None = None
 ) -> abc.Generator[AnswerEvent, None, tuple[str, bool]]:
     """Each piece as a `TokenReceived`; returns (the text, whether it was stopped). With
-    `watch`, an answer that starts by copying its prompt is stopped there and says so."""
+    `watch`, an answer that goes on to copy its prompt is stopped there, and one that is
+    nothing but the copy says so."""
     pieces: list[str] = []
     try:
         for piece in stream:
             shown = watch.feed(piece) if watch is not None else piece
-            if watch is not None and watch.echoed:
-                break  # leaving the loop stops the model
             if shown:
                 pieces.append(shown)
                 yield TokenReceived(shown)
+            if watch is not None and watch.stopped:
+                break  # leaving the loop stops the model
     except Cancelled:
         held = watch.rest() if watch is not None else ""
         return ("".join(pieces) + held).strip(), True

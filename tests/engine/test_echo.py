@@ -29,7 +29,7 @@ def test_a_copy_of_the_instructions_is_caught_within_its_first_words() -> None:
         fed += len(piece)
         if seen.echoed:
             break
-    assert seen.echoed and fed < ECHO_CHARS + 12, fed
+    assert seen.echoed and seen.stopped and fed < ECHO_CHARS + 12, fed
     assert seen.rest() == ""
 
 
@@ -37,6 +37,15 @@ def test_the_prompt_s_own_lines_are_a_copy_too() -> None:
     for start in ('Quote [1]: "It is deluge."', "Sources:\n\n[1] m.pdf, page 4", "Question: how?"):
         shown, seen = watch(start + " and so on")
         assert seen.echoed and shown == "", start
+
+
+def test_an_answer_that_goes_on_to_copy_its_prompt_keeps_what_it_said() -> None:
+    shown, seen = watch("Answer: 2013-02-26\nQuestion: when was it? Question: when was it?")
+    assert seen.stopped and not seen.echoed and shown == "Answer: 2013-02-26\n"
+    shown, seen = watch("It is deluge [1].\n\nSources:\n\n[1] m.pdf, page 4")
+    assert seen.stopped and shown == "It is deluge [1].\n\n"
+    shown, seen = watch("\n\nAnswer from the numbered sources in one")
+    assert seen.echoed and shown.strip() == ""
 
 
 def test_answers_pass_unchanged() -> None:
@@ -47,6 +56,8 @@ def test_answers_pass_unchanged() -> None:
         DONT_KNOW,
         " It is deluge [1].",
         "Question",  # never told apart from a copy: shown when the answer ends
+        "Two steps:\n1. Stop it.\n2. Question: none.",  # a line may hold the word
+        "Line one.\n\nSources [1] and [2].",
     ):
         shown, seen = watch(answer)
         assert shown == answer and not seen.echoed, answer
