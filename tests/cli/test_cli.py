@@ -220,7 +220,7 @@ def _count(db: Path, sql: str) -> int:
     conn = sqlean.connect(f"file:{db}?mode=ro", uri=True)
     try:
         return int(conn.execute(sql).fetchone()[0])
-    except sqlite3.Error:
+    except (sqlite3.Error, sqlean.Error):  # sqlean's are its own: the schema not there yet
         return 0
     finally:
         conn.close()
