@@ -383,8 +383,8 @@ class Engine:
                 continue
             for event in self.ask(question, mode, options, stop=stop):
                 yield mode, event
-                if isinstance(event, AnswerFinished) and event.answer.cancelled:
-                    return  # a stop stops the whole comparison
+            if stop is not None and stop.is_set():
+                return  # a stop stops the whole comparison, also one as a mode ends
 
     def close(self) -> None:
         self.parts.close()

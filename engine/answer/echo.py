@@ -61,7 +61,7 @@ class EchoWatch:
         return "" if self.stopped else self._release(len(self.text))
 
     def _line(self, line: str, first: bool) -> str:
-        """ "copy", "maybe" (it could still become one) or "no"."""
+        """Whether `line` is a copy ("copy"), could still become one ("maybe"), or not."""
         text = line.lstrip() if first else line
         if not text:
             return "maybe"

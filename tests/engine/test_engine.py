@@ -40,14 +40,17 @@ def test_stop_pressed_during_retrieval_is_not_lost(engine: Engine) -> None:
 
 
 def test_a_stop_ends_the_whole_comparison(engine: Engine) -> None:
+    """Stopped at base's first token: no other mode answers. (The bundled base model's
+    first token is the note that it copied its prompt, shown as the answer ends: the
+    stop lands between two modes, not in one.)"""
     modes = []
     stop = threading.Event()
     for mode, event in engine.compare("What is the kettle?", AskOptions(max_tokens=32), stop=stop):
         if isinstance(event, TokenReceived):
             stop.set()
         if isinstance(event, AnswerFinished):
-            modes.append((mode, event.answer.cancelled))
-    assert modes == [("base", True)]
+            modes.append(mode)
+    assert modes == ["base"]
 
 
 def test_after_a_stop_the_next_answer_runs(engine: Engine) -> None:

@@ -112,7 +112,10 @@ def test_ask_streams_keeps_gui_live_and_survives_restart(
     probe.stop()
     answer = finished.args[0]
     assert tokens and "".join(tokens).strip() == answer.answer
-    assert answer.timings.tokens == len(tokens) and answer.timings.first_token_s > 0
+    # Every token shown as it came (the first few arrive together: an answer's first words
+    # are held until they cannot be a copy of the prompt, engine/answer/echo.py).
+    assert answer.timings.tokens - 3 <= len(tokens) <= answer.timings.tokens
+    assert answer.timings.first_token_s > 0
     # The GUI thread kept running timers while the worker searched and generated: no
     # stall (loading the model or embedding in the GUI thread would be one) over STALL_S.
     stall = max(later - earlier for earlier, later in itertools.pairwise(ticks))
