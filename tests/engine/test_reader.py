@@ -410,6 +410,5 @@ def test_an_answer_that_copies_its_prompt_is_stopped_and_says_so(
         assert shown == answer.answer == ECHOED
         assert fake_llm.instances[-1].last_timings.tokens < 10  # stopped, not run to the end
         assert answer.quote is not None and not answer.quote.nearest
-        assert answer.timings.total_s < 1.0
     finally:
         engine.close()
