@@ -2,7 +2,7 @@
 pairs from model_builds/questions with Quire's own search, train, export int8 ONNX, ship.
 
     python model_builds/reader.py [--data-dir DIR] [--epochs N] [--max-steps N] [--zero-shot]
-        [--pairs-out FILE]              # trains into <models>/readers/quire-reader/
+        [--pairs-out FILE] [--breadth]  # trains into <models>/readers/quire-reader/
     python model_builds/reader.py --ship FOLDER [--out models/reader]
 
 `--zero-shot` installs MiniLM untrained (the baseline the trained reader is measured
@@ -33,6 +33,11 @@ from models.bundled import reader_base  # noqa: E402
 
 QUESTIONS = REPO / "model_builds" / "questions"
 CORPUS = REPO.parent / "shared" / "training-corpus"
+# Other manuals' questions, over the breadth corpus's own index (model_builds/breadth/; its
+# unseen/ questions are never trained on). `--breadth` adds them; the shipped reader was
+# trained without: with them it ranked better alone but no better beside the search's own
+# order (docs/evaluation.md, "The reader, fifth round").
+BREADTH = REPO / "model_builds" / "breadth"
 NAME = "quire-reader"
 # The *-d.jsonl and *-e.jsonl questions were written after the shipped reader was trained;
 # they fit its rankers and refusal model (model_builds/reader_ranker.py, reader_scan.py
@@ -46,6 +51,13 @@ def questions() -> list:
     for path in sorted(QUESTIONS.glob("*.jsonl")):
         if not any(fnmatch(path.name, pattern) for pattern in RANKER_ONLY):
             rows += load_questions(path)
+    return rows
+
+
+def breadth_questions() -> list:
+    rows = []
+    for path in sorted((BREADTH / "questions").glob("*.jsonl")):
+        rows += load_questions(path)
     return rows
 
 
@@ -78,6 +90,10 @@ def main() -> int:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--lr", type=float, default=ReaderConfig.lr)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--breadth-data-dir", type=Path,
+                        default=REPO / ".cache" / "breadth" / "data")  # fmt: skip
+    parser.add_argument("--breadth", action="store_true",
+                        help="add model_builds/breadth/questions")  # fmt: skip
     parser.add_argument("--name", default=NAME, help="the folder under <models>/readers/")
     parser.add_argument("--from", dest="start", type=Path, help="continue this reader folder")
     parser.add_argument("--zero-shot", action="store_true", help="MiniLM untrained")
@@ -93,13 +109,22 @@ def main() -> int:
     report = engine.ingest([CORPUS])  # unchanged files are skipped in a second
     if report.failed:
         print(f"failed to index: {report.failed}", file=sys.stderr)
+    more = []
+    if args.breadth:
+        wide = Engine(args.breadth_data_dir)
+        report = wide.ingest([BREADTH / "corpus"])
+        if report.failed:
+            print(f"failed to index: {report.failed}", file=sys.stderr)
+        more.append((breadth_questions(), Retriever(wide.store, wide.embedder)))
     config = ReaderConfig(epochs=args.epochs, lr=args.lr, max_steps=args.max_steps, seed=args.seed)
     if args.zero_shot:
         config = ReaderConfig(max_steps=1, lr=1e-12)  # one step at no rate: MiniLM as is
     job = ReaderJob(
         questions(), Retriever(engine.store, engine.embedder), engine.models_dir,
         reader_base(engine.models_dir), args.name + ("-zero-shot" if args.zero_shot else ""),
-        config, start_from=args.start, source="model_builds/questions/*.jsonl",
+        config, start_from=args.start, more=more,
+        source="model_builds/questions/*.jsonl"
+        + (" + model_builds/breadth/questions/*.jsonl" if args.breadth else ""),
     )  # fmt: skip
     if args.pairs_out:
         pairs, stats = job.pairs()

@@ -95,9 +95,15 @@ class ReaderJob:
     start_from: Path | None = None  # a reader folder whose LoRA and card to continue
     collection: str | None = None
     source: str = ""  # where the questions came from, for the card
+    # Further question sets, each over its own index (the recipe's other manuals).
+    more: Sequence[tuple[list[Question], Retriever]] = ()
 
     def pairs(self) -> tuple[list[Pair], dict[str, int]]:
         pairs, stats = build_pairs(self.retriever, self.questions, self.collection)
+        for questions, retriever in self.more:
+            more, more_stats = build_pairs(retriever, questions)
+            pairs += more
+            stats.update(more_stats)
         return pairs, dict(stats)
 
     def run(

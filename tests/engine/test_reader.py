@@ -412,3 +412,37 @@ def test_an_answer_that_copies_its_prompt_is_stopped_and_says_so(
         assert answer.quote is not None and not answer.quote.nearest
     finally:
         engine.close()
+
+
+def test_a_reader_job_makes_pairs_from_each_question_set_over_its_own_index(tmp_path):
+    """`ReaderJob.more`: the recipe's other manuals, each set searched in its own index."""
+    from engine.core import Engine
+    from engine.eval.scoring import load_questions
+    from engine.index.retrieval import Retriever
+    from engine.reader.job import ReaderJob
+    from tests.cli.test_reader_train_cli import DOCS, QUESTIONS, write_questions
+
+    retrievers = []
+    for part, names in (
+        ("one", ("deluge.md", "backups.md")),
+        ("two", ("minetest.md", "garden.md")),
+    ):
+        docs = tmp_path / part / "docs"
+        docs.mkdir(parents=True)
+        for name in names:
+            (docs / name).write_text(DOCS[name], encoding="utf-8")
+        engine = Engine(tmp_path / part / "data")
+        engine.ingest([docs])
+        retrievers.append(Retriever(engine.store, engine.embedder))
+    first = load_questions(write_questions(tmp_path / "one.jsonl", QUESTIONS[:2]))
+    second = load_questions(write_questions(tmp_path / "two.jsonl", QUESTIONS[2:4]))
+    alone = ReaderJob(first, retrievers[0], tmp_path / "models", tmp_path, "r")
+    both = ReaderJob(first, retrievers[0], tmp_path / "models", tmp_path, "r",
+                     more=[(second, retrievers[1])])  # fmt: skip
+    pairs, stats = alone.pairs()
+    assert {p.id for p in pairs} == {"q1", "q2"} and stats["passage pairs"] == 2
+    pairs, stats = both.pairs()
+    assert {p.id for p in pairs} == {"q1", "q2", "q3", "q4"}
+    assert stats["passage pairs"] == 4 and stats["sentence pairs"] == 4
+    tomatoes = next(p for p in pairs if p.id == "q4" and p.kind == "passage")
+    assert "six hours of sun" in tomatoes.positive and "Minetest" in tomatoes.negatives[0]
