@@ -3,7 +3,8 @@ held-out questions: the passage ranker, which orders the search's 20 candidates,
 sentence ranker, which picks the quote among the sentences of the answer's sources.
 
     python model_builds/reader_ranker.py --reader FOLDER [--data-dir DIR] \
-        --train model_builds/questions/*-d.jsonl --heldout model_builds/heldout/*.jsonl [--write]
+        --train model_builds/questions/*-d.jsonl --heldout model_builds/heldout/*.jsonl \
+        [--breadth-data-dir DIR --train-breadth FILE ... --heldout-breadth FILE ...] [--write]
 
 Fitted on questions the reader's own training never saw (the `*-d.jsonl` files were
 written after it), so the reader's cosine means there what it means on a new manual. Each
@@ -11,7 +12,10 @@ ranker is a listwise softmax over a question's candidates (the gold ones against
 with an L2 penalty; the penalty is chosen on the held-out questions, and a ranker is
 written into FOLDER/reader.json only where it beats what the card does now on them
 (hit@1, then MRR for passages; the quote holding the gold phrase for sentences). Run it
-over the training corpus's index, never the development set.
+over the training corpus's index, never the development set. `--train-breadth` and
+`--heldout-breadth` add questions about other manuals (model_builds/breadth/, over that
+corpus's own index, `--breadth-data-dir`): the ones the reader never trained on are fitted
+on, and the ones on manuals nobody trained on (`unseen/`) join the held-out questions.
 """
 
 from __future__ import annotations
@@ -132,6 +136,10 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO / ".cache" / "grounding" / "data")
     parser.add_argument("--train", type=Path, nargs="+", required=True)
     parser.add_argument("--heldout", type=Path, nargs="+", required=True)
+    parser.add_argument("--breadth-data-dir", type=Path,
+                        default=REPO / ".cache" / "breadth" / "data")  # fmt: skip
+    parser.add_argument("--train-breadth", type=Path, nargs="*", default=[])
+    parser.add_argument("--heldout-breadth", type=Path, nargs="*", default=[])
     parser.add_argument("--write", action="store_true", help="write the chosen rankers")
     args = parser.parse_args()
 
@@ -142,9 +150,19 @@ def main() -> int:
     card = reader.card  # changed in memory as the rankers are chosen; written with --write
     card.pop("passage_ranker", None)
     card.pop("sentence_ranker", None)
-    train, heldout = load(args.train), load(args.heldout)
-    report: dict = {"train": [str(p) for p in args.train], "train_questions": len(train),
-                    "heldout": [str(p) for p in args.heldout]}  # fmt: skip
+    # (engine, training questions, held-out questions) per index
+    sets = [(engine, load(args.train), load(args.heldout))]
+    if args.train_breadth or args.heldout_breadth:
+        wide = Engine(args.breadth_data_dir)
+        wide.update_settings(save=False, reader_path=str(args.reader.resolve()))
+        assert wide.reader is not None
+        wide.reader.card = card  # one card: the rankers' choices apply to both indexes
+        sets.append((wide, load(args.train_breadth), load(args.heldout_breadth)))
+    train = [q for _, t, _ in sets for q in t]
+    report: dict = {"train": [str(p) for p in args.train + args.train_breadth],
+                    "train_questions": len(train),
+                    "heldout": [str(p) for p in args.heldout + args.heldout_breadth],
+                    "heldout_questions": sum(len(h) for _, _, h in sets)}  # fmt: skip
     start = time.perf_counter()
 
     # -- passages ------------------------------------------------------------------------
@@ -152,7 +170,8 @@ def main() -> int:
     now = np.zeros(len(PASSAGE_FEATURES))
     now[PASSAGE_FEATURES.index("reader")] = 1.0
     now[PASSAGE_FEATURES.index("relevance")] = weight
-    fit_lists, held_lists = passage_lists(engine, train), passage_lists(engine, heldout)
+    fit_lists = [x for e, t, _ in sets for x in passage_lists(e, t)]
+    held_lists = [x for e, _, h in sets for x in passage_lists(e, h)]
     rows = {"card now": ranking(held_lists, now)}
     fitted = {}
     for penalty in PENALTIES:
@@ -173,7 +192,8 @@ def main() -> int:
 
     # -- sentences -----------------------------------------------------------------------
     settings = reader.card_settings()
-    fit_items, held_items = sentence_lists(engine, train), sentence_lists(engine, heldout)
+    fit_items = [x for e, t, _ in sets for x in sentence_lists(e, t)]
+    held_items = [x for e, _, h in sets for x in sentence_lists(e, h)]
     fit_s = [(i["rows"], i["gold"]) for i in fit_items if i["rows"] is not None]
     quotes = {"card now": quote_contained(held_items, settings, None)}
     fitted_s = {}
