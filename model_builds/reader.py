@@ -46,18 +46,11 @@ NAME = "quire-reader"
 RANKER_ONLY = ("*-d.jsonl", "*-e.jsonl")
 
 
-def questions() -> list:
+def questions(folder: Path = QUESTIONS, skip: tuple[str, ...] = RANKER_ONLY) -> list:
     rows = []
-    for path in sorted(QUESTIONS.glob("*.jsonl")):
-        if not any(fnmatch(path.name, pattern) for pattern in RANKER_ONLY):
+    for path in sorted(folder.glob("*.jsonl")):
+        if not any(fnmatch(path.name, pattern) for pattern in skip):
             rows += load_questions(path)
-    return rows
-
-
-def breadth_questions() -> list:
-    rows = []
-    for path in sorted((BREADTH / "questions").glob("*.jsonl")):
-        rows += load_questions(path)
     return rows
 
 
@@ -115,7 +108,7 @@ def main() -> int:
         report = wide.ingest([BREADTH / "corpus"])
         if report.failed:
             print(f"failed to index: {report.failed}", file=sys.stderr)
-        more.append((breadth_questions(), Retriever(wide.store, wide.embedder)))
+        more.append((questions(BREADTH / "questions", ()), Retriever(wide.store, wide.embedder)))
     config = ReaderConfig(epochs=args.epochs, lr=args.lr, max_steps=args.max_steps, seed=args.seed)
     if args.zero_shot:
         config = ReaderConfig(max_steps=1, lr=1e-12)  # one step at no rate: MiniLM as is
