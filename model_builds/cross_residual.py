@@ -16,8 +16,13 @@ after each epoch on the held-out BorgBackup questions and the unseen manuals' qu
 the quote, with the app's neighbour rules, holding the gold phrase (shipped and corrected,
 on the same sources).
 
+`heads` measures, on the same lists, a rule instead of a model: quote from a reference
+entry's head (a line opening with a quoted term or an option) when the chosen sentence lies
+a few sentences below it in its passage.
+
     python model_builds/cross_residual.py build [--lists FILE]
-    python model_builds/cross_residual.py train [--lists FILE] [--epochs 2]
+    python model_builds/cross_residual.py train [--lists FILE] [--epochs 2] [--share 0.5]
+    python model_builds/cross_residual.py heads [--lists FILE]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -219,9 +225,59 @@ def train(
         torch.save(model.state_dict(), CACHE / f"cross-residual-{share}-e{epoch + 1}.pt")
 
 
+ENTRY_HEAD = re.compile(r"""(?:[‘'"`][^’'"`\n]{1,60}[’'"`]|--?[A-Za-z][\w-]*)""")
+
+
+def from_head(sources: list[SearchResult], quote: Any, depth: int, cap: int) -> str:
+    """The quote, widened up to its entry's head when the head is at most `depth` sentences
+    above it (only the head and the quote, joined by an ellipsis, when that is over `cap`
+    words)."""
+    text = next(s.text for s in sources if s.chunk_id == quote.chunk_id)
+    spans = sentence_spans(text)
+    here = [i for i, (a, b) in enumerate(spans) if a <= quote.start < b]
+    if not here:
+        return str(quote.text)
+
+    def is_head(i: int) -> bool:
+        a = spans[i][0]
+        return (a == 0 or text[a - 1] == "\n") and bool(ENTRY_HEAD.match(text, a))
+
+    if is_head(here[0]):
+        return str(quote.text)
+    for j in range(here[0] - 1, max(-1, here[0] - 1 - depth), -1):
+        if is_head(j):
+            wide = text[spans[j][0] : quote.end]
+            if len(wide.split()) <= cap:
+                return wide
+            return f"{text[spans[j][0] : spans[j][1]]} … {quote.text}"
+    return str(quote.text)
+
+
+def heads(lists: Path, reader: Path) -> None:
+    sets = pickle.loads(lists.read_bytes())
+    card = engine_for(GROUNDING, reader).reader.card_settings()  # type: ignore[union-attr]
+    for name in ("borg", "unseen", "train"):
+        rows = [r for r in sets[name] if not r.get("none")]
+        n = len(sets[name])
+        quotes = [pick(r["table"], r["sources"], card, r["ranked"]) for r in rows]
+        held = sum(contains_answer(q.text, r["answer"]) for q, r in zip(quotes, rows, strict=True))
+        words = sum(len(q.text.split()) for q in quotes)
+        print(f"{name} ({n}): shipped {held / n:.3f}, {words / n:.1f} words")
+        for depth in (1, 2, 3, 5):
+            for cap in (60, 80, 1000):
+                pairs = list(zip(quotes, rows, strict=True))
+                texts = [from_head(r["sources"], q, depth, cap) for q, r in pairs]
+                answers = [r["answer"] for r in rows]
+                held = sum(map(contains_answer, texts, answers))
+                words = sum(len(t.split()) for t in texts)
+                changed = sum(t != q.text for t, q in zip(texts, quotes, strict=True))
+                print(f"  depth {depth}, cap {cap}: {held / n:.3f}, {words / n:.1f} words, "
+                      f"{changed} changed")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("step", choices=("build", "train"))
+    parser.add_argument("step", choices=("build", "train", "heads"))
     parser.add_argument("--lists", type=Path, default=CACHE / "cross-lists.pkl")
     parser.add_argument("--reader", type=Path, default=REPO / ".cache/models/quire-reader")
     parser.add_argument("--epochs", type=int, default=2)
@@ -231,6 +287,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.step == "build":
         build(args.reader, args.lists)
+    elif args.step == "heads":
+        heads(args.lists, args.reader)
     else:
         train(args.lists, args.reader, args.epochs, args.lr, args.head_lr, args.share)
     return 0
