@@ -16,6 +16,8 @@ after each epoch on the held-out BorgBackup questions and the unseen manuals' qu
 the quote, with the app's neighbour rules, holding the gold phrase (shipped and corrected,
 on the same sources).
 
+`where` counts, for the held-out sets, where the gold phrase stands when the quote misses
+it (not in the sources; in the quote's passage, after or before it; in another source).
 `heads` measures, on the same lists, a rule instead of a model: quote from a reference
 entry's head (a line opening with a quoted term or an option) when the chosen sentence lies
 a few sentences below it in its passage.
@@ -23,11 +25,13 @@ a few sentences below it in its passage.
     python model_builds/cross_residual.py build [--lists FILE]
     python model_builds/cross_residual.py train [--lists FILE] [--epochs 2] [--share 0.5]
     python model_builds/cross_residual.py heads [--lists FILE]
+    python model_builds/cross_residual.py where
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import pickle
 import random
 import re
@@ -275,9 +279,49 @@ def heads(lists: Path, reader: Path) -> None:
                       f"{changed} changed")  # fmt: skip
 
 
+def where_missed(engine: Engine, q: Question) -> str:
+    """Where the gold phrase stands for the app's quote: `contained`, `not in sources`,
+    `next`/`earlier`/`further` (sentences of the quote's passage) or `another source`."""
+    assert engine.reader is not None
+    sources = engine.sources(q.question)
+    quote = engine.reader.quote(q.question, sources) if sources else None
+    answer = q.answer or ""
+    if quote and contains_answer(quote.text, answer):
+        return "contained"
+    holding = [s for s in sources if contains_answer(s.text, answer)]
+    if quote is None or not holding:
+        return "not in sources"
+    if all(s.chunk_id != quote.chunk_id for s in holding):
+        return "another source"
+    text = next(s.text for s in holding if s.chunk_id == quote.chunk_id)
+    spans = sentence_spans(text)
+    gold = [i for i, (a, b) in enumerate(spans) if contains_answer(text[a:b], answer)]
+    quoted = [i for i, (a, b) in enumerate(spans) if a >= quote.start and b <= quote.end]
+    if not gold or not quoted:
+        return "across sentences"
+    if gold[0] < quoted[0]:
+        return "earlier"
+    return "next" if gold[0] == quoted[-1] + 1 else "further"
+
+
+def where(reader: Path) -> None:
+    unseen = sorted((REPO / "model_builds" / "breadth" / "unseen").glob("*.jsonl"))
+    held = {"borg": (GROUNDING, [REPO / "model_builds/heldout/borg.jsonl"]),
+            "unseen": (BREADTH, unseen)}  # fmt: skip
+    for name, (data, paths) in held.items():
+        engine = engine_for(data, reader)
+        counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        for path in paths:
+            for q in load_questions(path):
+                if q.answer and not q.absent:
+                    counts[q.id.split("-")[0]][where_missed(engine, q)] += 1
+        for manual, counted in sorted(counts.items()):
+            print(name, manual, sum(counted.values()), dict(counted.most_common()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("step", choices=("build", "train", "heads"))
+    parser.add_argument("step", choices=("build", "train", "heads", "where"))
     parser.add_argument("--lists", type=Path, default=CACHE / "cross-lists.pkl")
     parser.add_argument("--reader", type=Path, default=REPO / ".cache/models/quire-reader")
     parser.add_argument("--epochs", type=int, default=2)
@@ -287,6 +331,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.step == "build":
         build(args.reader, args.lists)
+    elif args.step == "where":
+        where(args.reader)
     elif args.step == "heads":
         heads(args.lists, args.reader)
     else:
