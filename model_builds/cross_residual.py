@@ -262,16 +262,15 @@ def heads(lists: Path, reader: Path) -> None:
     card = engine_for(GROUNDING, reader).reader.card_settings()  # type: ignore[union-attr]
     for name in ("borg", "unseen", "train"):
         rows = [r for r in sets[name] if not r.get("none")]
-        n = len(sets[name])
+        n, k = len(sets[name]), len(rows)
         quotes = [pick(r["table"], r["sources"], card, r["ranked"]) for r in rows]
-        held = sum(contains_answer(q.text, r["answer"]) for q, r in zip(quotes, rows, strict=True))
+        answers, found = [r["answer"] for r in rows], [r["sources"] for r in rows]
+        held = sum(map(contains_answer, (q.text for q in quotes), answers))
         words = sum(len(q.text.split()) for q in quotes)
         print(f"{name} ({n}): shipped {held / n:.3f}, {words / n:.1f} words")
         for depth in (1, 2, 3, 5):
             for cap in (60, 80, 1000):
-                pairs = list(zip(quotes, rows, strict=True))
-                texts = [from_head(r["sources"], q, depth, cap) for q, r in pairs]
-                answers = [r["answer"] for r in rows]
+                texts = list(map(from_head, found, quotes, [depth] * k, [cap] * k))
                 held = sum(map(contains_answer, texts, answers))
                 words = sum(len(t.split()) for t in texts)
                 changed = sum(t != q.text for t, q in zip(texts, quotes, strict=True))
